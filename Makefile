@@ -1,0 +1,35 @@
+# mdrelay: one entry point for people and CI.
+#   make run    build (release) and run the relay on the built-in demo config (no internet)
+#   make test   everything CI checks: format, lints, docs, all tests
+#   make bench  criterion micro-benchmarks (results in target/criterion)
+
+CARGO ?= cargo
+CONFIG ?= config/default.toml
+
+.PHONY: run build test fmt lint doc unit bench clean
+
+run: build
+	./target/release/mdrelay run --config $(CONFIG)
+
+build:
+	$(CARGO) build --release --locked
+
+test: fmt lint doc unit
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --quiet
+
+unit:
+	$(CARGO) test --locked --all-targets
+
+bench:
+	$(CARGO) bench --locked
+
+clean:
+	$(CARGO) clean

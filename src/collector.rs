@@ -1,0 +1,581 @@
+//! A collector: the one OS thread (`collector-<feed>`) that owns a feed's WebSocket connection.
+//!
+//! Loop: connect (TCP, TLS for wss, WebSocket handshake, all under the connect deadline) →
+//! send the venue's subscribe requests → read frames. For each text frame: stamp `t_recv`
+//! (monotonic) right after the read returns, parse with the venue parser, and for every event
+//! resolve the instrument (sending its InstrumentDef first the first time), assign the
+//! per-instrument sequence, encode the frame, and push it into the feed's bounded queue.
+//!
+//! Blocking: the socket read (woken every [`POLL_INTERVAL`] to check the stop flag) and, under
+//! the `block` policy, a full queue for at most the block timeout. Nothing else; no locks.
+//!
+//! Losses are never silent: a frame the queue refuses is counted, the instrument's sequence still
+//! advances (subscribers see the gap), and a `dropped` status frame with the count is sent for that
+//! instrument as soon as the queue has room. Connection changes are status frames too.
+//! Reconnects back off exponentially with full jitter (AWS architecture blog, "Exponential
+//! Backoff And Jitter"), the first retry immediate, the attempt count reset by the first data
+//! message of a new connection.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use crate::clock;
+use crate::config::FeedConfig;
+use crate::event::{Event, Status, StatusCode};
+use crate::instrument::{InstrumentId, Registry, Venue};
+use crate::protocol::{self, FrameBuf, Meta};
+use crate::queue::{Envelope, Producer, PushError};
+use crate::stats::{FeedStats, StopFlag};
+use crate::venue::{Parsed, VenueParser};
+
+/// How often a blocked socket read wakes to look at the stop flag.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Why a connection attempt or session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The URL could not be turned into a request or an address.
+    #[error("bad url {url}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// TCP connect, TLS or WebSocket handshake failed.
+    #[error("connect to {url} failed: {reason}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The connection broke or the venue closed it.
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// The consumer is gone (shutdown); nothing more can be delivered.
+    #[error("consumer gone")]
+    ConsumerGone,
+}
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// Per-instrument state kept by the collector.
+#[derive(Debug)]
+struct InstrumentState {
+    /// Stable id of `venue:symbol`; 0 when the id collided with another name.
+    id: InstrumentId,
+    /// Sequence of the last market-data event (0 before the first); advances even when the frame
+    /// is dropped, so subscribers see the gap.
+    seq: u64,
+    /// The InstrumentDef is in the queue; until then no frame of this id may be sent.
+    def_sent: bool,
+    /// Events dropped since the last `dropped` status frame that made it into the queue.
+    unreported_drops: u64,
+}
+
+/// The queue end plus the counters of what went through it.
+struct Tx {
+    producer: Producer,
+    stats: Arc<FeedStats>,
+    /// Set when the consumer is gone.
+    consumer_gone: bool,
+}
+
+impl Tx {
+    /// Pushes a copy of `frame` under the feed's policy; false if it was dropped (counted).
+    #[inline]
+    fn push(&mut self, frame: &FrameBuf, t_recv_ns: u64) -> bool {
+        self.enqueue(frame, t_recv_ns, false)
+    }
+
+    /// Pushes only if there is room now; false if not (not counted as a drop: the caller keeps
+    /// the information and retries).
+    fn try_push(&mut self, frame: &FrameBuf) -> bool {
+        self.enqueue(frame, 0, true)
+    }
+
+    #[inline]
+    fn enqueue(&mut self, frame: &FrameBuf, t_recv_ns: u64, no_wait: bool) -> bool {
+        let env = Envelope {
+            frame: frame.clone(),
+            t_recv_ns,
+        };
+        let r = if no_wait {
+            self.producer.try_push(env)
+        } else {
+            self.producer.push(env)
+        };
+        match r {
+            Ok(()) => {
+                self.stats.collector.enqueued.inc();
+                true
+            }
+            Err(e) => {
+                if matches!(e, PushError::Disconnected(_)) {
+                    self.consumer_gone = true;
+                }
+                if !no_wait {
+                    self.stats.collector.dropped.inc();
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Everything the parser's event sink needs, split from the parser so both can be borrowed.
+struct Outbox {
+    venue: Venue,
+    tx: Tx,
+    registry: Registry,
+    instruments: FxHashMap<String, InstrumentState>,
+    /// True when some instrument has `unreported_drops > 0`.
+    drops_pending: bool,
+    /// Scratch frame, reused.
+    buf: FrameBuf,
+}
+
+impl Outbox {
+    /// Sends `dropped` status frames for instruments with unreported drops, as far as the queue
+    /// has room right now; the rest stay pending.
+    fn report_drops(&mut self) {
+        let mut still_pending = false;
+        for st in self.instruments.values_mut() {
+            if st.unreported_drops == 0 {
+                continue;
+            }
+            if !st.def_sent {
+                still_pending = true;
+                continue;
+            }
+            protocol::encode_status(
+                &mut self.buf,
+                &Meta {
+                    instrument_id: st.id,
+                    sequence: st.seq,
+                    recv_ts_ns: clock::wall_ns(),
+                    flags: 0,
+                },
+                self.venue.name(),
+                &Status {
+                    code: StatusCode::Dropped,
+                    count: st.unreported_drops,
+                    detail: "queue full: frames dropped before the consumer",
+                },
+            );
+            if self.tx.try_push(&self.buf) {
+                st.unreported_drops = 0;
+            } else {
+                still_pending = true;
+            }
+        }
+        self.drops_pending = still_pending;
+    }
+
+    /// Feed-wide status frame (instrument 0).
+    fn feed_status(&mut self, code: StatusCode, count: u64, detail: &str) {
+        protocol::encode_status(
+            &mut self.buf,
+            &Meta {
+                recv_ts_ns: clock::wall_ns(),
+                ..Meta::default()
+            },
+            self.venue.name(),
+            &Status {
+                code,
+                count,
+                detail,
+            },
+        );
+        self.tx.push(&self.buf, 0);
+    }
+
+    fn add_instrument(&mut self, symbol: &str) {
+        let id = match self.registry.insert(self.venue.name(), symbol) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(venue = %self.venue, "{e}; events of {symbol} are refused");
+                0
+            }
+        };
+        self.instruments.insert(
+            symbol.to_owned(),
+            InstrumentState {
+                id,
+                seq: 0,
+                def_sent: false,
+                unreported_drops: 0,
+            },
+        );
+    }
+
+    /// Encodes and enqueues one parsed event (with its InstrumentDef first, the first time).
+    #[inline]
+    fn on_event(
+        &mut self,
+        symbol: Option<&str>,
+        ev: &Event<'_>,
+        t_recv_ns: u64,
+        recv_wall_ns: u64,
+    ) {
+        if self.drops_pending {
+            self.report_drops();
+        }
+        let Some(symbol) = symbol else {
+            if let Event::Status(s) = ev {
+                self.feed_status(s.code, s.count, s.detail);
+            }
+            return;
+        };
+        if !self.instruments.contains_key(symbol) {
+            self.add_instrument(symbol);
+        }
+        let Some(st) = self.instruments.get_mut(symbol) else {
+            return;
+        };
+        let c = &self.tx.stats.collector;
+        if st.id == 0 {
+            c.id_collisions.inc();
+            return;
+        }
+        let is_event = !matches!(ev, Event::Status(_));
+        if is_event {
+            st.seq += 1;
+            c.events.inc();
+            match ev {
+                Event::Trade(_) => c.trades.inc(),
+                Event::Quote(_) => c.quotes.inc(),
+                _ => c.books.inc(),
+            }
+        }
+        let meta = Meta {
+            instrument_id: st.id,
+            sequence: st.seq,
+            recv_ts_ns: recv_wall_ns,
+            flags: 0,
+        };
+        if !st.def_sent {
+            protocol::encode_instrument_def(&mut self.buf, &meta, self.venue.name(), symbol);
+            st.def_sent = self.tx.push(&self.buf, 0);
+        }
+        let sent = st.def_sent && {
+            match ev {
+                Event::Trade(t) => protocol::encode_trade(&mut self.buf, &meta, t),
+                Event::Quote(q) => protocol::encode_quote(&mut self.buf, &meta, q),
+                Event::Book(b) => protocol::encode_book(&mut self.buf, &meta, b),
+                Event::Status(s) => {
+                    protocol::encode_status(&mut self.buf, &meta, self.venue.name(), s)
+                }
+            }
+            self.tx.push(&self.buf, t_recv_ns)
+        };
+        if !sent && is_event {
+            self.tx.stats.collector.dropped_events.inc();
+            st.unreported_drops += 1;
+            self.drops_pending = true;
+        }
+    }
+}
+
+/// A feed's collector, ready to run on its own thread.
+pub struct Collector {
+    cfg: FeedConfig,
+    parser: Box<dyn VenueParser>,
+    out: Outbox,
+    stop: Arc<StopFlag>,
+    /// Reused list of messages the parser asks to send.
+    outgoing: Vec<String>,
+    /// xorshift state for reconnect jitter; never 0.
+    rng: u64,
+}
+
+impl Collector {
+    /// A collector for `cfg` pushing into `producer`; `stats` is shared with reporters.
+    pub fn new(
+        cfg: FeedConfig,
+        parser: Box<dyn VenueParser>,
+        producer: Producer,
+        stats: Arc<FeedStats>,
+        stop: Arc<StopFlag>,
+    ) -> Self {
+        let venue = cfg.venue;
+        Collector {
+            cfg,
+            parser,
+            out: Outbox {
+                venue,
+                tx: Tx {
+                    producer,
+                    stats,
+                    consumer_gone: false,
+                },
+                registry: Registry::default(),
+                instruments: FxHashMap::default(),
+                drops_pending: false,
+                buf: FrameBuf::new(),
+            },
+            stop,
+            outgoing: Vec::new(),
+            rng: clock::wall_ns() | 1,
+        }
+    }
+
+    /// Runs until the stop flag is set or the consumer goes away. Returns when the thread should
+    /// end; dropping `self` then closes the queue, which tells the consumer this feed is done.
+    pub fn run(mut self) {
+        let mut attempt: u32 = 0;
+        while !self.stop.is_stopped() && !self.out.tx.consumer_gone {
+            let result = self.connect().and_then(|ws| {
+                self.out.tx.stats.collector.connects.inc();
+                self.out.tx.stats.collector.connected.set(1);
+                self.out
+                    .feed_status(StatusCode::Connected, 0, &self.cfg.url.clone());
+                self.session(ws, &mut attempt)
+            });
+            self.out.tx.stats.collector.connected.set(0);
+            if self.stop.is_stopped() || self.out.tx.consumer_gone {
+                break;
+            }
+            let reason = match result {
+                Ok(()) => "closed by venue".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(feed = %self.cfg.name, "{reason}");
+            self.out.feed_status(StatusCode::Disconnected, 0, &reason);
+            attempt = attempt.saturating_add(1);
+            self.out.tx.stats.collector.reconnects.inc();
+            let delay = self.backoff(attempt);
+            self.out.feed_status(
+                StatusCode::Reconnecting,
+                u64::from(attempt),
+                &format!("attempt {attempt} in {} ms", delay.as_millis()),
+            );
+            self.sleep_unless_stopped(delay);
+        }
+        if self.out.drops_pending {
+            self.out.report_drops();
+        }
+    }
+
+    /// Delay before reconnect attempt `attempt` (1-based): 0 for the first, then full jitter
+    /// over `initial · 2^(attempt-2)` capped at `max`.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        if attempt <= 1 {
+            return Duration::ZERO;
+        }
+        let exp = attempt.saturating_sub(2).min(30);
+        let cap = self
+            .cfg
+            .reconnect_initial
+            .saturating_mul(1u32 << exp)
+            .min(self.cfg.reconnect_max);
+        // xorshift64
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let ms = cap.as_millis() as u64;
+        Duration::from_millis(if ms == 0 { 0 } else { self.rng % (ms + 1) })
+    }
+
+    fn sleep_unless_stopped(&self, d: Duration) {
+        let end = Instant::now() + d;
+        while !self.stop.is_stopped() {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            thread::sleep((end - now).min(POLL_INTERVAL));
+        }
+    }
+
+    fn connect(&mut self) -> Result<Ws, FeedError> {
+        let url = self.cfg.url.clone();
+        let bad = |reason: String| FeedError::Url {
+            url: url.clone(),
+            reason,
+        };
+        let request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| bad(e.to_string()))?;
+        let uri = request.uri();
+        let host = uri.host().ok_or_else(|| bad("no host".into()))?.to_owned();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("wss") {
+                443
+            } else {
+                80
+            });
+        let deadline = Instant::now() + self.cfg.connect_timeout;
+        let fail = |reason: String| FeedError::Connect {
+            url: url.clone(),
+            reason,
+        };
+        let addrs: Vec<SocketAddr> = (host.trim_start_matches('[').trim_end_matches(']'), port)
+            .to_socket_addrs()
+            .map_err(|e| fail(format!("resolve {host}: {e}")))?
+            .collect();
+        let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no address");
+        let mut tcp = None;
+        for a in addrs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match TcpStream::connect_timeout(&a, left) {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        let tcp = tcp.ok_or_else(|| fail(last_err.to_string()))?;
+        tcp.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        tcp.set_read_timeout(Some(POLL_INTERVAL))
+            .map_err(|e| fail(e.to_string()))?;
+        tcp.set_write_timeout(Some(self.cfg.connect_timeout))
+            .map_err(|e| fail(e.to_string()))?;
+        let mut hs = tungstenite::client_tls_with_config(request, tcp, None, None);
+        loop {
+            match hs {
+                Ok((ws, _resp)) => return Ok(ws),
+                Err(HandshakeError::Interrupted(mid)) => {
+                    if Instant::now() >= deadline || self.stop.is_stopped() {
+                        return Err(fail("handshake timed out".into()));
+                    }
+                    hs = mid.handshake();
+                }
+                Err(HandshakeError::Failure(e)) => return Err(fail(e.to_string())),
+            }
+        }
+    }
+
+    fn send_text(ws: &mut Ws, text: String) -> Result<(), FeedError> {
+        ws.send(Message::text(text))
+            .map_err(|e| FeedError::Lost(format!("send: {e}")))
+    }
+
+    fn session(&mut self, mut ws: Ws, attempt: &mut u32) -> Result<(), FeedError> {
+        for req in self.parser.subscribe_requests(&self.cfg.subscription) {
+            Self::send_text(&mut ws, req)?;
+        }
+        let mut got_data = false;
+        loop {
+            if self.stop.is_stopped() {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+                return Ok(());
+            }
+            if self.out.tx.consumer_gone {
+                return Err(FeedError::ConsumerGone);
+            }
+            let msg = ws.read();
+            let t_recv = clock::mono_ns();
+            match msg {
+                Ok(Message::Text(text)) => {
+                    if self.on_text(text.as_str(), t_recv) && !got_data {
+                        got_data = true;
+                        *attempt = 0;
+                    }
+                    if !self.outgoing.is_empty() {
+                        for m in std::mem::take(&mut self.outgoing) {
+                            Self::send_text(&mut ws, m)?;
+                        }
+                    }
+                }
+                Ok(Message::Binary(b)) => {
+                    // No venue we speak sends binary data frames: count, do not guess.
+                    self.out.tx.stats.collector.frames.inc();
+                    self.out.tx.stats.collector.bytes.add(b.len() as u64);
+                    self.out.tx.stats.collector.parse_errors.inc();
+                }
+                Ok(Message::Close(frame)) => {
+                    return Err(FeedError::Lost(match frame {
+                        Some(f) => format!("venue closed: {} {}", f.code, f.reason),
+                        None => "venue closed".into(),
+                    }));
+                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(FeedError::Lost(e.to_string())),
+            }
+        }
+    }
+
+    /// Handles one text frame; returns true when it carried market data.
+    #[inline]
+    fn on_text(&mut self, raw: &str, t_recv: u64) -> bool {
+        let c = &self.out.tx.stats.collector;
+        c.frames.inc();
+        c.bytes.add(raw.len() as u64);
+        let recv_wall = clock::wall_ns_at(t_recv);
+        let out = &mut self.out;
+        let result = self.parser.parse(raw, recv_wall, &mut |sym, ev| {
+            out.on_event(sym, ev, t_recv, recv_wall)
+        });
+        self.parser.drain_outgoing(&mut self.outgoing);
+        let c = &self.out.tx.stats.collector;
+        match result {
+            Ok(Parsed::Data) => {
+                c.last_data_mono_ns.set(t_recv);
+                true
+            }
+            Ok(Parsed::Control) => {
+                c.control.inc();
+                false
+            }
+            Err(e) => {
+                c.parse_errors.inc();
+                if e.is_out_of_range() {
+                    c.out_of_range.inc();
+                }
+                // Rate-limited: the first few errors are logged, the rest only counted.
+                if c.parse_errors.get() <= 10 {
+                    let shown: String = raw.chars().take(200).collect();
+                    tracing::warn!(feed = %self.cfg.name, "parse error: {e}; message: {shown}");
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Pins the calling thread per `placement`, warning (not failing) when impossible.
+pub fn pin_current_thread(thread_name: &str, core: Option<usize>) {
+    let Some(core) = core else { return };
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    match cores.into_iter().find(|c| c.id == core) {
+        Some(c) => {
+            if core_affinity::set_for_current(c) {
+                tracing::info!(thread = thread_name, core, "pinned");
+            } else {
+                tracing::warn!(
+                    thread = thread_name,
+                    core,
+                    "could not pin; running unpinned"
+                );
+            }
+        }
+        None => tracing::warn!(
+            thread = thread_name,
+            core,
+            "core does not exist; running unpinned"
+        ),
+    }
+}

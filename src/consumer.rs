@@ -1,0 +1,316 @@
+//! The consumer: the ONE thread (`consumer`) that owns the cache and the subscriber set.
+//!
+//! Each turn it admits new subscribers, takes up to `batch_frames` frames from every feed's
+//! queue in turn (round-robin, so a busy feed cannot starve a quiet one), updates the cache and
+//! appends each frame to every subscriber's buffer, then writes each subscriber once. Right after
+//! the writes return it stamps `t_relay` and records `t_relay − t_recv` per frame in the feed's
+//! HDR histogram. When every queue is empty it idles per the configured strategy (spin → yield →
+//! park on the queues with a timeout, or park only), so it is usually awake when a frame lands.
+//!
+//! It takes no lock on the hot path: counters are single-writer atomics and the latency
+//! histograms are published to other threads with `try_lock` at most once per
+//! [`PUBLISH_INTERVAL`], skipping a turn rather than waiting.
+//!
+//! Shutdown: once the stop flag is set and every collector has dropped its producer, the
+//! consumer empties every queue, writes what subscribers still have pending (up to the drain
+//! timeout), closes them and returns.
+
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+
+use crate::cache::{Cache, Refusal};
+use crate::clock;
+use crate::config::{ConsumerConfig, IdleStrategy, RelayConfig};
+use crate::protocol::{self, FrameBuf, MsgType};
+use crate::queue::{PopError, QueueReceiver};
+use crate::relay::Subscribers;
+use crate::stats::{FeedStats, RelayCounters, StopFlag};
+
+/// How often the consumer publishes its histograms for other threads.
+pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Highest latency a histogram tracks, ns; larger values are clamped (saturating record).
+const MAX_TRACKED_NS: u64 = 60_000_000_000;
+
+/// A new latency histogram: 1 ns .. 60 s at 3 significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    // 3 significant figures and a 1..60e9 range are within the crate's documented limits, so
+    // construction cannot fail; fall back to the crate's auto-resizing default otherwise.
+    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).unwrap_or_else(|_| {
+        let mut h = Histogram::new(3).unwrap_or_else(|_| unreachable_histogram());
+        h.auto(true);
+        h
+    })
+}
+
+#[cold]
+fn unreachable_histogram() -> Histogram<u64> {
+    // sigfig 0..=5 is always accepted by hdrhistogram; this path cannot be taken.
+    #[allow(clippy::expect_used)]
+    Histogram::new(2).expect("hdrhistogram accepts 2 significant figures")
+}
+
+/// One feed's input to the consumer.
+#[derive(Debug)]
+pub struct FeedInput {
+    /// Feed name.
+    pub name: String,
+    /// The queue from its collector.
+    pub rx: QueueReceiver,
+    /// Its counters.
+    pub stats: Arc<FeedStats>,
+}
+
+/// What the consumer publishes for other threads (status line, shutdown summary, metrics).
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Per feed (config order): `t_relay − t_recv` since start, ns.
+    pub latency_total: Vec<Histogram<u64>>,
+    /// Per feed: latency over the last publish interval, ns.
+    pub latency_recent: Vec<Histogram<u64>>,
+}
+
+impl Published {
+    /// Empty histograms for `feeds` feeds.
+    pub fn new(feeds: usize) -> Self {
+        Published {
+            latency_total: (0..feeds).map(|_| new_histogram()).collect(),
+            latency_recent: (0..feeds).map(|_| new_histogram()).collect(),
+        }
+    }
+}
+
+/// Cheap shared handle to what the consumer publishes.
+pub type SharedPublished = Arc<Mutex<Published>>;
+
+struct Input {
+    feed: FeedInput,
+    /// False once the queue reported Disconnected and was empty.
+    open: bool,
+}
+
+/// Backoff idle state.
+struct Idle {
+    strategy: IdleStrategy,
+    /// Idle turns since the last frame.
+    turns: u64,
+    /// Current park duration; doubles up to the strategy's max.
+    park: Duration,
+}
+
+/// The consumer thread's state.
+pub struct Consumer {
+    inputs: Vec<Input>,
+    cache: Cache,
+    subs: Subscribers,
+    new_subs: Receiver<UnixStream>,
+    cfg: ConsumerConfig,
+    heartbeat_interval_ns: u64,
+    drain_timeout: Duration,
+    stop: Arc<StopFlag>,
+    /// Per feed: latency since the last publish.
+    interval: Vec<Histogram<u64>>,
+    published: SharedPublished,
+    /// (feed index, t_recv) of the frames of the current turn, for latency after the writes.
+    turn: Vec<(usize, u64)>,
+    idle: Idle,
+    scratch: FrameBuf,
+}
+
+impl Consumer {
+    /// Builds the consumer; `published` must have one histogram per feed.
+    pub fn new(
+        feeds: Vec<FeedInput>,
+        new_subs: Receiver<UnixStream>,
+        cfg: ConsumerConfig,
+        relay: &RelayConfig,
+        relay_counters: Arc<RelayCounters>,
+        published: SharedPublished,
+        stop: Arc<StopFlag>,
+    ) -> Self {
+        let n = feeds.len();
+        Consumer {
+            inputs: feeds
+                .into_iter()
+                .map(|feed| Input { feed, open: true })
+                .collect(),
+            cache: Cache::default(),
+            subs: Subscribers::new(relay.max_pending_bytes, relay_counters),
+            new_subs,
+            idle: Idle {
+                strategy: cfg.idle,
+                turns: 0,
+                park: Duration::from_micros(1),
+            },
+            cfg,
+            heartbeat_interval_ns: relay.heartbeat_interval.as_nanos() as u64,
+            drain_timeout: relay.drain_timeout,
+            stop,
+            interval: (0..n).map(|_| new_histogram()).collect(),
+            published,
+            turn: Vec::with_capacity(4096),
+            scratch: FrameBuf::new(),
+        }
+    }
+
+    /// Runs until shutdown (see the module doc).
+    pub fn run(mut self) {
+        let mut next_heartbeat = clock::mono_ns() + self.heartbeat_interval_ns;
+        let mut next_publish = clock::mono_ns() + PUBLISH_INTERVAL.as_nanos() as u64;
+        loop {
+            while let Ok(s) = self.new_subs.try_recv() {
+                self.subs.add(s, &self.cache);
+            }
+            let n = self.take_turn();
+            if n > 0 || self.subs.any_pending() {
+                self.subs.flush();
+                if !self.turn.is_empty() && !self.subs.is_empty() {
+                    let t_relay = clock::mono_ns();
+                    for &(feed, t_recv) in &self.turn {
+                        if t_recv != 0 {
+                            let _ =
+                                self.interval[feed].record(t_relay.saturating_sub(t_recv).max(1));
+                        }
+                    }
+                }
+                self.turn.clear();
+            }
+            let now = clock::mono_ns();
+            if now >= next_heartbeat {
+                protocol::encode_heartbeat(&mut self.scratch, clock::wall_ns_at(now));
+                self.subs.broadcast_heartbeat(&self.scratch);
+                self.subs.flush();
+                next_heartbeat = now + self.heartbeat_interval_ns;
+            }
+            if now >= next_publish {
+                self.publish(false);
+                next_publish = now + PUBLISH_INTERVAL.as_nanos() as u64;
+            }
+            if n > 0 {
+                self.idle.turns = 0;
+                self.idle.park = Duration::from_micros(1);
+                continue;
+            }
+            if self.stop.is_stopped() && self.inputs.iter().all(|i| !i.open) {
+                break;
+            }
+            self.wait(next_heartbeat.min(next_publish).saturating_sub(now));
+        }
+        self.publish(true);
+        let unfinished = self
+            .subs
+            .drain_and_close(Instant::now() + self.drain_timeout);
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                "drain timeout: subscribers still had bytes pending"
+            );
+        }
+    }
+
+    /// Takes up to `batch_frames` from each open queue; returns frames taken.
+    #[inline]
+    fn take_turn(&mut self) -> usize {
+        let mut taken = 0;
+        for (idx, input) in self.inputs.iter_mut().enumerate() {
+            if !input.open {
+                continue;
+            }
+            for _ in 0..self.cfg.batch_frames {
+                match input.feed.rx.try_pop() {
+                    Ok(env) => {
+                        taken += 1;
+                        let frame = &env.frame[..];
+                        let h = protocol::peek_header(frame);
+                        let c = &input.feed.stats.consumer;
+                        match self.cache.apply(idx, &h, frame) {
+                            Ok(()) => {
+                                self.subs.broadcast(frame);
+                                c.relayed.inc();
+                                if matches!(
+                                    MsgType::from_code(h.msg_type),
+                                    Some(
+                                        MsgType::Trade
+                                            | MsgType::Quote
+                                            | MsgType::BookSnapshot
+                                            | MsgType::BookDelta
+                                    )
+                                ) {
+                                    c.relayed_events.inc();
+                                }
+                                self.turn.push((idx, env.t_recv_ns));
+                            }
+                            Err(Refusal::ForeignId | Refusal::Undefined) => c.foreign_id.inc(),
+                        }
+                    }
+                    Err(PopError::Empty) => break,
+                    Err(PopError::Disconnected) => {
+                        input.open = false;
+                        break;
+                    }
+                }
+            }
+        }
+        taken
+    }
+
+    /// Idles once: spin, yield, or park on the queues (waking early on a frame or subscriber).
+    fn wait(&mut self, until_timer_ns: u64) {
+        self.idle.turns += 1;
+        let park_for = match self.idle.strategy {
+            IdleStrategy::Backoff {
+                spin_iterations,
+                yield_iterations,
+                park_max,
+            } => {
+                let t = self.idle.turns;
+                if t <= u64::from(spin_iterations) {
+                    std::hint::spin_loop();
+                    return;
+                }
+                if t <= u64::from(spin_iterations) + u64::from(yield_iterations) {
+                    std::thread::yield_now();
+                    return;
+                }
+                let p = self.idle.park;
+                self.idle.park = (p * 2).min(park_max);
+                p
+            }
+            IdleStrategy::Park => Duration::from_millis(100),
+        };
+        let timeout = park_for.min(Duration::from_nanos(until_timer_ns.max(1_000)));
+        let mut sel = Select::new();
+        for i in self.inputs.iter().filter(|i| i.open) {
+            sel.recv(i.feed.rx.channel());
+        }
+        sel.recv(&self.new_subs);
+        // Readiness only: the frame is taken by the next turn's try_pop.
+        let _ = sel.ready_timeout(timeout);
+    }
+
+    /// Moves the interval histograms into the shared snapshot, unless another thread holds it
+    /// (then they keep accumulating and go next time). `force` waits for the lock (shutdown).
+    fn publish(&mut self, force: bool) {
+        let guard = if force {
+            Some(self.published.lock())
+        } else {
+            self.published.try_lock()
+        };
+        let Some(mut p) = guard else { return };
+        for (i, h) in self.interval.iter_mut().enumerate() {
+            if let Some(total) = p.latency_total.get_mut(i) {
+                let _ = total.add(&*h);
+            }
+            if let Some(recent) = p.latency_recent.get_mut(i) {
+                recent.reset();
+                let _ = recent.add(&*h);
+            }
+            h.reset();
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! mdrelay: a low-latency market-data relay.
+//!
+//! Data flow (docs/ARCHITECTURE.md has the whole picture):
+//! collector threads ([`collector`]) read venue WebSockets, parse with [`venue`] parsers into
+//! [`event`]s of exact [`fixed`]-point numbers, encode [`protocol`] frames and push them into
+//! bounded [`queue`]s; one [`consumer`] thread owns the [`cache`] and the [`relay`] socket and
+//! fans frames out to subscribers, who read them with [`client`].
+
+pub mod book;
+pub mod cache;
+pub mod client;
+pub mod clock;
+pub mod collector;
+pub mod config;
+pub mod consumer;
+pub mod event;
+pub mod fixed;
+pub mod instrument;
+pub mod json;
+pub mod netutil;
+pub mod protocol;
+pub mod queue;
+pub mod recording;
+pub mod relay;
+pub mod replay_exchange;
+pub mod run;
+pub mod stats;
+pub mod timefmt;
+pub mod venue;

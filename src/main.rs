@@ -1,0 +1,299 @@
+//! `mdrelay`: the command-line entry point. Parses arguments, loads configuration, runs a
+//! subcommand, and maps errors to exit codes (0 ok, 1 runtime failure, 2 bad configuration or
+//! usage, 130 forced exit by a second signal). Everything else lives in the library.
+
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use mdrelay::client::RelayClient;
+use mdrelay::config::{self, Sources};
+use mdrelay::event::{BookUpdate, Event, Level};
+use mdrelay::instrument::Venue;
+use mdrelay::json::{self, Human, Origin};
+use mdrelay::protocol::Message;
+use mdrelay::{recording, run, venue};
+
+#[derive(Parser)]
+#[command(name = "mdrelay", version, about = "Low-latency market-data relay")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// TOML configuration file (default: the built-in config/default.toml).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Environment overlay: config/environments/NAME.toml beside the config file.
+    #[arg(long = "env", env = "MDRELAY_ENV")]
+    env_name: Option<String>,
+    /// Override a key: --set section.key=value (repeatable; beats file and environment).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay: collectors, consumer, relay socket (and the replay exchange if enabled).
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Subscribe to a running relay and print one line per event.
+    Tail {
+        /// Relay socket (default: relay.socket_path from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Print JSON lines (the documented schema) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Decode raw venue messages (one a line; bare JSON or `<recv_ns> <json>`; .gz ok) with the
+    /// collectors' parser and print normalized JSON lines.
+    Decode {
+        /// Venue protocol of the input.
+        #[arg(long)]
+        venue: String,
+        /// Input file, or - for standard input.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => cmd_run(&config),
+        Command::Tail {
+            socket,
+            json,
+            count,
+            config,
+        } => cmd_tail(socket, json, count, &config),
+        Command::Decode { venue, file } => cmd_decode(&venue, &file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mdrelay: {e:#}");
+            if e.downcast_ref::<config::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn load_config(a: &ConfigArgs) -> Result<config::Config, config::ConfigError> {
+    config::load(&Sources::from_process(
+        a.config.clone(),
+        a.env_name.clone(),
+        a.sets.clone(),
+    ))
+}
+
+fn cmd_run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(args)?;
+    let status_interval = cfg.status_interval;
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<()>(1);
+    let mut signals = 0u32;
+    ctrlc::set_handler(move || {
+        signals += 1;
+        if signals > 1 {
+            eprintln!("mdrelay: second signal, exiting now");
+            std::process::exit(130);
+        }
+        let _ = sig_tx.try_send(());
+    })
+    .context("installing the signal handler")?;
+    let mut running = run::start(cfg)?;
+    eprintln!(
+        "mdrelay: relay socket {} — `mdrelay tail --socket {}` to watch; Ctrl-C to stop",
+        running.socket_path().display(),
+        running.socket_path().display()
+    );
+    loop {
+        match sig_rx.recv_timeout(status_interval) {
+            Ok(()) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                tracing::info!("{}", running.status_line());
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    tracing::info!("stopping: draining queues to subscribers");
+    let summary = running.shutdown();
+    eprintln!("{summary}");
+    Ok(if summary.panicked.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Writes one line to stdout; a closed pipe (`| head`) ends the command quietly.
+fn emit(out: &mut impl Write, line: impl std::fmt::Display) -> io::Result<bool> {
+    match writeln!(out, "{line}") {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn cmd_tail(
+    socket: Option<PathBuf>,
+    as_json: bool,
+    count: Option<u64>,
+    cfg: &ConfigArgs,
+) -> anyhow::Result<ExitCode> {
+    let path = match socket {
+        Some(p) => p,
+        None => load_config(cfg)?.relay.socket_path,
+    };
+    let mut client =
+        RelayClient::connect(&path).with_context(|| format!("connecting to {}", path.display()))?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut levels: Vec<Level> = Vec::new();
+    let mut asks: Vec<Level> = Vec::new();
+    let mut n = 0u64;
+    while let Some(rx) = client.next_frame()? {
+        let frame = rx.frame;
+        let h = frame.header;
+        let msg = match frame.message() {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("mdrelay tail: skipping frame: {e}");
+                continue;
+            }
+        };
+        let ev = match msg {
+            Message::Trade(t) => Event::Trade(t),
+            Message::Quote(q) => Event::Quote(q),
+            Message::Status { status, .. } => Event::Status(status),
+            Message::Book(b) => {
+                levels.clear();
+                levels.extend(b.bids());
+                asks.clear();
+                asks.extend(b.asks());
+                Event::Book(BookUpdate {
+                    snapshot: h.flags & mdrelay::protocol::flags::SNAPSHOT != 0,
+                    bids: &levels,
+                    asks: &asks,
+                    venue_sequence: (b.venue_sequence != 0).then_some(b.venue_sequence),
+                    exchange_ts_ns: (h.exchange_ts_ns != 0).then_some(h.exchange_ts_ns),
+                    may_be_bad: h.flags & mdrelay::protocol::flags::BOOK_MAY_BE_BAD != 0,
+                })
+            }
+            Message::InstrumentDef { .. } | Message::Heartbeat | Message::Unknown(_) => continue,
+        };
+        let (venue, symbol) = match (&msg, rx.instrument) {
+            (_, Some(name)) => (name.venue.as_str(), Some(name.symbol.as_str())),
+            (Message::Status { venue, .. }, None) => (*venue, None),
+            _ => ("?", None),
+        };
+        let origin = Origin {
+            venue,
+            symbol,
+            recv_ts_ns: Some(h.recv_ts_ns),
+        };
+        let ok = if as_json {
+            match json::write_event(&mut out, &origin, &ev) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => false,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            let seq = (h.sequence != 0).then_some(h.sequence);
+            emit(
+                &mut out,
+                Human {
+                    origin,
+                    event: &ev,
+                    sequence: seq,
+                },
+            )?
+        };
+        if !ok {
+            return Ok(ExitCode::SUCCESS);
+        }
+        n += 1;
+        if count.is_some_and(|c| n >= c) {
+            break;
+        }
+        // Flush when nothing more is buffered from the relay: lines appear as events arrive,
+        // and a burst still costs one write.
+        if client.buffered() == 0 {
+            match out.flush() {
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                r => r?,
+            }
+        }
+    }
+    let _ = out.flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_decode(venue_name: &str, file: &Path) -> anyhow::Result<ExitCode> {
+    let v = Venue::from_name(venue_name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown venue `{venue_name}`: expected one of binance, coinbase, kraken, kraken_v1"
+        )
+    })?;
+    let mut parser = venue::parser_for(v);
+    let reader = recording::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut write_err: Option<io::Error> = None;
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", file.display()))?;
+        let (recv_ns, raw) = recording::split_line(&line);
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let r = parser.parse(raw, recv_ns.unwrap_or(0), &mut |sym, ev| {
+            if write_err.is_some() {
+                return;
+            }
+            let o = Origin {
+                venue: v.name(),
+                symbol: sym,
+                recv_ts_ns: recv_ns,
+            };
+            if let Err(e) = json::write_event(&mut out, &o, ev) {
+                write_err = Some(e);
+            }
+        });
+        if let Some(e) = write_err.take() {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(e.into());
+        }
+        if let Err(e) = r {
+            eprintln!("{}:{}: {e}", file.display(), i + 1);
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,494 @@
+//! Wiring: starts every thread of a relay from a validated [`Config`], reports status, and shuts
+//! down in order so that nothing accepted is lost.
+//!
+//! Start order: bind the relay socket (fail fast if another relay is live), start the replay
+//! exchange if enabled (its address fills `{replay}` in feed URLs), create one bounded queue per
+//! feed, spawn `consumer`, `relay-accept`, and one `collector-<feed>` per feed.
+//!
+//! Stop order ([`Running::shutdown`]): set the stop flag → collectors stop reading and drop their
+//! queue ends → the consumer empties every queue, writes subscribers' pending bytes (drain
+//! timeout), closes them and exits → the acceptor exits → the replay exchange stops → the socket
+//! file is removed. Every thread is joined; a thread that panicked is reported, not ignored.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+
+use crate::collector::{pin_current_thread, Collector};
+use crate::config::{Config, FeedConfig, Placement};
+use crate::consumer::{Consumer, FeedInput, Published, SharedPublished};
+use crate::queue::{self, QueueMonitor};
+use crate::relay::{self, RelayError, SocketGuard};
+use crate::replay_exchange::{ReplayExchange, ReplayOptions};
+use crate::stats::{AcceptCounters, FeedStats, RelayCounters, StopFlag};
+use crate::venue;
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The relay socket.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    /// The replay exchange (recording missing, address in use).
+    #[error("replay exchange: {0}")]
+    Replay(std::io::Error),
+    /// The OS refused a thread.
+    #[error("cannot spawn thread {name}: {source}")]
+    Spawn {
+        /// Thread name.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+struct FeedHandle {
+    cfg: FeedConfig,
+    stats: Arc<FeedStats>,
+    queue: QueueMonitor,
+}
+
+/// A running relay.
+pub struct Running {
+    stop: Arc<StopFlag>,
+    feeds: Vec<FeedHandle>,
+    collectors: Vec<(String, JoinHandle<()>)>,
+    consumer: Option<JoinHandle<()>>,
+    acceptor: Option<JoinHandle<()>>,
+    replay: Option<ReplayExchange>,
+    socket: Option<SocketGuard>,
+    relay_counters: Arc<RelayCounters>,
+    accept_counters: Arc<AcceptCounters>,
+    published: SharedPublished,
+    started: Instant,
+    /// (time, total events relayed) at the last status line.
+    last_status: (Instant, u64),
+}
+
+fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<JoinHandle<()>, StartError> {
+    thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map_err(|source| StartError::Spawn {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+/// The core a thread should be pinned to, if any.
+fn core_for(cfg: &Config, thread_name: &str) -> Option<usize> {
+    match cfg.threads.get(thread_name) {
+        Some(Placement::Core(c)) => Some(*c),
+        Some(Placement::Auto) => {
+            let cores = core_affinity::get_core_ids().unwrap_or_default();
+            if cores.len() >= 4 {
+                cores.last().map(|c| c.id)
+            } else {
+                tracing::info!(
+                    thread = thread_name,
+                    cores = cores.len(),
+                    "auto placement: fewer than 4 cores, not pinning"
+                );
+                None
+            }
+        }
+        Some(Placement::Unpinned) | None => None,
+    }
+}
+
+/// Starts a relay from `cfg`.
+pub fn start(cfg: Config) -> Result<Running, StartError> {
+    crate::clock::init();
+    let (listener, socket) = relay::bind(&cfg.relay)?;
+    let replay = match &cfg.replay {
+        Some(r) => Some(
+            ReplayExchange::start(
+                &r.sources,
+                ReplayOptions {
+                    listen: r.listen,
+                    speed: r.speed,
+                    loop_forever: r.loop_forever,
+                    start_paused: false,
+                },
+            )
+            .map_err(StartError::Replay)?,
+        ),
+        None => None,
+    };
+    let replay_addr = replay.as_ref().map(ReplayExchange::local_addr);
+    let stop = Arc::new(StopFlag::default());
+    let relay_counters = Arc::new(RelayCounters::default());
+    let accept_counters = Arc::new(AcceptCounters::default());
+    let published: SharedPublished = Arc::new(Mutex::new(Published::new(cfg.feeds.len())));
+
+    let mut feeds = Vec::new();
+    let mut inputs = Vec::new();
+    let mut collectors = Vec::new();
+    let mut pending_collectors = Vec::new();
+    for f in &cfg.feeds {
+        let mut fc = f.clone();
+        if let Some(addr) = replay_addr {
+            fc.url = fc.url.replace("{replay}", &addr.to_string());
+        }
+        let parser = venue::parser_for(fc.venue);
+        let (producer, rx) =
+            queue::bounded(fc.queue_capacity_frames, fc.backpressure, fc.block_timeout);
+        let stats = Arc::new(FeedStats::default());
+        feeds.push(FeedHandle {
+            cfg: fc.clone(),
+            stats: stats.clone(),
+            queue: rx.monitor(),
+        });
+        inputs.push(FeedInput {
+            name: fc.name.clone(),
+            rx,
+            stats: stats.clone(),
+        });
+        pending_collectors.push(Collector::new(fc, parser, producer, stats, stop.clone()));
+    }
+
+    let (sub_tx, sub_rx) = crossbeam_channel::bounded(64);
+    let consumer = Consumer::new(
+        inputs,
+        sub_rx,
+        cfg.consumer.clone(),
+        &cfg.relay,
+        relay_counters.clone(),
+        published.clone(),
+        stop.clone(),
+    );
+    let consumer_core = core_for(&cfg, "consumer");
+    let consumer = spawn("consumer", move || {
+        pin_current_thread("consumer", consumer_core);
+        consumer.run();
+    })?;
+    let acceptor = {
+        let (rc, ac, st, max) = (
+            relay_counters.clone(),
+            accept_counters.clone(),
+            stop.clone(),
+            cfg.relay.max_subscribers,
+        );
+        spawn("relay-accept", move || {
+            relay::accept_loop(listener, sub_tx, max, rc, ac, st)
+        })?
+    };
+    for c in pending_collectors.into_iter().zip(&feeds) {
+        let (collector, handle) = c;
+        let name = format!("collector-{}", handle.cfg.name);
+        let core = core_for(&cfg, &name);
+        let n = name.clone();
+        collectors.push((
+            name.clone(),
+            spawn(&name, move || {
+                pin_current_thread(&n, core);
+                collector.run();
+            })?,
+        ));
+    }
+    tracing::info!(
+        socket = %socket.path().display(),
+        feeds = feeds.len(),
+        replay = ?replay_addr,
+        "relay running"
+    );
+    Ok(Running {
+        stop,
+        feeds,
+        collectors,
+        consumer: Some(consumer),
+        acceptor: Some(acceptor),
+        replay,
+        socket: Some(socket),
+        relay_counters,
+        accept_counters,
+        published,
+        started: Instant::now(),
+        last_status: (Instant::now(), 0),
+    })
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1000.0)
+}
+
+impl Running {
+    /// The relay socket path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .as_ref()
+            .map(|s| s.path().to_path_buf())
+            .unwrap_or_default()
+    }
+
+    /// The embedded replay exchange's address, when it runs.
+    pub fn replay_addr(&self) -> Option<SocketAddr> {
+        self.replay.as_ref().map(ReplayExchange::local_addr)
+    }
+
+    /// The embedded replay exchange, when it runs.
+    pub fn replay(&self) -> Option<&ReplayExchange> {
+        self.replay.as_ref()
+    }
+
+    /// Counters of feed `i` (config order).
+    pub fn feed_stats(&self, i: usize) -> Option<&FeedStats> {
+        self.feeds.get(i).map(|f| &*f.stats)
+    }
+
+    /// Relay-wide counters.
+    pub fn relay_counters(&self) -> &RelayCounters {
+        &self.relay_counters
+    }
+
+    /// One status line: events/s since the last call, latency over the last publish interval,
+    /// fullest queue, subscribers.
+    pub fn status_line(&mut self) -> String {
+        let now = Instant::now();
+        let relayed: u64 = self
+            .feeds
+            .iter()
+            .map(|f| f.stats.consumer.relayed_events.get())
+            .sum();
+        let frames: u64 = self
+            .feeds
+            .iter()
+            .map(|f| f.stats.collector.frames.get())
+            .sum();
+        let dt = now
+            .duration_since(self.last_status.0)
+            .as_secs_f64()
+            .max(1e-9);
+        let rate = (relayed - self.last_status.1.min(relayed)) as f64 / dt;
+        self.last_status = (now, relayed);
+        let (p50, p99) = {
+            let p = self.published.lock();
+            let mut h = crate::consumer::new_histogram();
+            for r in &p.latency_recent {
+                let _ = h.add(r);
+            }
+            (pct(&h, 0.5), pct(&h, 0.99))
+        };
+        let worst = self
+            .feeds
+            .iter()
+            .map(|f| (f.queue.len(), f.queue.capacity().max(1), &f.cfg.name))
+            .max_by(|a, b| (a.0 * b.1).cmp(&(b.0 * a.1)));
+        let queue = match worst {
+            Some((len, cap, name)) => format!("{name} {len}/{cap}"),
+            None => "-".into(),
+        };
+        format!(
+            "events/s {rate:.0} | frames {frames} | latency p50 {} µs p99 {} µs | fullest queue {queue} | subscribers {}",
+            us(p50),
+            us(p99),
+            self.relay_counters.subscribers.get()
+        )
+    }
+
+    /// Stops every thread in order, drains, removes the socket, and returns the summary.
+    pub fn shutdown(mut self) -> Summary {
+        self.stop.stop();
+        let mut panicked = Vec::new();
+        for (name, h) in self.collectors.drain(..) {
+            if h.join().is_err() {
+                panicked.push(name);
+            }
+        }
+        if let Some(h) = self.consumer.take() {
+            if h.join().is_err() {
+                panicked.push("consumer".into());
+            }
+        }
+        if let Some(h) = self.acceptor.take() {
+            if h.join().is_err() {
+                panicked.push("relay-accept".into());
+            }
+        }
+        if let Some(r) = self.replay.take() {
+            r.stop();
+        }
+        drop(self.socket.take());
+        for p in &panicked {
+            tracing::error!(thread = %p, "thread panicked");
+        }
+        let published = self.published.lock();
+        Summary {
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            feeds: self
+                .feeds
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let c = &f.stats.collector;
+                    let k = &f.stats.consumer;
+                    let h = published.latency_total.get(i);
+                    FeedSummary {
+                        name: f.cfg.name.clone(),
+                        frames: c.frames.get(),
+                        control: c.control.get(),
+                        parse_errors: c.parse_errors.get(),
+                        out_of_range: c.out_of_range.get(),
+                        events: c.events.get(),
+                        relayed: k.relayed_events.get(),
+                        dropped: c.dropped_events.get(),
+                        reconnects: c.reconnects.get(),
+                        p50_ns: h.map_or(0, |h| pct(h, 0.5)),
+                        p99_ns: h.map_or(0, |h| pct(h, 0.99)),
+                        max_ns: h.map_or(0, |h| if h.is_empty() { 0 } else { h.max() }),
+                    }
+                })
+                .collect(),
+            subscribers_accepted: self.relay_counters.accepted.get(),
+            slow_disconnects: self.relay_counters.slow_disconnects.get(),
+            refused: self.accept_counters.refused_full.get(),
+            panicked,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A Running dropped without shutdown() (e.g. a test that failed) still stops its threads.
+        self.stop.stop();
+        for (_, h) in self.collectors.drain(..) {
+            let _ = h.join();
+        }
+        if let Some(h) = self.consumer.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Per-feed totals at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedSummary {
+    /// Feed name.
+    pub name: String,
+    /// WebSocket frames read.
+    pub frames: u64,
+    /// Control frames among them.
+    pub control: u64,
+    /// Frames that failed to parse.
+    pub parse_errors: u64,
+    /// Of `parse_errors`: numbers out of fixed-point range.
+    pub out_of_range: u64,
+    /// Events produced by the parser.
+    pub events: u64,
+    /// Events relayed by the consumer.
+    pub relayed: u64,
+    /// Events dropped between collector and consumer.
+    pub dropped: u64,
+    /// Reconnects.
+    pub reconnects: u64,
+    /// Latency percentiles, frame read → subscriber write, ns (0 when nothing was relayed to a
+    /// subscriber).
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// Maximum.
+    pub max_ns: u64,
+}
+
+/// What a relay did, printed at shutdown.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Seconds from start to shutdown.
+    pub uptime_s: f64,
+    /// Per feed.
+    pub feeds: Vec<FeedSummary>,
+    /// Subscribers accepted.
+    pub subscribers_accepted: u64,
+    /// Subscribers disconnected as too slow.
+    pub slow_disconnects: u64,
+    /// Connections refused (max subscribers).
+    pub refused: u64,
+    /// Threads that panicked.
+    pub panicked: Vec<String>,
+}
+
+impl Summary {
+    /// True when every feed's accounting balances: events = relayed + dropped.
+    pub fn balanced(&self) -> bool {
+        self.feeds.iter().all(|f| f.events == f.relayed + f.dropped)
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "mdrelay summary after {:.1} s", self.uptime_s)?;
+        writeln!(
+            f,
+            "{:<16} {:>10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>6} {:>9} {:>9} {:>9}",
+            "feed",
+            "frames",
+            "control",
+            "errors",
+            "range",
+            "events",
+            "relayed",
+            "dropped",
+            "reconn",
+            "p50_us",
+            "p99_us",
+            "max_us"
+        )?;
+        for s in &self.feeds {
+            writeln!(
+                f,
+                "{:<16} {:>10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>6} {:>9} {:>9} {:>9}",
+                s.name,
+                s.frames,
+                s.control,
+                s.parse_errors,
+                s.out_of_range,
+                s.events,
+                s.relayed,
+                s.dropped,
+                s.reconnects,
+                us(s.p50_ns),
+                us(s.p99_ns),
+                us(s.max_ns)
+            )?;
+        }
+        writeln!(
+            f,
+            "subscribers accepted {} | disconnected as slow {} | refused {}",
+            self.subscribers_accepted, self.slow_disconnects, self.refused
+        )?;
+        if let Some(worst) = self
+            .feeds
+            .iter()
+            .filter(|s| s.dropped > 0)
+            .max_by_key(|s| s.dropped)
+        {
+            writeln!(f, "most drops: {} ({})", worst.name, worst.dropped)?;
+        }
+        write!(
+            f,
+            "accounting {}",
+            if self.balanced() {
+                "balanced: events = relayed + dropped"
+            } else {
+                "UNBALANCED"
+            }
+        )
+    }
+}

@@ -1,0 +1,173 @@
+//! Counters shared between the thread that counts and the threads that report.
+//!
+//! Every counter has exactly one writer thread (named on its struct), so an increment is a
+//! relaxed load and store — no locked read-modify-write on the hot path — and readers on other
+//! threads see a value that is at most a few increments old. Structs written by different
+//! threads sit on different cache lines ([`CachePadded`]), so a collector and the consumer never
+//! contend for one.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+/// A monotonically increasing count with a single writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one. Only the owning thread may call this (single-writer invariant).
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`. Only the owning thread may call this (single-writer invariant).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Current value (any thread).
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value with a single writer that may go up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Sets the value (owning thread only).
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Current value (any thread).
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one feed, written only by its collector thread.
+#[derive(Debug, Default)]
+pub struct CollectorCounters {
+    /// WebSocket text frames read.
+    pub frames: Counter,
+    /// Bytes of those frames.
+    pub bytes: Counter,
+    /// Frames that were control messages (acks, heartbeats): consumed, no event.
+    pub control: Counter,
+    /// Frames that could not be parsed (malformed, unsupported, out of range); ≥ `out_of_range`.
+    pub parse_errors: Counter,
+    /// Of `parse_errors`: a number outside the fixed-point range or precision.
+    pub out_of_range: Counter,
+    /// Events produced by the parser (a frame can hold several).
+    pub events: Counter,
+    /// Trades among `events`.
+    pub trades: Counter,
+    /// Quotes among `events`.
+    pub quotes: Counter,
+    /// Book updates among `events`.
+    pub books: Counter,
+    /// Frames pushed into the queue (events, instrument definitions, status).
+    pub enqueued: Counter,
+    /// Frames the queue refused (full past the policy's patience) or lost at shutdown.
+    pub dropped: Counter,
+    /// Events dropped, among `dropped` (the rest are status/definition frames).
+    pub dropped_events: Counter,
+    /// Connections established.
+    pub connects: Counter,
+    /// Connections lost or refused after the first.
+    pub reconnects: Counter,
+    /// Events dropped because their instrument id collided with another name.
+    pub id_collisions: Counter,
+    /// 1 while a WebSocket connection is up.
+    pub connected: Gauge,
+    /// Monotonic ns of the last data (non-control) message; 0 before the first.
+    pub last_data_mono_ns: Gauge,
+}
+
+/// Counters of one feed's queue, written only by the consumer thread.
+#[derive(Debug, Default)]
+pub struct ConsumerFeedCounters {
+    /// Frames taken from the feed's queue and relayed (cached, fanned out).
+    pub relayed: Counter,
+    /// Events among `relayed`.
+    pub relayed_events: Counter,
+    /// Frames refused because another feed owns their instrument id.
+    pub foreign_id: Counter,
+}
+
+/// Everything counted about one feed, each part on its own cache line.
+#[derive(Debug, Default)]
+pub struct FeedStats {
+    /// Written by the collector.
+    pub collector: CachePadded<CollectorCounters>,
+    /// Written by the consumer.
+    pub consumer: CachePadded<ConsumerFeedCounters>,
+}
+
+/// Relay-wide counters, written only by the consumer (`accept_*` by the acceptor thread).
+#[derive(Debug, Default)]
+pub struct RelayCounters {
+    /// Subscribers connected now.
+    pub subscribers: Gauge,
+    /// Subscribers accepted since start.
+    pub accepted: Counter,
+    /// Subscribers disconnected for exceeding their pending-bytes limit.
+    pub slow_disconnects: Counter,
+    /// Subscribers that went away (EOF, reset).
+    pub closed: Counter,
+    /// Frames written (counted once per subscriber).
+    pub frames_sent: Counter,
+    /// Bytes written to subscribers.
+    pub bytes_sent: Counter,
+    /// `write` calls on subscriber sockets.
+    pub writes: Counter,
+    /// Heartbeats broadcast.
+    pub heartbeats: Counter,
+}
+
+/// Counters written by the acceptor thread.
+#[derive(Debug, Default)]
+pub struct AcceptCounters {
+    /// Connections refused because `max_subscribers` were connected.
+    pub refused_full: Counter,
+}
+
+/// Process-wide stop flag: set once by the signal handler or an owner, read by every thread.
+#[derive(Debug, Default)]
+pub struct StopFlag(AtomicBool);
+
+impl StopFlag {
+    /// Asks every thread to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// True once [`stop`](Self::stop) was called.
+    #[inline]
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_writer_counter_counts() {
+        let c = Counter::default();
+        for _ in 0..1000 {
+            c.inc();
+        }
+        c.add(5);
+        assert_eq!(c.get(), 1005);
+    }
+}

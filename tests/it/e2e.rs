@@ -1,0 +1,201 @@
+//! End to end, in process: replay exchange (127.0.0.1:0) → Binance collector → queue → consumer
+//! → relay socket → subscriber. Every trade and bookTicker of the bundled capture must arrive
+//! exactly once, in order, with exact values.
+
+use std::time::Duration;
+
+use mdrelay::event::{Event, Quote, Trade};
+use mdrelay::protocol::{flags, Message};
+use mdrelay::replay_exchange::{ReplayExchange, ReplayOptions};
+use mdrelay::venue::binance::BinanceParser;
+use mdrelay::venue::VenueParser;
+use mdrelay::{client::RelayClient, instrument, recording, run};
+
+use crate::util;
+
+#[derive(Debug, PartialEq)]
+enum Ev {
+    Trade(Trade),
+    Quote(Quote),
+}
+
+/// What the capture holds, through the same parser the collector uses.
+fn expected() -> Vec<Ev> {
+    let mut p = BinanceParser::default();
+    let mut out = Vec::new();
+    for r in recording::read_all(&util::binance_capture()).unwrap() {
+        let _ = p.parse(&r.raw, 0, &mut |_, ev| match ev {
+            Event::Trade(t) => out.push(Ev::Trade(*t)),
+            Event::Quote(q) => out.push(Ev::Quote(*q)),
+            _ => {}
+        });
+    }
+    out
+}
+
+#[test]
+fn every_trade_and_quote_of_the_capture_arrives_once_in_order_exactly() {
+    let _wd = util::Watchdog::new("e2e", 120);
+    let want = expected();
+    assert_eq!(want.len(), 6106 + 24077, "capture: trades + bookTickers");
+
+    let exchange = ReplayExchange::start(
+        &[(instrument::Venue::Binance, util::binance_capture())],
+        ReplayOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            speed: 0.0,
+            loop_forever: false,
+            start_paused: true,
+        },
+    )
+    .unwrap();
+    let (_dir, sock) = util::temp_socket();
+    let cfg = util::config(&[
+        "replay.enabled=false".into(),
+        format!("relay.socket_path={:?}", sock.display().to_string()),
+        format!(
+            "feeds.binance.url=\"ws://{}/binance/stream\"",
+            exchange.local_addr()
+        ),
+    ]);
+    let relay = run::start(cfg).unwrap();
+    let mut client = RelayClient::connect(&sock).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert!(util::wait_until(Duration::from_secs(20), || exchange
+        .subscribed_sessions()
+        >= 1));
+    exchange.resume();
+
+    let id = instrument::instrument_id("binance", "ETHUSDT");
+    let mut got = Vec::new();
+    let mut saw_def_first = false;
+    let mut last_seq = 0;
+    while got.len() < want.len() {
+        let rx = client.next_frame().unwrap().expect("relay closed early");
+        let f = rx.frame;
+        match f.message().unwrap() {
+            Message::InstrumentDef { venue, symbol, .. } => {
+                assert_eq!((venue, symbol), ("binance", "ETHUSDT"));
+                assert_eq!(f.header.instrument_id, id);
+                saw_def_first = got.is_empty();
+            }
+            Message::Trade(t) => got.push(Ev::Trade(t)),
+            Message::Quote(q) => got.push(Ev::Quote(q)),
+            Message::Status { status, .. } => {
+                // connected / subscribed are fine; a drop would be a failure of this test.
+                assert_ne!(
+                    status.code,
+                    mdrelay::event::StatusCode::Dropped,
+                    "{status:?}"
+                );
+            }
+            _ => {}
+        }
+        if matches!(f.message().unwrap(), Message::Trade(_) | Message::Quote(_)) {
+            assert_eq!(f.header.instrument_id, id);
+            assert_eq!(f.header.flags & flags::CACHED, 0, "live, not cached");
+            assert_eq!(
+                f.header.sequence,
+                last_seq + 1,
+                "per-instrument sequence has no gap"
+            );
+            last_seq = f.header.sequence;
+            assert!(f.header.recv_ts_ns > 0);
+        }
+    }
+    assert!(saw_def_first, "InstrumentDef precedes the first event");
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "event {i}");
+    }
+
+    let summary = relay.shutdown();
+    // After shutdown the subscriber sees a clean end of stream, nothing more.
+    let mut extra = 0;
+    while let Some(rx) = client.next_frame().unwrap() {
+        if matches!(
+            rx.frame.message().unwrap(),
+            Message::Trade(_) | Message::Quote(_)
+        ) {
+            extra += 1;
+        }
+    }
+    assert_eq!(extra, 0, "no duplicates after the capture");
+    let feed = &summary.feeds[0];
+    assert_eq!(feed.events, want.len() as u64);
+    assert_eq!(feed.relayed, want.len() as u64);
+    assert_eq!(feed.dropped, 0);
+    assert_eq!(feed.parse_errors, 0);
+    // One REST snapshot line is in the capture but not on any subscribed stream; acks are control.
+    assert_eq!(feed.frames, feed.events + feed.control);
+    assert!(summary.balanced());
+    assert!(!sock.exists(), "socket removed at shutdown");
+    exchange.stop();
+}
+
+#[test]
+fn late_joiner_gets_definitions_then_cached_latest_then_live() {
+    let _wd = util::Watchdog::new("late_joiner", 120);
+    let exchange = ReplayExchange::start(
+        &[(instrument::Venue::Binance, util::binance_capture())],
+        ReplayOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            speed: 20.0,
+            loop_forever: true,
+            start_paused: false,
+        },
+    )
+    .unwrap();
+    let (_dir, sock) = util::temp_socket();
+    let cfg = util::config(&[
+        "replay.enabled=false".into(),
+        format!("relay.socket_path={:?}", sock.display().to_string()),
+        format!(
+            "feeds.binance.url=\"ws://{}/binance/stream\"",
+            exchange.local_addr()
+        ),
+    ]);
+    let relay = run::start(cfg).unwrap();
+    assert!(util::wait_until(Duration::from_secs(20), || {
+        let c = relay.feed_stats(0).unwrap();
+        c.consumer.relayed_events.get() > 100
+    }));
+    let mut client = RelayClient::connect(&sock).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // First frame: the definition.
+    let first = client.next_frame().unwrap().unwrap();
+    assert!(matches!(
+        first.frame.message().unwrap(),
+        Message::InstrumentDef { .. }
+    ));
+    // Then cached quote and trade, flagged CACHED, then live frames with higher sequences.
+    let mut cached_seqs = Vec::new();
+    let mut live_seq = None;
+    while live_seq.is_none() {
+        let rx = client.next_frame().unwrap().unwrap();
+        let h = rx.frame.header;
+        match rx.frame.message().unwrap() {
+            Message::Trade(_) | Message::Quote(_) => {
+                if h.flags & flags::CACHED != 0 {
+                    assert!(live_seq.is_none(), "cached frames come before live ones");
+                    cached_seqs.push(h.sequence);
+                } else {
+                    live_seq = Some(h.sequence);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(cached_seqs.len(), 2, "latest quote and latest trade");
+    let max_cached = *cached_seqs.iter().max().unwrap();
+    assert!(
+        live_seq.unwrap() > max_cached,
+        "live continues after the snapshot"
+    );
+    let summary = relay.shutdown();
+    assert!(summary.balanced());
+}

@@ -1,0 +1,11 @@
+//! mdrelay's integration tests: one binary, a module per topic.
+
+// Tests state their expectations with unwrap/expect: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../util/mod.rs"]
+mod util;
+
+mod cli;
+mod e2e;
+mod shutdown;

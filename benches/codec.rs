@@ -1,10 +1,10 @@
 //! Per-function costs on the collector's hot path, with real messages from the bundled capture:
-
-// A benchmark states its preconditions with expect: a failed one is the report.
-#![allow(clippy::expect_used)]
 //! Binance parse (trade, bookTicker), frame encode, frame decode, fixed-point parse.
 //! `base` measures the harness itself (a black-boxed copy of the input), so every other figure
 //! can be read against it. Each case asserts its result before timing it.
+
+// A benchmark states its preconditions with expect: a failed one is the report.
+#![allow(clippy::expect_used)]
 
 use std::hint::black_box;
 

@@ -27,3 +27,6 @@ pub mod run;
 pub mod stats;
 pub mod timefmt;
 pub mod venue;
+
+#[cfg(test)]
+pub(crate) mod testutil;

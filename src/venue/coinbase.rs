@@ -559,9 +559,7 @@ mod tests {
 
     /// `/work/shared/...` seen from the crate: `shared/` sits beside the repository.
     fn fixture(rel: &str) -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures")
-            .join(rel)
+        crate::testutil::fixture(rel)
     }
 
     fn samples() -> Vec<String> {

@@ -849,7 +849,6 @@ mod tests {
     use super::*;
     use std::io::BufRead;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 
     #[derive(Debug, Default)]
     struct Counts {
@@ -866,7 +865,7 @@ mod tests {
 
     /// Runs a recording (`<recv_ns> <message>` lines, gzip) through one parser.
     fn run_recording(p: &mut KrakenV1Parser, name: &str) -> Counts {
-        let f = std::fs::File::open(format!("{FIXTURES}/{name}")).expect(name);
+        let f = std::fs::File::open(crate::testutil::fixture(name)).expect(name);
         let r = std::io::BufReader::new(flate2::read::GzDecoder::new(f));
         let mut c = Counts::default();
         for line in r.lines() {
@@ -998,7 +997,7 @@ mod tests {
 
     #[test]
     fn every_sample_kind_parses_as_documented() {
-        let samples = std::fs::read_to_string(format!("{FIXTURES}/samples/kraken_v1.jsonl"))
+        let samples = std::fs::read_to_string(crate::testutil::fixture("samples/kraken_v1.jsonl"))
             .expect("samples");
         let lines: Vec<&str> = samples.lines().collect();
         let cases: &[(usize, Parsed, &[&str])] = &[

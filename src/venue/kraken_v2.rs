@@ -812,7 +812,6 @@ mod tests {
     use super::*;
     use crate::fixed::Decimal;
 
-    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 
     /// MATIC/USD and ALGO/USD as the `instrument` channel describes them (the precisions under
     /// which the docs' checksums reproduce).
@@ -824,7 +823,7 @@ mod tests {
     }
 
     fn samples() -> Vec<String> {
-        std::fs::read_to_string(format!("{FIXTURES}/samples/kraken_v2.jsonl"))
+        std::fs::read_to_string(crate::testutil::fixture("samples/kraken_v2.jsonl"))
             .expect("samples")
             .lines()
             .map(str::to_owned)

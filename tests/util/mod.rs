@@ -15,11 +15,14 @@ pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// Path of a file in `shared/fixtures` (beside the repository).
+/// A fixture by its `shared/fixtures`-style name: `samples/…` lives in `tests/fixtures/samples`,
+/// captures (`binance/…`, `coinbase/…`, `kraken_v1/…`) in `data/`.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(rel)
+    if rel.starts_with("samples/") {
+        repo("tests/fixtures").join(rel)
+    } else {
+        repo("data").join(rel)
+    }
 }
 
 /// The bundled Binance capture.

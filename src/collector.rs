@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
 use tungstenite::stream::MaybeTlsStream;
@@ -30,10 +29,9 @@ use tungstenite::{Message, WebSocket};
 
 use crate::clock;
 use crate::config::FeedConfig;
-use crate::event::{Event, Status, StatusCode};
-use crate::instrument::{InstrumentId, Registry, Venue};
-use crate::protocol::{self, FrameBuf, Meta};
-use crate::queue::{Envelope, Producer, PushError};
+use crate::event::StatusCode;
+use crate::publisher::Publisher;
+use crate::queue::Producer;
 use crate::stats::{FeedStats, StopFlag};
 use crate::venue::{Parsed, VenueParser};
 
@@ -69,229 +67,11 @@ pub enum FeedError {
 
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
-/// Per-instrument state kept by the collector.
-#[derive(Debug)]
-struct InstrumentState {
-    /// Stable id of `venue:symbol`; 0 when the id collided with another name.
-    id: InstrumentId,
-    /// Sequence of the last market-data event (0 before the first); advances even when the frame
-    /// is dropped, so subscribers see the gap.
-    seq: u64,
-    /// The InstrumentDef is in the queue; until then no frame of this id may be sent.
-    def_sent: bool,
-    /// Events dropped since the last `dropped` status frame that made it into the queue.
-    unreported_drops: u64,
-}
-
-/// The queue end plus the counters of what went through it.
-struct Tx {
-    producer: Producer,
-    stats: Arc<FeedStats>,
-    /// Set when the consumer is gone.
-    consumer_gone: bool,
-}
-
-impl Tx {
-    /// Pushes a copy of `frame` under the feed's policy; false if it was dropped (counted).
-    #[inline]
-    fn push(&mut self, frame: &FrameBuf, t_recv_ns: u64) -> bool {
-        self.enqueue(frame, t_recv_ns, false)
-    }
-
-    /// Pushes only if there is room now; false if not (not counted as a drop: the caller keeps
-    /// the information and retries).
-    fn try_push(&mut self, frame: &FrameBuf) -> bool {
-        self.enqueue(frame, 0, true)
-    }
-
-    #[inline]
-    fn enqueue(&mut self, frame: &FrameBuf, t_recv_ns: u64, no_wait: bool) -> bool {
-        let env = Envelope {
-            frame: frame.clone(),
-            t_recv_ns,
-        };
-        let r = if no_wait {
-            self.producer.try_push(env)
-        } else {
-            self.producer.push(env)
-        };
-        match r {
-            Ok(()) => {
-                self.stats.collector.enqueued.inc();
-                true
-            }
-            Err(e) => {
-                if matches!(e, PushError::Disconnected(_)) {
-                    self.consumer_gone = true;
-                }
-                if !no_wait {
-                    self.stats.collector.dropped.inc();
-                }
-                false
-            }
-        }
-    }
-}
-
-/// Everything the parser's event sink needs, split from the parser so both can be borrowed.
-struct Outbox {
-    venue: Venue,
-    tx: Tx,
-    registry: Registry,
-    instruments: FxHashMap<String, InstrumentState>,
-    /// True when some instrument has `unreported_drops > 0`.
-    drops_pending: bool,
-    /// Scratch frame, reused.
-    buf: FrameBuf,
-}
-
-impl Outbox {
-    /// Sends `dropped` status frames for instruments with unreported drops, as far as the queue
-    /// has room right now; the rest stay pending.
-    fn report_drops(&mut self) {
-        let mut still_pending = false;
-        for st in self.instruments.values_mut() {
-            if st.unreported_drops == 0 {
-                continue;
-            }
-            if !st.def_sent {
-                still_pending = true;
-                continue;
-            }
-            protocol::encode_status(
-                &mut self.buf,
-                &Meta {
-                    instrument_id: st.id,
-                    sequence: st.seq,
-                    recv_ts_ns: clock::wall_ns(),
-                    flags: 0,
-                },
-                self.venue.name(),
-                &Status {
-                    code: StatusCode::Dropped,
-                    count: st.unreported_drops,
-                    detail: "queue full: frames dropped before the consumer",
-                },
-            );
-            if self.tx.try_push(&self.buf) {
-                st.unreported_drops = 0;
-            } else {
-                still_pending = true;
-            }
-        }
-        self.drops_pending = still_pending;
-    }
-
-    /// Feed-wide status frame (instrument 0).
-    fn feed_status(&mut self, code: StatusCode, count: u64, detail: &str) {
-        protocol::encode_status(
-            &mut self.buf,
-            &Meta {
-                recv_ts_ns: clock::wall_ns(),
-                ..Meta::default()
-            },
-            self.venue.name(),
-            &Status {
-                code,
-                count,
-                detail,
-            },
-        );
-        self.tx.push(&self.buf, 0);
-    }
-
-    fn add_instrument(&mut self, symbol: &str) {
-        let id = match self.registry.insert(self.venue.name(), symbol) {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::error!(venue = %self.venue, "{e}; events of {symbol} are refused");
-                0
-            }
-        };
-        self.instruments.insert(
-            symbol.to_owned(),
-            InstrumentState {
-                id,
-                seq: 0,
-                def_sent: false,
-                unreported_drops: 0,
-            },
-        );
-    }
-
-    /// Encodes and enqueues one parsed event (with its InstrumentDef first, the first time).
-    #[inline]
-    fn on_event(
-        &mut self,
-        symbol: Option<&str>,
-        ev: &Event<'_>,
-        t_recv_ns: u64,
-        recv_wall_ns: u64,
-    ) {
-        if self.drops_pending {
-            self.report_drops();
-        }
-        let Some(symbol) = symbol else {
-            if let Event::Status(s) = ev {
-                self.feed_status(s.code, s.count, s.detail);
-            }
-            return;
-        };
-        if !self.instruments.contains_key(symbol) {
-            self.add_instrument(symbol);
-        }
-        let Some(st) = self.instruments.get_mut(symbol) else {
-            return;
-        };
-        let c = &self.tx.stats.collector;
-        if st.id == 0 {
-            c.id_collisions.inc();
-            return;
-        }
-        let is_event = !matches!(ev, Event::Status(_));
-        if is_event {
-            st.seq += 1;
-            c.events.inc();
-            match ev {
-                Event::Trade(_) => c.trades.inc(),
-                Event::Quote(_) => c.quotes.inc(),
-                _ => c.books.inc(),
-            }
-        }
-        let meta = Meta {
-            instrument_id: st.id,
-            sequence: st.seq,
-            recv_ts_ns: recv_wall_ns,
-            flags: 0,
-        };
-        if !st.def_sent {
-            protocol::encode_instrument_def(&mut self.buf, &meta, self.venue.name(), symbol);
-            st.def_sent = self.tx.push(&self.buf, 0);
-        }
-        let sent = st.def_sent && {
-            match ev {
-                Event::Trade(t) => protocol::encode_trade(&mut self.buf, &meta, t),
-                Event::Quote(q) => protocol::encode_quote(&mut self.buf, &meta, q),
-                Event::Book(b) => protocol::encode_book(&mut self.buf, &meta, b),
-                Event::Status(s) => {
-                    protocol::encode_status(&mut self.buf, &meta, self.venue.name(), s)
-                }
-            }
-            self.tx.push(&self.buf, t_recv_ns)
-        };
-        if !sent && is_event {
-            self.tx.stats.collector.dropped_events.inc();
-            st.unreported_drops += 1;
-            self.drops_pending = true;
-        }
-    }
-}
-
 /// A feed's collector, ready to run on its own thread.
 pub struct Collector {
     cfg: FeedConfig,
     parser: Box<dyn VenueParser>,
-    out: Outbox,
+    out: Publisher,
     stop: Arc<StopFlag>,
     /// Reused list of messages the parser asks to send.
     outgoing: Vec<String>,
@@ -312,18 +92,7 @@ impl Collector {
         Collector {
             cfg,
             parser,
-            out: Outbox {
-                venue,
-                tx: Tx {
-                    producer,
-                    stats,
-                    consumer_gone: false,
-                },
-                registry: Registry::default(),
-                instruments: FxHashMap::default(),
-                drops_pending: false,
-                buf: FrameBuf::new(),
-            },
+            out: Publisher::new(venue, producer, stats),
             stop,
             outgoing: Vec::new(),
             rng: clock::wall_ns() | 1,
@@ -334,16 +103,16 @@ impl Collector {
     /// end; dropping `self` then closes the queue, which tells the consumer this feed is done.
     pub fn run(mut self) {
         let mut attempt: u32 = 0;
-        while !self.stop.is_stopped() && !self.out.tx.consumer_gone {
+        while !self.stop.is_stopped() && !self.out.consumer_gone() {
             let result = self.connect().and_then(|ws| {
-                self.out.tx.stats.collector.connects.inc();
-                self.out.tx.stats.collector.connected.set(1);
+                self.out.stats().collector.connects.inc();
+                self.out.stats().collector.connected.set(1);
                 self.out
                     .feed_status(StatusCode::Connected, 0, &self.cfg.url.clone());
                 self.session(ws, &mut attempt)
             });
-            self.out.tx.stats.collector.connected.set(0);
-            if self.stop.is_stopped() || self.out.tx.consumer_gone {
+            self.out.stats().collector.connected.set(0);
+            if self.stop.is_stopped() || self.out.consumer_gone() {
                 break;
             }
             let reason = match result {
@@ -353,7 +122,7 @@ impl Collector {
             tracing::warn!(feed = %self.cfg.name, "{reason}");
             self.out.feed_status(StatusCode::Disconnected, 0, &reason);
             attempt = attempt.saturating_add(1);
-            self.out.tx.stats.collector.reconnects.inc();
+            self.out.stats().collector.reconnects.inc();
             let delay = self.backoff(attempt);
             self.out.feed_status(
                 StatusCode::Reconnecting,
@@ -362,9 +131,7 @@ impl Collector {
             );
             self.sleep_unless_stopped(delay);
         }
-        if self.out.drops_pending {
-            self.out.report_drops();
-        }
+        self.out.finish();
     }
 
     /// Delay before reconnect attempt `attempt` (1-based): 0 for the first, then full jitter
@@ -478,7 +245,7 @@ impl Collector {
                 let _ = ws.flush();
                 return Ok(());
             }
-            if self.out.tx.consumer_gone {
+            if self.out.consumer_gone() {
                 return Err(FeedError::ConsumerGone);
             }
             let msg = ws.read();
@@ -497,9 +264,9 @@ impl Collector {
                 }
                 Ok(Message::Binary(b)) => {
                     // No venue we speak sends binary data frames: count, do not guess.
-                    self.out.tx.stats.collector.frames.inc();
-                    self.out.tx.stats.collector.bytes.add(b.len() as u64);
-                    self.out.tx.stats.collector.parse_errors.inc();
+                    self.out.stats().collector.frames.inc();
+                    self.out.stats().collector.bytes.add(b.len() as u64);
+                    self.out.stats().collector.parse_errors.inc();
                 }
                 Ok(Message::Close(frame)) => {
                     return Err(FeedError::Lost(match frame {
@@ -521,7 +288,7 @@ impl Collector {
     /// Handles one text frame; returns true when it carried market data.
     #[inline]
     fn on_text(&mut self, raw: &str, t_recv: u64) -> bool {
-        let c = &self.out.tx.stats.collector;
+        let c = &self.out.stats().collector;
         c.frames.inc();
         c.bytes.add(raw.len() as u64);
         let recv_wall = clock::wall_ns_at(t_recv);
@@ -530,7 +297,7 @@ impl Collector {
             out.on_event(sym, ev, t_recv, recv_wall)
         });
         self.parser.drain_outgoing(&mut self.outgoing);
-        let c = &self.out.tx.stats.collector;
+        let c = &self.out.stats().collector;
         match result {
             Ok(Parsed::Data) => {
                 c.last_data_mono_ns.set(t_recv);

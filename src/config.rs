@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::instrument::Venue;
+use crate::queue::{Backpressure, Transport};
 use crate::venue::Subscription;
 
 /// The built-in defaults: `config/default.toml`, compiled in.
@@ -99,6 +100,7 @@ pub struct RawFeed {
     channels: Vec<String>,
     book_depth: Option<u64>,
     queue_capacity_frames: Option<u64>,
+    transport: Option<String>,
     backpressure: Option<String>,
     block_timeout_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
@@ -111,6 +113,7 @@ pub struct RawFeed {
 #[serde(deny_unknown_fields)]
 pub struct RawFeedDefaults {
     queue_capacity_frames: u64,
+    transport: String,
     backpressure: String,
     block_timeout_ms: u64,
     connect_timeout_ms: u64,
@@ -155,28 +158,24 @@ pub struct RawConfig {
 // ---------------------------------------------------------------------------------------------
 // Typed layer.
 
-/// What a collector does when its queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backpressure {
-    /// Wait for space up to the feed's block timeout, then drop the frame (counted).
-    Block,
-    /// Drop the new frame at once (counted).
-    DropNewest,
-}
-
 /// How the consumer waits when every queue is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdleStrategy {
-    /// Spin, then yield, then park with growing sleeps (Aeron's BackoffIdleStrategy).
+    /// Spin forever (with a `yield` every 1024 turns so a 2-core machine still runs collectors).
+    BusySpin,
+    /// `yield_now` in a loop.
+    Yield,
+    /// Spin, then yield, then park with doubling sleeps (Aeron's BackoffIdleStrategy); a push
+    /// wakes the consumer at once.
     Backoff {
-        /// Busy-spin iterations before yielding.
+        /// Busy-spin turns before yielding.
         spin_iterations: u32,
-        /// `yield_now` iterations before parking.
+        /// `yield_now` turns before parking.
         yield_iterations: u32,
-        /// Longest single park, µs; the consumer also wakes on a new frame.
+        /// Longest single park; the consumer also wakes on a new frame.
         park_max: Duration,
     },
-    /// Block on the queues until a frame arrives (lowest CPU, highest wake-up latency).
+    /// Park until a push wakes the consumer (lowest CPU, highest wake-up latency).
     Park,
 }
 
@@ -230,7 +229,9 @@ pub struct FeedConfig {
     pub subscription: Subscription,
     /// Queue capacity in frames; ≥ 1.
     pub queue_capacity_frames: usize,
-    /// Full-queue policy.
+    /// Queue transport.
+    pub transport: Transport,
+    /// Full-queue policy; `DropOldest` only with [`Transport::Ring`].
     pub backpressure: Backpressure,
     /// Longest wait for queue space under [`Backpressure::Block`].
     pub block_timeout: Duration,
@@ -521,33 +522,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let c = &raw.consumer;
     let idle = match c.idle.as_str() {
         "backoff" => IdleStrategy::Backoff {
-            spin_iterations: range(
-                "consumer.spin_iterations",
-                c.spin_iterations,
-                0,
-                100_000_000,
-                "iterations",
-            )? as u32,
-            yield_iterations: range(
-                "consumer.yield_iterations",
-                c.yield_iterations,
-                0,
-                100_000_000,
-                "iterations",
-            )? as u32,
-            park_max: Duration::from_micros(range(
-                "consumer.park_max_us",
-                c.park_max_us,
-                1,
-                1_000_000,
-                "µs",
-            )?),
+            spin_iterations: range("consumer.spin_iterations", c.spin_iterations, 0, 100_000_000, "iterations")? as u32,
+            yield_iterations: range("consumer.yield_iterations", c.yield_iterations, 0, 100_000_000, "iterations")? as u32,
+            park_max: Duration::from_micros(range("consumer.park_max_us", c.park_max_us, 1, 1_000_000, "µs")?),
         },
+        "busy_spin" => IdleStrategy::BusySpin,
+        "yield" => IdleStrategy::Yield,
         "park" => IdleStrategy::Park,
         other => {
             return Err(invalid(
                 "consumer.idle",
-                format!("`{other}` is not an idle strategy: expected \"backoff\" or \"park\""),
+                format!("`{other}` is not an idle strategy: expected \"busy_spin\", \"yield\", \"backoff\" or \"park\""),
             ))
         }
     };
@@ -648,14 +633,28 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         if f.channels.is_empty() {
             return Err(invalid(key("channels"), "must list at least one channel"));
         }
-        let bp_text = f.backpressure.as_deref().unwrap_or(&d.backpressure);
-        let backpressure = match bp_text {
+        let transport = match f.transport.as_deref().unwrap_or(&d.transport) {
+            "channel" => Transport::Channel,
+            "ring" => Transport::Ring,
+            other => {
+                return Err(invalid(
+                    key("transport"),
+                    format!("`{other}` is not a transport: expected \"channel\" or \"ring\""),
+                ))
+            }
+        };
+        let backpressure = match f.backpressure.as_deref().unwrap_or(&d.backpressure) {
             "block" => Backpressure::Block,
             "drop_newest" => Backpressure::DropNewest,
+            "drop_oldest" if transport == Transport::Ring => Backpressure::DropOldest,
+            "drop_oldest" => {
+                return Err(invalid(key("backpressure"), "\"drop_oldest\" needs transport = \"ring\" (a channel cannot evict)"))
+            }
+            "conflate" => Backpressure::Conflate,
             other => {
                 return Err(invalid(
                     key("backpressure"),
-                    format!("`{other}` is not a policy: expected \"block\" or \"drop_newest\""),
+                    format!("`{other}` is not a policy: expected \"block\", \"drop_newest\", \"drop_oldest\" or \"conflate\""),
                 ))
             }
         };
@@ -699,6 +698,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 1 << 24,
                 "frames",
             )? as usize,
+            transport,
             backpressure,
             block_timeout: ms(
                 &key("block_timeout_ms"),
@@ -825,6 +825,42 @@ mod tests {
         assert!(matches!(
             with_sets(&["novalue"]),
             Err(ConfigError::BadOverride(_))
+        ));
+    }
+
+    #[test]
+    fn environment_overlays_load_and_apply() {
+        for env in ["test", "production"] {
+            let c = load(&Sources {
+                file: Some(PathBuf::from(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/config/default.toml"
+                ))),
+                env_name: Some(env.into()),
+                ..Sources::default()
+            })
+            .unwrap_or_else(|e| panic!("{env}: {e}"));
+            assert!(!c.feeds.is_empty(), "{env}");
+        }
+        let c = load(&Sources {
+            file: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/config/default.toml"
+            ))),
+            env_name: Some("test".into()),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert!(
+            c.feeds[0].queue_capacity_frames <= 64,
+            "test overlay has tiny buffers"
+        );
+        assert!(matches!(
+            load(&Sources {
+                env_name: Some("../etc".into()),
+                ..Sources::default()
+            }),
+            Err(ConfigError::Invalid { .. })
         ));
     }
 

@@ -19,15 +19,18 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::Receiver;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 use crate::cache::{Cache, Refusal};
 use crate::clock;
 use crate::config::{ConsumerConfig, IdleStrategy, RelayConfig};
-use crate::protocol::{self, FrameBuf, MsgType};
-use crate::queue::{PopError, QueueReceiver};
+use crate::event::{Status, StatusCode};
+use crate::instrument::InstrumentId;
+use crate::protocol::{self, FrameBuf, Message, Meta, MsgType};
+use crate::queue::{PopError, QueueReceiver, Waker};
 use crate::relay::Subscribers;
 use crate::stats::{FeedStats, RelayCounters, StopFlag};
 
@@ -120,13 +123,20 @@ pub struct Consumer {
     turn: Vec<(usize, u64)>,
     idle: Idle,
     scratch: FrameBuf,
+    /// Wakes this thread when it parks; shared with every producer and the acceptor.
+    waker: Arc<Waker>,
+    /// (feed, id) → frames refused because they came before their definition (possible only
+    /// after `drop_oldest` evicted it); reported as `dropped` right after the definition.
+    undefined: FxHashMap<(usize, InstrumentId), u64>,
 }
 
 impl Consumer {
     /// Builds the consumer; `published` must have one histogram per feed.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         feeds: Vec<FeedInput>,
         new_subs: Receiver<UnixStream>,
+        waker: Arc<Waker>,
         cfg: ConsumerConfig,
         relay: &RelayConfig,
         relay_counters: Arc<RelayCounters>,
@@ -155,11 +165,14 @@ impl Consumer {
             published,
             turn: Vec::with_capacity(4096),
             scratch: FrameBuf::new(),
+            waker,
+            undefined: FxHashMap::default(),
         }
     }
 
     /// Runs until shutdown (see the module doc).
     pub fn run(mut self) {
+        self.waker.register_current();
         let mut next_heartbeat = clock::mono_ns() + self.heartbeat_interval_ns;
         let mut next_publish = clock::mono_ns() + PUBLISH_INTERVAL.as_nanos() as u64;
         loop {
@@ -232,20 +245,26 @@ impl Consumer {
                             Ok(()) => {
                                 self.subs.broadcast(frame);
                                 c.relayed.inc();
-                                if matches!(
-                                    MsgType::from_code(h.msg_type),
-                                    Some(
-                                        MsgType::Trade
-                                            | MsgType::Quote
-                                            | MsgType::BookSnapshot
-                                            | MsgType::BookDelta
-                                    )
-                                ) {
+                                if is_event(h.msg_type) {
                                     c.relayed_events.inc();
                                 }
                                 self.turn.push((idx, env.t_recv_ns));
+                                if MsgType::from_code(h.msg_type) == Some(MsgType::InstrumentDef) {
+                                    if let Some(n) = self.undefined.remove(&(idx, h.instrument_id))
+                                    {
+                                        report_refused(&mut self.scratch, &mut self.subs, frame, n);
+                                    }
+                                }
                             }
-                            Err(Refusal::ForeignId | Refusal::Undefined) => c.foreign_id.inc(),
+                            Err(r) => {
+                                c.refused.inc();
+                                if is_event(h.msg_type) {
+                                    c.refused_events.inc();
+                                }
+                                if r == Refusal::Undefined {
+                                    *self.undefined.entry((idx, h.instrument_id)).or_default() += 1;
+                                }
+                            }
                         }
                     }
                     Err(PopError::Empty) => break,
@@ -259,16 +278,35 @@ impl Consumer {
         taken
     }
 
-    /// Idles once: spin, yield, or park on the queues (waking early on a frame or subscriber).
+    /// True when any open queue or the new-subscriber channel has something.
+    fn has_work(&self) -> bool {
+        !self.new_subs.is_empty() || self.inputs.iter().any(|i| i.open && !i.feed.rx.is_empty())
+    }
+
+    /// Idles once per the strategy; parking ends early when a producer or the acceptor wakes us.
     fn wait(&mut self, until_timer_ns: u64) {
         self.idle.turns += 1;
+        let t = self.idle.turns;
         let park_for = match self.idle.strategy {
+            IdleStrategy::BusySpin => {
+                // One yield every 1024 idle turns: negligible when cores are spare, and on a
+                // 2-core machine it lets the collectors run.
+                if t % 1024 == 0 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+                return;
+            }
+            IdleStrategy::Yield => {
+                std::thread::yield_now();
+                return;
+            }
             IdleStrategy::Backoff {
                 spin_iterations,
                 yield_iterations,
                 park_max,
             } => {
-                let t = self.idle.turns;
                 if t <= u64::from(spin_iterations) {
                     std::hint::spin_loop();
                     return;
@@ -284,13 +322,8 @@ impl Consumer {
             IdleStrategy::Park => Duration::from_millis(100),
         };
         let timeout = park_for.min(Duration::from_nanos(until_timer_ns.max(1_000)));
-        let mut sel = Select::new();
-        for i in self.inputs.iter().filter(|i| i.open) {
-            sel.recv(i.feed.rx.channel());
-        }
-        sel.recv(&self.new_subs);
-        // Readiness only: the frame is taken by the next turn's try_pop.
-        let _ = sel.ready_timeout(timeout);
+        let waker = self.waker.clone();
+        waker.park_timeout(timeout, || self.has_work());
     }
 
     /// Moves the interval histograms into the shared snapshot, unless another thread holds it
@@ -313,4 +346,40 @@ impl Consumer {
             h.reset();
         }
     }
+}
+
+#[inline]
+fn is_event(msg_type: u8) -> bool {
+    matches!(
+        MsgType::from_code(msg_type),
+        Some(MsgType::Trade | MsgType::Quote | MsgType::BookSnapshot | MsgType::BookDelta)
+    )
+}
+
+/// After a definition arrives for an id whose earlier frames were refused, tells subscribers
+/// how many were lost, as a `dropped` status of that instrument.
+#[cold]
+fn report_refused(scratch: &mut FrameBuf, subs: &mut Subscribers, def_frame: &[u8], n: u64) {
+    let Ok((f, _)) = protocol::decode_frame(def_frame) else {
+        return;
+    };
+    let Ok(Message::InstrumentDef { venue, .. }) = f.message() else {
+        return;
+    };
+    protocol::encode_status(
+        scratch,
+        &Meta {
+            instrument_id: f.header.instrument_id,
+            sequence: f.header.sequence,
+            recv_ts_ns: clock::wall_ns(),
+            flags: 0,
+        },
+        venue,
+        &Status {
+            code: StatusCode::Dropped,
+            count: n,
+            detail: "frames arrived before their instrument definition (evicted) and were refused",
+        },
+    );
+    subs.broadcast(scratch);
 }

@@ -19,6 +19,7 @@ pub mod instrument;
 pub mod json;
 pub mod netutil;
 pub mod protocol;
+pub mod publisher;
 pub mod queue;
 pub mod recording;
 pub mod relay;

@@ -29,6 +29,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use crate::cache::Cache;
 use crate::config::RelayConfig;
 use crate::netutil::wait_readable;
+use crate::queue::Waker;
 use crate::stats::{AcceptCounters, RelayCounters, StopFlag};
 
 /// Why the relay socket could not be set up.
@@ -116,6 +117,7 @@ pub fn accept_loop(
     max_subscribers: usize,
     relay: Arc<RelayCounters>,
     counters: Arc<AcceptCounters>,
+    waker: Arc<Waker>,
     stop: Arc<StopFlag>,
 ) {
     if let Err(e) = listener.set_nonblocking(true) {
@@ -147,7 +149,7 @@ pub fn accept_loop(
                         continue;
                     }
                     match to_consumer.try_send(stream) {
-                        Ok(()) => {}
+                        Ok(()) => waker.wake(),
                         Err(TrySendError::Full(_)) => {
                             counters.refused_full.inc();
                             tracing::warn!("subscriber refused: too many waiting to be admitted");

@@ -292,8 +292,6 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenite::Error> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut venue = None;
-    // The error type is tungstenite's; its size is not ours to choose.
-    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let first = req
             .uri()

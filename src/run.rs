@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use crate::collector::{pin_current_thread, Collector};
 use crate::config::{Config, FeedConfig, Placement};
 use crate::consumer::{Consumer, FeedInput, Published, SharedPublished};
-use crate::queue::{self, QueueMonitor};
+use crate::queue::{self, QueueMonitor, QueueSpec, Waker};
 use crate::relay::{self, RelayError, SocketGuard};
 use crate::replay_exchange::{ReplayExchange, ReplayOptions};
 use crate::stats::{AcceptCounters, FeedStats, RelayCounters, StopFlag};
@@ -127,6 +127,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     let accept_counters = Arc::new(AcceptCounters::default());
     let published: SharedPublished = Arc::new(Mutex::new(Published::new(cfg.feeds.len())));
 
+    let waker = Arc::new(Waker::default());
     let mut feeds = Vec::new();
     let mut inputs = Vec::new();
     let mut collectors = Vec::new();
@@ -137,8 +138,16 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
             fc.url = fc.url.replace("{replay}", &addr.to_string());
         }
         let parser = venue::parser_for(fc.venue);
-        let (producer, rx) =
-            queue::bounded(fc.queue_capacity_frames, fc.backpressure, fc.block_timeout);
+        let (producer, rx) = queue::bounded(
+            &QueueSpec {
+                name: fc.name.clone(),
+                transport: fc.transport,
+                capacity_frames: fc.queue_capacity_frames,
+                policy: fc.backpressure,
+                block_timeout: fc.block_timeout,
+            },
+            waker.clone(),
+        );
         let stats = Arc::new(FeedStats::default());
         feeds.push(FeedHandle {
             cfg: fc.clone(),
@@ -157,6 +166,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     let consumer = Consumer::new(
         inputs,
         sub_rx,
+        waker.clone(),
         cfg.consumer.clone(),
         &cfg.relay,
         relay_counters.clone(),
@@ -169,14 +179,15 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         consumer.run();
     })?;
     let acceptor = {
-        let (rc, ac, st, max) = (
+        let (rc, ac, wk, st, max) = (
             relay_counters.clone(),
             accept_counters.clone(),
+            waker.clone(),
             stop.clone(),
             cfg.relay.max_subscribers,
         );
         spawn("relay-accept", move || {
-            relay::accept_loop(listener, sub_tx, max, rc, ac, st)
+            relay::accept_loop(listener, sub_tx, max, rc, ac, wk, st)
         })?
     };
     for c in pending_collectors.into_iter().zip(&feeds) {
@@ -346,6 +357,9 @@ impl Running {
                         events: c.events.get(),
                         relayed: k.relayed_events.get(),
                         dropped: c.dropped_events.get(),
+                        refused: k.refused_events.get(),
+                        queue_high_water: f.queue.counters().producer.high_water.get(),
+                        queue_capacity: f.queue.capacity() as u64,
                         reconnects: c.reconnects.get(),
                         p50_ns: h.map_or(0, |h| pct(h, 0.5)),
                         p99_ns: h.map_or(0, |h| pct(h, 0.99)),
@@ -394,8 +408,14 @@ pub struct FeedSummary {
     pub events: u64,
     /// Events relayed by the consumer.
     pub relayed: u64,
-    /// Events dropped between collector and consumer.
+    /// Events lost between collector and consumer (queue full, evicted, conflated).
     pub dropped: u64,
+    /// Events the consumer refused (id owned by another feed, or definition evicted).
+    pub refused: u64,
+    /// Deepest the feed's queue got, frames.
+    pub queue_high_water: u64,
+    /// The queue's capacity, frames.
+    pub queue_capacity: u64,
     /// Reconnects.
     pub reconnects: u64,
     /// Latency percentiles, frame read → subscriber write, ns (0 when nothing was relayed to a
@@ -425,9 +445,11 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// True when every feed's accounting balances: events = relayed + dropped.
+    /// True when every feed's accounting balances: events = relayed + dropped + refused.
     pub fn balanced(&self) -> bool {
-        self.feeds.iter().all(|f| f.events == f.relayed + f.dropped)
+        self.feeds
+            .iter()
+            .all(|f| f.events == f.relayed + f.dropped + f.refused)
     }
 }
 
@@ -436,24 +458,14 @@ impl fmt::Display for Summary {
         writeln!(f, "mdrelay summary after {:.1} s", self.uptime_s)?;
         writeln!(
             f,
-            "{:<16} {:>10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>6} {:>9} {:>9} {:>9}",
-            "feed",
-            "frames",
-            "control",
-            "errors",
-            "range",
-            "events",
-            "relayed",
-            "dropped",
-            "reconn",
-            "p50_us",
-            "p99_us",
-            "max_us"
+            "{:<16} {:>10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>6} {:>9} {:>9} {:>9} {:>15}",
+            "feed", "frames", "control", "errors", "range", "events", "relayed", "dropped", "refused", "reconn",
+            "p50_us", "p99_us", "max_us", "queue_hwm/cap"
         )?;
         for s in &self.feeds {
             writeln!(
                 f,
-                "{:<16} {:>10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>6} {:>9} {:>9} {:>9}",
+                "{:<16} {:>10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>6} {:>9} {:>9} {:>9} {:>15}",
                 s.name,
                 s.frames,
                 s.control,
@@ -462,10 +474,12 @@ impl fmt::Display for Summary {
                 s.events,
                 s.relayed,
                 s.dropped,
+                s.refused,
                 s.reconnects,
                 us(s.p50_ns),
                 us(s.p99_ns),
-                us(s.max_ns)
+                us(s.max_ns),
+                format!("{}/{}", s.queue_high_water, s.queue_capacity)
             )?;
         }
         writeln!(

@@ -79,8 +79,10 @@ pub struct CollectorCounters {
     pub enqueued: Counter,
     /// Frames the queue refused (full past the policy's patience) or lost at shutdown.
     pub dropped: Counter,
-    /// Events dropped, among `dropped` (the rest are status/definition frames).
+    /// Events lost before the consumer (refused, evicted, or replaced under `conflate`).
     pub dropped_events: Counter,
+    /// Of `dropped_events`: quotes replaced by a newer one under `conflate`.
+    pub conflated: Counter,
     /// Connections established.
     pub connects: Counter,
     /// Connections lost or refused after the first.
@@ -100,8 +102,11 @@ pub struct ConsumerFeedCounters {
     pub relayed: Counter,
     /// Events among `relayed`.
     pub relayed_events: Counter,
-    /// Frames refused because another feed owns their instrument id.
-    pub foreign_id: Counter,
+    /// Frames refused: their id belongs to another feed, or arrived before its definition
+    /// (possible only after `drop_oldest` evicted the definition).
+    pub refused: Counter,
+    /// Events among `refused`.
+    pub refused_events: Counter,
 }
 
 /// Everything counted about one feed, each part on its own cache line.

@@ -849,7 +849,6 @@ mod tests {
     use super::*;
     use std::io::BufRead;
 
-
     #[derive(Debug, Default)]
     struct Counts {
         lines: usize,

@@ -812,7 +812,6 @@ mod tests {
     use super::*;
     use crate::fixed::Decimal;
 
-
     /// MATIC/USD and ALGO/USD as the `instrument` channel describes them (the precisions under
     /// which the docs' checksums reproduce).
     fn precisions() -> HashMap<String, (u32, u32)> {

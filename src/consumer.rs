@@ -125,8 +125,9 @@ pub struct Consumer {
     scratch: FrameBuf,
     /// Wakes this thread when it parks; shared with every producer and the acceptor.
     waker: Arc<Waker>,
-    /// (feed, id) → frames refused because they came before their definition (possible only
-    /// after `drop_oldest` evicted it); reported as `dropped` right after the definition.
+    /// (feed, id) → events lost because their frames came before the instrument's definition
+    /// (possible only after `drop_oldest` evicted it): refused events, plus the counts carried
+    /// by refused `dropped` reports. Reported as one `dropped` right after the definition.
     undefined: FxHashMap<(usize, InstrumentId), u64>,
 }
 
@@ -262,7 +263,9 @@ impl Consumer {
                                     c.refused_events.inc();
                                 }
                                 if r == Refusal::Undefined {
-                                    *self.undefined.entry((idx, h.instrument_id)).or_default() += 1;
+                                    let lost = lost_events(&h, frame);
+                                    *self.undefined.entry((idx, h.instrument_id)).or_default() +=
+                                        lost;
                                 }
                             }
                         }
@@ -345,6 +348,19 @@ impl Consumer {
             }
             h.reset();
         }
+    }
+}
+
+/// Events a refused frame stands for: 1 for an event, the count of a `dropped` report, else 0.
+fn lost_events(h: &protocol::Header, frame: &[u8]) -> u64 {
+    if is_event(h.msg_type) {
+        return 1;
+    }
+    match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
+        Ok(Ok(Message::Status { status, .. })) if status.code == StatusCode::Dropped => {
+            status.count
+        }
+        _ => 0,
     }
 }
 

@@ -417,12 +417,17 @@ impl Publisher {
         }
     }
 
-    /// At shutdown: one last attempt (waiting under the policy) to queue what is pending.
+    /// At shutdown: queues what is still pending — conflated quotes under the policy, then drop
+    /// reports, retrying while the consumer makes room, for at most [`FINISH_TIMEOUT`].
     pub fn finish(&mut self) {
         for i in 0..self.instruments.len() {
             if let Some(q) = self.instruments[i].pending_quote.take() {
                 match self.producer.push(q) {
-                    Ok(_) => self.stats.collector.enqueued.inc(),
+                    Ok(Pushed::Queued) => self.stats.collector.enqueued.inc(),
+                    Ok(Pushed::Evicted(old)) => {
+                        self.stats.collector.enqueued.inc();
+                        self.account_evicted(&old);
+                    }
                     Err(_) => {
                         self.stats.collector.dropped.inc();
                         self.lost(i, false);
@@ -430,9 +435,30 @@ impl Publisher {
                 }
             }
         }
-        self.flush_pending();
+        let deadline = std::time::Instant::now() + FINISH_TIMEOUT;
+        loop {
+            // A definition evicted at the very end must go again, or its reports cannot follow.
+            for i in 0..self.instruments.len() {
+                let st = &self.instruments[i];
+                if st.unreported_drops > 0 && !st.def_sent && st.id != 0 {
+                    self.send_def(i, clock::wall_ns(), true);
+                }
+            }
+            self.flush_pending();
+            if !self.pending || self.consumer_gone || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        if self.pending {
+            let unreported: u64 = self.instruments.iter().map(|s| s.unreported_drops).sum();
+            tracing::warn!(venue = %self.venue, unreported, "shutdown: drop reports could not be queued");
+        }
     }
 }
+
+/// Longest [`Publisher::finish`] waits for room for pending reports.
+pub const FINISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

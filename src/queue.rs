@@ -713,7 +713,7 @@ mod tests {
         for t in [Transport::Channel, Transport::Ring] {
             let (mut p, r) = bounded(&spec(t, 1, Backpressure::Block, 10_000), Arc::default());
             p.push(env(1)).unwrap();
-            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(1);
             let h = thread::spawn(move || {
                 thread::sleep(Duration::from_millis(20));
                 let first = r.try_pop().map(|e| e.frame[0]);

@@ -6,6 +6,7 @@
 //! input: every malformed message is a typed [`ParseError`] that the caller counts.
 
 pub mod binance;
+pub mod binance_depth;
 pub mod coinbase;
 pub mod kraken_v1;
 pub mod kraken_v2;

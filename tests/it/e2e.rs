@@ -199,3 +199,94 @@ fn late_joiner_gets_definitions_then_cached_latest_then_live() {
     let summary = relay.shutdown();
     assert!(summary.balanced());
 }
+
+/// The `test` environment overlay (32-frame queues) with `drop_newest` at full replay speed:
+/// frames are lost, and the accounting still balances end to end — what the subscriber received plus what
+/// was reported `dropped` is exactly what the capture holds.
+#[test]
+fn tiny_buffers_of_the_test_overlay_still_balance() {
+    let _wd = util::Watchdog::new("tiny_buffers", 120);
+    let exchange = ReplayExchange::start(
+        &[(instrument::Venue::Binance, util::binance_capture())],
+        ReplayOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            speed: 0.0,
+            loop_forever: false,
+            start_paused: true,
+        },
+    )
+    .unwrap();
+    let (_dir, sock) = util::temp_socket();
+    let cfg = mdrelay::config::load(&mdrelay::config::Sources {
+        file: Some(util::repo("config/default.toml")),
+        env_name: Some("test".into()),
+        sets: vec![
+            "replay.enabled=false".into(),
+            format!("relay.socket_path={:?}", sock.display().to_string()),
+            format!(
+                "feeds.binance.url=\"ws://{}/binance/stream\"",
+                exchange.local_addr()
+            ),
+            // The subscriber below reads as fast as it can; keep it from being cut as slow.
+            "relay.max_pending_bytes=67108864".into(),
+            // Refuse at once when full, so the tiny queue really loses frames.
+            "feed_defaults.backpressure=\"drop_newest\"".into(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(cfg.feeds[0].queue_capacity_frames, 32);
+    let relay = run::start(cfg).unwrap();
+    let mut client = RelayClient::connect(&sock).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert!(util::wait_until(Duration::from_secs(20), || exchange
+        .subscribed_sessions()
+        >= 1));
+    exchange.resume();
+    let total = 6106 + 24077;
+    let (mut delivered, mut reported, mut last_seq, mut gaps) = (0u64, 0u64, 0u64, 0u64);
+    while delivered + reported < total {
+        let rx = client.next_frame().unwrap().expect("stream open");
+        let h = rx.frame.header;
+        match rx.frame.message().unwrap() {
+            Message::Trade(_) | Message::Quote(_) => {
+                assert!(h.sequence > last_seq);
+                gaps += h.sequence - last_seq - 1;
+                last_seq = h.sequence;
+                delivered += 1;
+            }
+            Message::Status { status, .. }
+                if status.code == mdrelay::event::StatusCode::Dropped =>
+            {
+                reported += status.count;
+            }
+            _ => {}
+        }
+    }
+    let summary = relay.shutdown();
+    while let Some(rx) = client.next_frame().unwrap() {
+        if let Message::Status { status, .. } = rx.frame.message().unwrap() {
+            if status.code == mdrelay::event::StatusCode::Dropped {
+                reported += status.count;
+            }
+        }
+    }
+    let feed = &summary.feeds[0];
+    assert_eq!(
+        delivered + reported,
+        total,
+        "delivered + reported dropped = capture"
+    );
+    assert_eq!(gaps + (total - last_seq), reported, "every gap reported");
+    assert_eq!(feed.relayed, delivered);
+    assert_eq!(feed.dropped + feed.refused, reported);
+    assert!(summary.balanced(), "{summary}");
+    assert!(
+        reported > 0,
+        "the tiny queue lost frames (else this test proves nothing)"
+    );
+    eprintln!("test overlay: delivered {delivered}, dropped {reported}");
+    exchange.stop();
+}

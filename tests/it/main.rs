@@ -8,4 +8,6 @@ mod util;
 
 mod cli;
 mod e2e;
+mod hygiene;
+mod queues;
 mod shutdown;

@@ -53,13 +53,13 @@ pub fn config(sets: &[String]) -> Config {
 /// Fails the whole test binary if the guard is not dropped within `secs`: a hung test must not
 /// hang CI. Prints which test hung.
 pub struct Watchdog {
-    tx: Option<mpsc::Sender<()>>,
+    tx: Option<mpsc::SyncSender<()>>,
 }
 
 impl Watchdog {
     /// Arms the watchdog.
     pub fn new(name: &'static str, secs: u64) -> Self {
-        let (tx, rx) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::sync_channel::<()>(1);
         thread::Builder::new()
             .name(format!("watchdog-{name}"))
             .spawn(move || {
@@ -93,4 +93,129 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(10));
     }
     cond()
+}
+
+/// A consumer and relay socket fed by publishers the test drives directly (no WebSockets):
+/// the real queue, publisher, consumer, cache, relay and client code.
+pub struct Pipeline {
+    pub stop: std::sync::Arc<mdrelay::stats::StopFlag>,
+    pub relay_counters: std::sync::Arc<mdrelay::stats::RelayCounters>,
+    pub socket: PathBuf,
+    consumer: Option<thread::JoinHandle<()>>,
+    acceptor: Option<thread::JoinHandle<()>>,
+    _guard: mdrelay::relay::SocketGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Pipeline {
+    /// Builds one publisher per spec (venue Binance) and starts the consumer and acceptor.
+    /// `start_consumer: false` leaves the consumer stopped until [`Pipeline::start_consumer`].
+    pub fn new(
+        specs: &[mdrelay::queue::QueueSpec],
+        idle: mdrelay::config::IdleStrategy,
+    ) -> (
+        Self,
+        Vec<mdrelay::publisher::Publisher>,
+        Vec<std::sync::Arc<mdrelay::stats::FeedStats>>,
+    ) {
+        use mdrelay::config::{ConsumerConfig, RelayConfig};
+        use mdrelay::consumer::{Consumer, FeedInput, Published};
+        use mdrelay::queue::{bounded, Waker};
+        use std::sync::Arc;
+
+        let (dir, socket) = temp_socket();
+        let relay_cfg = RelayConfig {
+            socket_path: socket.clone(),
+            socket_mode: 0o600,
+            max_subscribers: 8,
+            max_pending_bytes: 256 << 20,
+            heartbeat_interval: Duration::from_millis(100),
+            drain_timeout: Duration::from_secs(20),
+        };
+        let (listener, guard) = mdrelay::relay::bind(&relay_cfg).expect("bind");
+        let waker = Arc::new(Waker::default());
+        let stop = Arc::new(mdrelay::stats::StopFlag::default());
+        let relay_counters = Arc::new(mdrelay::stats::RelayCounters::default());
+        let mut publishers = Vec::new();
+        let mut stats = Vec::new();
+        let mut inputs = Vec::new();
+        for s in specs {
+            let (p, rx) = bounded(s, waker.clone());
+            let st = Arc::new(mdrelay::stats::FeedStats::default());
+            publishers.push(mdrelay::publisher::Publisher::new(
+                mdrelay::instrument::Venue::Binance,
+                p,
+                st.clone(),
+            ));
+            inputs.push(FeedInput {
+                name: s.name.clone(),
+                rx,
+                stats: st.clone(),
+            });
+            stats.push(st);
+        }
+        let (sub_tx, sub_rx) = crossbeam_channel::bounded(8);
+        let consumer = Consumer::new(
+            inputs,
+            sub_rx,
+            waker.clone(),
+            ConsumerConfig {
+                idle,
+                batch_frames: 64,
+            },
+            &relay_cfg,
+            relay_counters.clone(),
+            Arc::new(parking_lot::Mutex::new(Published::new(specs.len()))),
+            stop.clone(),
+        );
+        let consumer = thread::Builder::new()
+            .name("consumer".into())
+            .spawn(move || consumer.run())
+            .expect("spawn consumer");
+        let (rc, st) = (relay_counters.clone(), stop.clone());
+        let acceptor = thread::Builder::new()
+            .name("relay-accept".into())
+            .spawn(move || {
+                mdrelay::relay::accept_loop(listener, sub_tx, 8, rc, Arc::default(), waker, st)
+            })
+            .expect("spawn acceptor");
+        (
+            Pipeline {
+                stop,
+                relay_counters,
+                socket,
+                consumer: Some(consumer),
+                acceptor: Some(acceptor),
+                _guard: guard,
+                _dir: dir,
+            },
+            publishers,
+            stats,
+        )
+    }
+
+    /// Connects a subscriber and waits until the consumer has admitted it.
+    pub fn subscribe(&self) -> mdrelay::client::RelayClient {
+        let before = self.relay_counters.accepted.get();
+        let c = mdrelay::client::RelayClient::connect(&self.socket).expect("connect");
+        assert!(wait_until(Duration::from_secs(10), || self
+            .relay_counters
+            .accepted
+            .get()
+            > before));
+        c.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        c
+    }
+
+    /// Stops the consumer (after every publisher was dropped it drains and exits) and the acceptor.
+    pub fn shutdown(mut self) {
+        self.stop.stop();
+        if let Some(h) = self.consumer.take() {
+            h.join().expect("consumer thread");
+        }
+        if let Some(h) = self.acceptor.take() {
+            h.join().expect("acceptor thread");
+        }
+    }
 }

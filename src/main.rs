@@ -262,34 +262,32 @@ fn cmd_decode(venue_name: &str, file: &Path) -> anyhow::Result<ExitCode> {
     let reader = recording::open(file).with_context(|| format!("opening {}", file.display()))?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let mut write_err: Option<io::Error> = None;
+    // One line's JSON is built first: a control message (ack, heartbeat) prints nothing, even
+    // if the parser reported it as a status event for the relay's subscribers.
+    let mut line_out: Vec<u8> = Vec::with_capacity(4096);
     for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", file.display()))?;
         let (recv_ns, raw) = recording::split_line(&line);
         if raw.trim().is_empty() {
             continue;
         }
+        line_out.clear();
         let r = parser.parse(raw, recv_ns.unwrap_or(0), &mut |sym, ev| {
-            if write_err.is_some() {
-                return;
-            }
             let o = Origin {
                 venue: v.name(),
                 symbol: sym,
                 recv_ts_ns: recv_ns,
             };
-            if let Err(e) = json::write_event(&mut out, &o, ev) {
-                write_err = Some(e);
-            }
+            // Writing into a Vec cannot fail.
+            let _ = json::write_event(&mut line_out, &o, ev);
         });
-        if let Some(e) = write_err.take() {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(e.into());
-        }
-        if let Err(e) = r {
-            eprintln!("{}:{}: {e}", file.display(), i + 1);
+        match r {
+            Ok(venue::Parsed::Data) => match out.write_all(&line_out) {
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                r => r?,
+            },
+            Ok(venue::Parsed::Control) => {}
+            Err(e) => eprintln!("{}:{}: {e}", file.display(), i + 1),
         }
     }
     match out.flush() {

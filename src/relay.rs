@@ -85,7 +85,7 @@ pub fn bind(cfg: &RelayConfig) -> Result<(UnixListener, SocketGuard), RelayError
         if !dir.as_os_str().is_empty() && !dir.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o700)
+                .mode(dir_mode(cfg.socket_mode))
                 .create(dir)
                 .map_err(io_err)?;
         }
@@ -108,6 +108,13 @@ pub fn bind(cfg: &RelayConfig) -> Result<(UnixListener, SocketGuard), RelayError
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))
         .map_err(io_err)?;
     Ok((listener, guard))
+}
+
+/// Mode of a socket directory mdrelay creates: the socket's read/write bits plus search (x)
+/// wherever read is granted, so `600` → `700` and `660` → `770` (the group can reach the socket).
+pub fn dir_mode(socket_mode: u32) -> u32 {
+    let r = socket_mode & 0o444;
+    (socket_mode & 0o666) | (r >> 2)
 }
 
 /// Runs the acceptor loop on the current thread until `stop` is set or the consumer is gone.
@@ -379,5 +386,18 @@ impl Subscribers {
         self.subs.clear();
         self.counters.subscribers.set(0);
         unfinished
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_mode_follows_socket_mode() {
+        assert_eq!(dir_mode(0o600), 0o700);
+        assert_eq!(dir_mode(0o660), 0o770);
+        assert_eq!(dir_mode(0o666), 0o777);
+        assert_eq!(dir_mode(0o640), 0o750);
     }
 }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
-use crate::event::{BookUpdate, Event, Level, Quote, Side, Trade};
+use crate::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
 use crate::fixed::FixedError;
 use crate::instrument::Venue;
 
@@ -455,7 +455,23 @@ impl VenueParser for BinanceParser {
                 }
                 sink(h.symbol, &Event::Book(update));
             }
-            Envelope::Ack | Envelope::Error => return Ok(Parsed::Control),
+            Envelope::Ack => {
+                sink(
+                    None,
+                    &Event::Status(Status {
+                        code: StatusCode::Subscribed,
+                        count: 0,
+                        detail: "subscription acknowledged",
+                    }),
+                );
+                return Ok(Parsed::Control);
+            }
+            // The venue refused a request (bad stream name, rate limit): an operator must see it.
+            Envelope::Error => {
+                return Err(ParseError::Invalid(
+                    "venue replied with an error to a request",
+                ))
+            }
             Envelope::Unsupported(kind) => return Err(ParseError::Unsupported(kind.to_owned())),
         }
         Ok(Parsed::Data)
@@ -604,10 +620,10 @@ mod tests {
     #[test]
     fn acks_are_control_and_bad_input_is_a_typed_error() {
         assert_eq!(run(r#"{"result":null,"id":1}"#).0, Ok(Parsed::Control));
-        assert_eq!(
-            run(r#"{"error":{"code":2,"msg":"x"},"id":1}"#).0,
-            Ok(Parsed::Control)
-        );
+        let err = run(r#"{"error":{"code":2,"msg":"x"},"id":1}"#)
+            .0
+            .unwrap_err();
+        assert!(err.contains("venue replied with an error"), "{err}");
         let cases = [
             ("", "malformed"),
             ("{", "malformed"),

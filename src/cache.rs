@@ -1,14 +1,18 @@
 //! The live cache: per instrument, its definition and the latest trade and quote, kept as the
 //! encoded frames themselves so a late joiner receives exactly the bytes live subscribers got
-//! (re-flagged [`flags::CACHED`]).
+//! (re-flagged [`flags::CACHED`]), and the L2 book built from the book frames, which a late
+//! joiner receives as one BookSnapshot (full depth: a snapshot cut to N levels would leave the
+//! joiner without the levels that later deltas uncover).
 //!
 //! Owned by the consumer thread alone; no locks. Also the guard of instrument-id ownership:
 //! a frame is accepted only from the feed that defined its id, and only after the definition.
 
 use rustc_hash::FxHashMap;
 
+use crate::book::L2Book;
+use crate::event::{BookUpdate, Level};
 use crate::instrument::InstrumentId;
-use crate::protocol::{self, flags, FrameBuf, Header, MsgType};
+use crate::protocol::{self, flags, FrameBuf, Header, Message, Meta, MsgType};
 
 /// What the cache holds for one instrument.
 #[derive(Debug, Clone)]
@@ -21,6 +25,19 @@ pub struct Entry {
     pub last_trade: Option<FrameBuf>,
     /// Latest Quote frame.
     pub last_quote: Option<FrameBuf>,
+    /// The book from every BookSnapshot/BookDelta of the id, with its last frame's header.
+    pub book: Option<CachedBook>,
+}
+
+/// An instrument's book as its frames built it.
+#[derive(Debug, Clone)]
+pub struct CachedBook {
+    /// The levels.
+    pub book: L2Book,
+    /// Header of the last book frame applied (sequence, timestamps, flags).
+    pub last: Header,
+    /// Venue sequence of the last book frame (0: none).
+    pub venue_sequence: u64,
 }
 
 /// Why a frame was refused.
@@ -38,6 +55,9 @@ pub struct Cache {
     entries: FxHashMap<InstrumentId, Entry>,
     /// Ids in definition order; same set as `entries`' keys.
     order: Vec<InstrumentId>,
+    /// Scratch level buffers for decoding book frames.
+    bids: Vec<Level>,
+    asks: Vec<Level>,
 }
 
 impl Cache {
@@ -60,6 +80,7 @@ impl Cache {
                             def: FrameBuf::from_slice(frame),
                             last_trade: None,
                             last_quote: None,
+                            book: None,
                         },
                     );
                     self.order.push(h.instrument_id);
@@ -77,6 +98,30 @@ impl Cache {
         match t {
             Some(MsgType::Trade) => store(&mut e.last_trade, frame),
             Some(MsgType::Quote) => store(&mut e.last_quote, frame),
+            Some(MsgType::BookSnapshot | MsgType::BookDelta) => {
+                let Ok((f, _)) = protocol::decode_frame(frame) else {
+                    return Ok(());
+                };
+                let Ok(Message::Book(b)) = f.message() else {
+                    return Ok(());
+                };
+                self.bids.clear();
+                self.bids.extend(b.bids());
+                self.asks.clear();
+                self.asks.extend(b.asks());
+                let cb = e.book.get_or_insert_with(|| CachedBook {
+                    book: L2Book::new(),
+                    last: *h,
+                    venue_sequence: 0,
+                });
+                if t == Some(MsgType::BookSnapshot) {
+                    cb.book.apply_snapshot(&self.bids, &self.asks);
+                } else {
+                    cb.book.apply_delta(&self.bids, &self.asks);
+                }
+                cb.last = *h;
+                cb.venue_sequence = b.venue_sequence;
+            }
             _ => {}
         }
         Ok(())
@@ -90,10 +135,35 @@ impl Cache {
                 out.extend_from_slice(&e.def);
             }
         }
+        let mut buf = FrameBuf::new();
         for id in &self.order {
             let Some(e) = self.entries.get(id) else {
                 continue;
             };
+            if let Some(cb) = &e.book {
+                let bids: Vec<Level> = cb.book.bids().collect();
+                let asks: Vec<Level> = cb.book.asks().collect();
+                let keep = cb.last.flags & flags::BOOK_MAY_BE_BAD;
+                protocol::encode_book(
+                    &mut buf,
+                    &Meta {
+                        instrument_id: *id,
+                        sequence: cb.last.sequence,
+                        recv_ts_ns: cb.last.recv_ts_ns,
+                        flags: flags::CACHED | keep,
+                    },
+                    &BookUpdate {
+                        snapshot: true,
+                        bids: &bids,
+                        asks: &asks,
+                        venue_sequence: (cb.venue_sequence != 0).then_some(cb.venue_sequence),
+                        exchange_ts_ns: (cb.last.exchange_ts_ns != 0)
+                            .then_some(cb.last.exchange_ts_ns),
+                        may_be_bad: keep != 0,
+                    },
+                );
+                out.extend_from_slice(&buf);
+            }
             for f in [&e.last_quote, &e.last_trade].into_iter().flatten() {
                 let at = out.len();
                 out.extend_from_slice(f);
@@ -167,6 +237,67 @@ mod tests {
             &t,
         );
         b
+    }
+
+    #[test]
+    fn builds_the_book_and_snapshots_it_for_late_joiners() {
+        use crate::protocol::encode_book;
+        let mut c = Cache::default();
+        let d = def(9);
+        c.apply(0, &peek_header(&d), &d).unwrap();
+        let lv = |p, s| Level { price: p, size: s };
+        let mut f = FrameBuf::new();
+        let snap = BookUpdate {
+            snapshot: true,
+            bids: &[lv(10, 1), lv(9, 1)],
+            asks: &[lv(11, 1)],
+            venue_sequence: Some(5),
+            exchange_ts_ns: None,
+            may_be_bad: false,
+        };
+        encode_book(
+            &mut f,
+            &Meta {
+                instrument_id: 9,
+                sequence: 1,
+                ..Meta::default()
+            },
+            &snap,
+        );
+        c.apply(0, &peek_header(&f), &f).unwrap();
+        let delta = BookUpdate {
+            snapshot: false,
+            bids: &[lv(10, 0), lv(8, 3)],
+            asks: &[lv(12, 2)],
+            venue_sequence: Some(6),
+            exchange_ts_ns: None,
+            may_be_bad: false,
+        };
+        encode_book(
+            &mut f,
+            &Meta {
+                instrument_id: 9,
+                sequence: 2,
+                ..Meta::default()
+            },
+            &delta,
+        );
+        c.apply(0, &peek_header(&f), &f).unwrap();
+        let mut out = Vec::new();
+        c.write_snapshot(&mut out);
+        let (_, n) = decode_frame(&out).unwrap();
+        let (f, _) = decode_frame(&out[n..]).unwrap();
+        assert_eq!(
+            f.header.flags & (flags::CACHED | flags::SNAPSHOT),
+            flags::CACHED | flags::SNAPSHOT
+        );
+        assert_eq!(f.header.sequence, 2);
+        let Message::Book(b) = f.message().unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.bids().collect::<Vec<_>>(), [lv(9, 1), lv(8, 3)]);
+        assert_eq!(b.asks().collect::<Vec<_>>(), [lv(11, 1), lv(12, 2)]);
+        assert_eq!(b.venue_sequence, 6);
     }
 
     #[test]

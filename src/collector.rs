@@ -75,6 +75,12 @@ pub struct Collector {
     stop: Arc<StopFlag>,
     /// Reused list of messages the parser asks to send.
     outgoing: Vec<String>,
+    /// Symbols waiting for a REST book snapshot.
+    snapshot_requests: Vec<String>,
+    /// No snapshot fetch before this instant (set after a failure).
+    next_fetch: Instant,
+    /// HTTP client for REST snapshots (blocking, with a deadline).
+    http: ureq::Agent,
     /// xorshift state for reconnect jitter; never 0.
     rng: u64,
 }
@@ -89,12 +95,19 @@ impl Collector {
         stop: Arc<StopFlag>,
     ) -> Self {
         let venue = cfg.venue;
+        let cfg_timeout = cfg.connect_timeout;
         Collector {
             cfg,
             parser,
             out: Publisher::new(venue, producer, stats),
+            http: ureq::Agent::config_builder()
+                .timeout_global(Some(cfg_timeout))
+                .build()
+                .into(),
             stop,
             outgoing: Vec::new(),
+            snapshot_requests: Vec::new(),
+            next_fetch: Instant::now(),
             rng: clock::wall_ns() | 1,
         }
     }
@@ -112,6 +125,14 @@ impl Collector {
                 self.session(ws, &mut attempt)
             });
             self.out.stats().collector.connected.set(0);
+            {
+                // Per-connection venue state (books) is void: tell subscribers.
+                let out = &mut self.out;
+                let now = clock::mono_ns();
+                self.parser
+                    .on_disconnect(&mut |sym, ev| out.on_event(sym, ev, 0, clock::wall_ns_at(now)));
+                self.snapshot_requests.clear();
+            }
             if self.stop.is_stopped() || self.out.consumer_gone() {
                 break;
             }
@@ -297,6 +318,11 @@ impl Collector {
             out.on_event(sym, ev, t_recv, recv_wall)
         });
         self.parser.drain_outgoing(&mut self.outgoing);
+        self.parser
+            .drain_snapshot_requests(&mut self.snapshot_requests);
+        if !self.snapshot_requests.is_empty() {
+            self.fetch_snapshots();
+        }
         let c = &self.out.stats().collector;
         match result {
             Ok(Parsed::Data) => {
@@ -322,6 +348,63 @@ impl Collector {
         }
     }
 }
+
+impl Collector {
+    /// Fetches the REST book snapshots the parser asked for (blocking, under the connect
+    /// timeout) and hands each reply back to the parser. After a failure, fetches pause for
+    /// [`SNAPSHOT_RETRY`] so a failing endpoint is not hammered.
+    fn fetch_snapshots(&mut self) {
+        if Instant::now() < self.next_fetch {
+            return;
+        }
+        for symbol in std::mem::take(&mut self.snapshot_requests) {
+            let url = self.cfg.rest_url.as_deref().and_then(|base| {
+                self.parser
+                    .snapshot_url(base, &symbol, self.cfg.subscription.book_depth)
+            });
+            let Some(url) = url else {
+                tracing::error!(feed = %self.cfg.name, "book snapshot needed for {symbol} but no rest_url");
+                continue;
+            };
+            let body = self
+                .http
+                .get(&url)
+                .call()
+                .and_then(|mut r| r.body_mut().read_to_string());
+            let t_recv = clock::mono_ns();
+            let recv_wall = clock::wall_ns_at(t_recv);
+            let c = &self.out.stats().collector;
+            match body {
+                Ok(body) => {
+                    c.snapshots.inc();
+                    let out = &mut self.out;
+                    if let Err(e) = self
+                        .parser
+                        .on_rest_snapshot(&symbol, &body, &mut |sym, ev| {
+                            out.on_event(sym, ev, t_recv, recv_wall)
+                        })
+                    {
+                        self.out.stats().collector.snapshot_failures.inc();
+                        tracing::warn!(feed = %self.cfg.name, "bad book snapshot for {symbol}: {e}");
+                        self.next_fetch = Instant::now() + SNAPSHOT_RETRY;
+                    }
+                }
+                Err(e) => {
+                    c.snapshot_failures.inc();
+                    tracing::warn!(feed = %self.cfg.name, "book snapshot for {symbol} failed: {e}");
+                    self.parser.on_snapshot_failed(&symbol);
+                    self.next_fetch = Instant::now() + SNAPSHOT_RETRY;
+                }
+            }
+        }
+        // Requests made while answering (a snapshot too old, a failure) wait for the next turn.
+        self.parser
+            .drain_snapshot_requests(&mut self.snapshot_requests);
+    }
+}
+
+/// Pause of REST snapshot fetches after a failure.
+pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 
 /// Pins the calling thread per `placement`, warning (not failing) when impossible.
 pub fn pin_current_thread(thread_name: &str, core: Option<usize>) {

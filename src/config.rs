@@ -96,6 +96,7 @@ pub struct RawFeed {
     enabled: Option<bool>,
     venue: String,
     url: String,
+    rest_url: Option<String>,
     symbols: Vec<String>,
     channels: Vec<String>,
     book_depth: Option<u64>,
@@ -130,7 +131,17 @@ pub struct RawReplay {
     speed: f64,
     #[serde(rename = "loop")]
     loop_forever: bool,
-    sources: BTreeMap<String, String>,
+    sources: BTreeMap<String, OneOrMany>,
+}
+
+/// A path or a list of paths.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One path.
+    One(String),
+    /// Several paths.
+    Many(Vec<String>),
 }
 
 /// `[status]` as written.
@@ -224,8 +235,10 @@ pub struct FeedConfig {
     pub name: String,
     /// Venue protocol.
     pub venue: Venue,
-    /// WebSocket URL, `{replay}` already replaced.
+    /// WebSocket URL (`{replay}` is replaced when the relay starts).
     pub url: String,
+    /// Base URL of the venue's REST API for book snapshots (Binance depth), `{replay}` likewise.
+    pub rest_url: Option<String>,
     /// What to subscribe to.
     pub subscription: Subscription,
     /// Queue capacity in frames; ≥ 1.
@@ -253,8 +266,8 @@ pub struct ReplayConfig {
     pub speed: f64,
     /// Start over at the end of the recording.
     pub loop_forever: bool,
-    /// Recording served per venue.
-    pub sources: Vec<(Venue, PathBuf)>,
+    /// Recordings served per venue (several files of a venue are merged by receive time).
+    pub sources: Vec<(Venue, Vec<PathBuf>)>,
 }
 
 /// Validated configuration.
@@ -570,7 +583,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             let key = format!("replay.sources.{name}");
             let venue = Venue::from_name(name)
                 .ok_or_else(|| invalid(&key, format!("`{name}` is not a venue: expected one of binance, coinbase, kraken, kraken_v1")))?;
-            sources.push((venue, PathBuf::from(path)));
+            let paths: Vec<PathBuf> = match path {
+                OneOrMany::One(p) => vec![PathBuf::from(p)],
+                OneOrMany::Many(ps) => ps.iter().map(PathBuf::from).collect(),
+            };
+            if paths.is_empty() {
+                return Err(invalid(&key, "lists no recording"));
+            }
+            sources.push((venue, paths));
         }
         Some(ReplayConfig {
             listen,
@@ -677,10 +697,28 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 "must be ≥ reconnect_initial_ms",
             ));
         }
+        if let Some(r) = &f.rest_url {
+            if !(r.starts_with("http://") || r.starts_with("https://")) {
+                return Err(invalid(
+                    key("rest_url"),
+                    format!("`{r}` is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if venue == Venue::Binance
+            && f.channels.iter().any(|c| c.starts_with("depth"))
+            && f.rest_url.is_none()
+        {
+            return Err(invalid(
+                key("rest_url"),
+                "a Binance depth channel needs rest_url for book snapshots",
+            ));
+        }
         feeds.push(FeedConfig {
             name: name.clone(),
             venue,
             url,
+            rest_url: f.rest_url.clone(),
             subscription: Subscription {
                 symbols: f.symbols.clone(),
                 channels: f.channels.clone(),
@@ -770,11 +808,18 @@ mod tests {
     }
 
     #[test]
-    fn builtin_defaults_are_valid_and_define_the_demo_feed() {
+    fn builtin_defaults_are_valid_and_define_the_demo_feeds() {
         let c = with_sets(&[]).unwrap();
-        assert_eq!(c.feeds.len(), 1);
-        assert_eq!(c.feeds[0].name, "binance");
-        assert_eq!(c.feeds[0].venue, Venue::Binance);
+        let names: Vec<(&str, Venue)> =
+            c.feeds.iter().map(|f| (f.name.as_str(), f.venue)).collect();
+        assert_eq!(
+            names,
+            [
+                ("binance", Venue::Binance),
+                ("coinbase", Venue::Coinbase),
+                ("kraken_v1", Venue::KrakenV1)
+            ]
+        );
         assert!(c.replay.is_some());
         assert_eq!(c.relay.socket_mode, 0o600);
     }

@@ -136,7 +136,10 @@ fn cmd_run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 tracing::info!("{}", running.status_line());
             }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                tracing::error!("signal handler thread is gone; stopping");
+                break;
+            }
         }
     }
     tracing::info!("stopping: draining queues to subscribers");

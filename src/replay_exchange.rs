@@ -1,19 +1,32 @@
 //! The replay exchange: recorded real venue traffic served over real WebSockets on this machine,
-//! speaking the venue's protocol, so collectors run their real code path with no internet.
+//! speaking each venue's protocol, so collectors run their real code path with no internet.
 //!
 //! Threads: `replay-exchange` accepts on the listen address; each connection gets its own
-//! `replay-conn` thread. The venue is chosen by the first path segment of the request
-//! (`ws://ADDR/binance/stream`). Binance behaviour: the client sends
-//! `{"method":"SUBSCRIBE","params":[streams…],"id":N}` and gets `{"result":null,"id":N}`; then every
-//! recorded message of a subscribed stream is sent at its recorded pace divided by `speed`
-//! (`speed` 0: as fast as the client reads), looping when configured; pings are answered.
-//! The recording is loaded once and shared by all connections.
+//! `replay-conn` thread. The venue is the first path segment of the request
+//! (`ws://ADDR/binance/stream`, `ws://ADDR/coinbase`, `ws://ADDR/kraken_v1`). Per venue:
+//! - Binance: `{"method":"SUBSCRIBE","params":[streams…],"id":N}` → `{"result":null,"id":N}`;
+//!   messages of subscribed streams. REST `GET /binance/api/v3/depth?symbol=S&limit=N` answers a
+//!   depth snapshot taken from a book the exchange keeps at its replay position (it starts from
+//!   the snapshot recorded in the capture and applies each diff as it is sent), so a snapshot is
+//!   consistent whenever a client asks.
+//! - Coinbase: `{"type":"subscribe","product_ids":[…],"channels":[…]}` → a `subscriptions` reply;
+//!   messages of subscribed products and channels (`match`/`last_match` → `matches`,
+//!   `snapshot`/`l2update` → `level2` or `level2_batch`).
+//! - Kraken v1: `systemStatus` on connect; `{"event":"subscribe","pair":[…],"subscription":{…}}` →
+//!   one `subscriptionStatus` per pair; messages of subscribed pairs and channels; heartbeats
+//!   as recorded.
+//!
+//! Recorded acks are not replayed (the exchange answers the client's own requests). Messages are
+//! sent at their recorded pace divided by `speed` (0: as fast as the client reads). At the end of
+//! a recording, with `loop`, the connection is closed (code 1012, "service restart") so the client
+//! reconnects and starts afresh: a real venue never repeats sequence numbers, and a replay that
+//! looped on an open connection would. Recordings are loaded once and shared.
 //!
 //! Blocks on socket reads with short timeouts (pacing), and on writes when a client does not
 //! read (TCP backpressure, as from a real venue). Stops within ~100 ms of [`ReplayExchange::stop`].
 
 use std::collections::HashSet;
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,13 +35,21 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes, WebSocket};
 
+use crate::book::L2Book;
+use crate::event::{Event, Level};
+use crate::fixed;
 use crate::instrument::Venue;
 use crate::netutil::wait_readable;
 use crate::recording;
+use crate::venue::binance::BinanceParser;
+use crate::venue::VenueParser;
 
 /// How the exchange plays its recordings.
 #[derive(Debug, Clone)]
@@ -37,29 +58,52 @@ pub struct ReplayOptions {
     pub listen: SocketAddr,
     /// Pace multiplier; 0 = as fast as possible.
     pub speed: f64,
-    /// Start over at the end.
+    /// At the end of a recording, close the connection so the client reconnects and the
+    /// recording starts again; otherwise stay connected and idle.
     pub loop_forever: bool,
     /// Hold every session after its subscription until [`ReplayExchange::resume`] (tests).
     pub start_paused: bool,
 }
 
+/// A Binance depth diff as recorded, for the exchange's own book.
+struct Diff {
+    symbol: Box<str>,
+    final_update_id: u64,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+}
+
 /// One recorded message.
 struct Rec {
     recv_ns: u64,
-    /// Binance stream name (`ethusdt@trade`), when the message is a stream message.
-    stream: Option<Box<str>>,
+    /// Subscription key the message belongs to (see [`record_key`]); `None`: never sent.
+    key: Option<Box<str>>,
     raw: Utf8Bytes,
+    /// Binance depth diffs, applied to the REST book when sent.
+    diff: Option<Diff>,
+}
+
+/// A venue's recordings, merged in receive-time order, and its recorded REST snapshots.
+struct Source {
+    venue: Venue,
+    records: Vec<Rec>,
+    /// Binance: symbol → (book, lastUpdateId) as recorded, the start of every session.
+    initial_books: FxHashMap<String, (L2Book, u64)>,
 }
 
 struct Shared {
     opts: ReplayOptions,
-    sources: Vec<(Venue, Arc<Vec<Rec>>)>,
+    sources: Vec<Arc<Source>>,
     stop: AtomicBool,
     paused: AtomicBool,
     /// Sessions that completed a subscription, since start.
     subscribed: AtomicU64,
     /// Messages sent, all sessions.
     sent: AtomicU64,
+    /// REST depth snapshots served.
+    rest_served: AtomicU64,
+    /// Binance REST books at the replay position of the most recently started session.
+    books: Mutex<FxHashMap<String, (L2Book, u64)>>,
     sessions: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -71,41 +115,124 @@ pub struct ReplayExchange {
 }
 
 #[derive(Deserialize)]
-struct StreamOnly<'a> {
+struct Peek<'a> {
     #[serde(borrow)]
     stream: Option<&'a str>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<&'a str>,
+    #[serde(borrow)]
+    product_id: Option<&'a str>,
+    #[serde(borrow)]
+    event: Option<&'a str>,
 }
 
-fn load(venue: Venue, path: &Path) -> io::Result<Vec<Rec>> {
-    let records = recording::read_all(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    let mut out = Vec::with_capacity(records.len());
-    let mut last_ns = 0;
-    for r in records {
-        let stream = match venue {
-            Venue::Binance => serde_json::from_str::<StreamOnly<'_>>(&r.raw)
-                .ok()
-                .and_then(|s| s.stream.map(Into::into)),
+/// The subscription key of a recorded message, or `None` for messages the exchange never
+/// replays (recorded acks and status: the exchange answers its clients' own requests).
+fn record_key(venue: Venue, raw: &str) -> Option<Box<str>> {
+    if venue == Venue::KrakenV1 && raw.starts_with('[') {
+        // [channelID, payload…, channelName, pair]
+        let v: Vec<&serde_json::value::RawValue> = serde_json::from_str(raw).ok()?;
+        let n = v.len();
+        if n < 4 {
+            return None;
+        }
+        let name: &str = serde_json::from_str(v[n - 2].get()).ok()?;
+        let pair: &str = serde_json::from_str(v[n - 1].get()).ok()?;
+        let base = name.split('-').next().unwrap_or(name);
+        return Some(format!("{pair}|{base}").into());
+    }
+    let p: Peek<'_> = serde_json::from_str(raw).ok()?;
+    match venue {
+        Venue::Binance => p.stream.map(Into::into),
+        Venue::Coinbase => {
+            let channel = match p.kind? {
+                "ticker" => "ticker",
+                "match" | "last_match" => "matches",
+                "snapshot" | "l2update" => "level2",
+                "heartbeat" => "heartbeat",
+                _ => return None,
+            };
+            Some(format!("{}|{channel}", p.product_id?).into())
+        }
+        Venue::KrakenV1 => match p.event {
+            Some("heartbeat") => Some("*|heartbeat".into()),
             _ => None,
-        };
+        },
+        Venue::Kraken => p.kind.map(Into::into),
+    }
+}
+
+fn load(venue: Venue, paths: &[PathBuf]) -> io::Result<Source> {
+    let mut all = Vec::new();
+    for path in paths {
+        let recs = recording::read_all(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         // Lines without a time keep the previous one (sent back to back).
-        let recv_ns = r.recv_ns.unwrap_or(last_ns);
-        last_ns = recv_ns;
-        out.push(Rec {
+        let mut last_ns = 0;
+        for r in recs {
+            let ns = r.recv_ns.unwrap_or(last_ns);
+            last_ns = ns;
+            all.push((ns, r.raw));
+        }
+    }
+    // Several files of one venue (Kraken trade, ticker, book) play as one stream. Stable sort:
+    // lines with equal times keep their file order.
+    all.sort_by_key(|(ns, _)| *ns);
+    let mut parser = BinanceParser::default();
+    let mut initial_books = FxHashMap::default();
+    let mut pending_snapshot: Option<(L2Book, u64)> = None;
+    let mut records = Vec::with_capacity(all.len());
+    for (recv_ns, raw) in all {
+        let key = record_key(venue, &raw);
+        let mut diff = None;
+        if venue == Venue::Binance {
+            let _ = parser.parse(&raw, 0, &mut |sym, ev| {
+                if let Event::Book(b) = ev {
+                    match (sym, b.snapshot) {
+                        (None, true) => {
+                            let mut book = L2Book::new();
+                            book.apply_snapshot(b.bids, b.asks);
+                            pending_snapshot = Some((book, b.venue_sequence.unwrap_or(0)));
+                        }
+                        (Some(sym), false) => {
+                            diff = Some(Diff {
+                                symbol: sym.into(),
+                                final_update_id: b.venue_sequence.unwrap_or(0),
+                                bids: b.bids.to_vec(),
+                                asks: b.asks.to_vec(),
+                            })
+                        }
+                        _ => {}
+                    }
+                }
+            });
+            // A recorded REST snapshot names no symbol: it belongs to the next diff's symbol.
+            if let (Some(d), Some(_)) = (&diff, &pending_snapshot) {
+                if let Some(snap) = pending_snapshot.take() {
+                    initial_books.entry(d.symbol.to_string()).or_insert(snap);
+                }
+            }
+        }
+        records.push(Rec {
             recv_ns,
-            stream,
-            raw: Utf8Bytes::from(r.raw),
+            key,
+            raw: Utf8Bytes::from(raw),
+            diff,
         });
     }
-    Ok(out)
+    Ok(Source {
+        venue,
+        records,
+        initial_books,
+    })
 }
 
 impl ReplayExchange {
-    /// Loads `sources` and starts listening.
-    pub fn start(sources: &[(Venue, PathBuf)], opts: ReplayOptions) -> io::Result<Self> {
+    /// Loads `sources` (several files of one venue are merged by time) and starts listening.
+    pub fn start(sources: &[(Venue, Vec<PathBuf>)], opts: ReplayOptions) -> io::Result<Self> {
         let mut loaded = Vec::new();
-        for (venue, path) in sources {
-            loaded.push((*venue, Arc::new(load(*venue, path)?)));
+        for (venue, paths) in sources {
+            loaded.push(Arc::new(load(*venue, paths)?));
         }
         let listener = TcpListener::bind(opts.listen)?;
         listener.set_nonblocking(true)?;
@@ -117,6 +244,8 @@ impl ReplayExchange {
             stop: AtomicBool::new(false),
             subscribed: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            rest_served: AtomicU64::new(0),
+            books: Mutex::new(FxHashMap::default()),
             sessions: Mutex::new(Vec::new()),
         });
         let sh = shared.clone();
@@ -129,6 +258,15 @@ impl ReplayExchange {
             shared,
             acceptor: Some(acceptor),
         })
+    }
+
+    /// Convenience for one file per venue.
+    pub fn start_files(sources: &[(Venue, &Path)], opts: ReplayOptions) -> io::Result<Self> {
+        let v: Vec<(Venue, Vec<PathBuf>)> = sources
+            .iter()
+            .map(|(v, p)| (*v, vec![p.to_path_buf()]))
+            .collect();
+        Self::start(&v, opts)
     }
 
     /// The bound address.
@@ -149,6 +287,11 @@ impl ReplayExchange {
     /// Messages sent to clients since start.
     pub fn messages_sent(&self) -> u64 {
         self.shared.sent.load(Ordering::Relaxed)
+    }
+
+    /// REST depth snapshots served since start.
+    pub fn rest_snapshots_served(&self) -> u64 {
+        self.shared.rest_served.load(Ordering::Relaxed)
     }
 
     /// Stops accepting, ends every session and joins every thread.
@@ -218,12 +361,13 @@ fn is_timeout(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
 }
 
-/// Reads client messages for up to `wait`; answers Binance requests. Returns Err when the
+/// Reads client messages for up to `wait` and answers the venue's requests. Returns Err when the
 /// session must end (client gone, stop).
 fn service_client(
     ws: &mut Ws,
+    venue: Venue,
     wait: Duration,
-    streams: &mut HashSet<String>,
+    subs: &mut HashSet<String>,
     shared: &Shared,
 ) -> Result<(), tungstenite::Error> {
     let deadline = Instant::now() + wait;
@@ -246,9 +390,17 @@ fn service_client(
         ))?;
         match ws.read() {
             Ok(Message::Text(t)) => {
-                if let Some(reply) = binance_request(t.as_str(), streams) {
+                let replies = match venue {
+                    Venue::Binance => binance_request(t.as_str(), subs).into_iter().collect(),
+                    Venue::Coinbase => coinbase_request(t.as_str(), subs),
+                    Venue::KrakenV1 => kraken_v1_request(t.as_str(), subs),
+                    Venue::Kraken => Vec::new(),
+                };
+                if !replies.is_empty() {
                     shared.subscribed.fetch_add(1, Ordering::AcqRel);
-                    ws.send(Message::text(reply))?;
+                }
+                for r in replies {
+                    ws.send(Message::text(r))?;
                 }
             }
             Ok(Message::Close(_)) => return Err(tungstenite::Error::ConnectionClosed),
@@ -287,10 +439,214 @@ fn binance_request(text: &str, streams: &mut HashSet<String>) -> Option<String> 
     Some(serde_json::json!({"result": null, "id": req.id}).to_string())
 }
 
+#[derive(Deserialize)]
+struct CoinbaseRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    product_ids: Vec<String>,
+    #[serde(default)]
+    channels: Vec<serde_json::Value>,
+}
+
+/// Applies a Coinbase subscribe/unsubscribe; returns the `subscriptions` reply.
+fn coinbase_request(text: &str, subs: &mut HashSet<String>) -> Vec<String> {
+    let Ok(req) = serde_json::from_str::<CoinbaseRequest>(text) else {
+        return vec![
+            r#"{"type":"error","message":"Failed to subscribe","reason":"malformed request"}"#
+                .into(),
+        ];
+    };
+    let subscribe = match req.kind.as_str() {
+        "subscribe" => true,
+        "unsubscribe" => false,
+        _ => {
+            return vec![
+                r#"{"type":"error","message":"Failed to subscribe","reason":"unknown type"}"#
+                    .into(),
+            ]
+        }
+    };
+    for ch in &req.channels {
+        let (name, products) = match ch {
+            serde_json::Value::String(n) => (n.as_str(), req.product_ids.clone()),
+            serde_json::Value::Object(o) => (
+                o.get("name").and_then(|v| v.as_str()).unwrap_or(""),
+                o.get("product_ids")
+                    .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+                    .unwrap_or_else(|| req.product_ids.clone()),
+            ),
+            _ => continue,
+        };
+        let name = if name == "level2_batch" {
+            "level2"
+        } else {
+            name
+        };
+        for p in products {
+            let key = format!("{p}|{name}");
+            if subscribe {
+                subs.insert(key);
+            } else {
+                subs.remove(&key);
+            }
+        }
+    }
+    let mut by_channel: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for k in subs.iter() {
+        if let Some((p, c)) = k.split_once('|') {
+            by_channel.entry(c).or_default().push(p);
+        }
+    }
+    let channels: Vec<serde_json::Value> = by_channel
+        .into_iter()
+        .map(|(c, ps)| serde_json::json!({"name": c, "product_ids": ps}))
+        .collect();
+    vec![serde_json::json!({"type": "subscriptions", "channels": channels}).to_string()]
+}
+
+#[derive(Deserialize)]
+struct KrakenV1Request {
+    event: String,
+    #[serde(default)]
+    pair: Vec<String>,
+    #[serde(default)]
+    subscription: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    reqid: Option<serde_json::Value>,
+}
+
+/// Applies a Kraken v1 subscribe/unsubscribe/ping; returns one status reply per pair.
+fn kraken_v1_request(text: &str, subs: &mut HashSet<String>) -> Vec<String> {
+    let Ok(req) = serde_json::from_str::<KrakenV1Request>(text) else {
+        return vec![
+            r#"{"event":"error","errorMessage":"Malformed request","status":"error"}"#.into(),
+        ];
+    };
+    if req.event == "ping" {
+        return vec![serde_json::json!({"event": "pong", "reqid": req.reqid}).to_string()];
+    }
+    let subscribe = match req.event.as_str() {
+        "subscribe" => true,
+        "unsubscribe" => false,
+        _ => {
+            return vec![
+                r#"{"event":"error","errorMessage":"Unsupported event","status":"error"}"#.into(),
+            ]
+        }
+    };
+    let sub = req.subscription.unwrap_or_default();
+    let name = sub
+        .get("name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_owned();
+    let channel_name = match (name.as_str(), sub.get("depth").and_then(|v| v.as_u64())) {
+        ("book", Some(d)) => format!("book-{d}"),
+        ("book", None) => "book-10".to_owned(),
+        (n, _) => n.to_owned(),
+    };
+    req.pair
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| {
+            let key = format!("{pair}|{name}");
+            if subscribe {
+                subs.insert(key);
+                subs.insert("*|heartbeat".into());
+            } else {
+                subs.remove(&key);
+            }
+            serde_json::json!({
+                "channelID": 1000 + i,
+                "channelName": channel_name,
+                "event": "subscriptionStatus",
+                "pair": pair,
+                "status": if subscribe { "subscribed" } else { "unsubscribed" },
+                "subscription": sub,
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+/// Answers `GET /binance/api/v3/depth?symbol=S&limit=N` from the REST book, then closes.
+fn serve_rest(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        if stream.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let param = |k: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.to_owned())
+    };
+    let (status, body) = if path != "/binance/api/v3/depth" {
+        (
+            "404 Not Found",
+            r#"{"code":-1,"msg":"not found"}"#.to_owned(),
+        )
+    } else {
+        let symbol = param("symbol").unwrap_or_default().to_ascii_uppercase();
+        let limit: usize = param("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(100)
+            .clamp(1, 5000);
+        let books = shared.books.lock();
+        match books.get(&symbol) {
+            Some((book, last)) => {
+                let side = |it: &mut dyn Iterator<Item = Level>| -> Vec<[String; 2]> {
+                    it.take(limit)
+                        .map(|l| {
+                            [
+                                fixed::format_fixed_places(l.price, 8),
+                                fixed::format_fixed_places(l.size, 8),
+                            ]
+                        })
+                        .collect()
+                };
+                let body = serde_json::json!({
+                    "lastUpdateId": last,
+                    "bids": side(&mut book.bids()),
+                    "asks": side(&mut book.asks()),
+                })
+                .to_string();
+                shared.rest_served.fetch_add(1, Ordering::Relaxed);
+                ("200 OK", body)
+            }
+            None => (
+                "400 Bad Request",
+                r#"{"code":-1121,"msg":"Invalid symbol."}"#.to_owned(),
+            ),
+        }
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
 fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenite::Error> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    // Plain HTTP (REST) or a WebSocket upgrade? Look at the request line without consuming it.
+    let mut peek = [0u8; 18];
+    let n = stream.peek(&mut peek)?;
+    if peek[..n].starts_with(b"GET /binance/api/") {
+        return serve_rest(stream, shared).map_err(tungstenite::Error::Io);
+    }
     let mut venue = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let first = req
@@ -317,50 +673,74 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenite::Error> {
         }
     })?;
     let Some(venue) = venue else { return Ok(()) };
-    let Some(records) = shared
-        .sources
-        .iter()
-        .find(|(v, _)| *v == venue)
-        .map(|(_, r)| r.clone())
-    else {
-        let _ = ws.close(None);
+    let Some(src) = shared.sources.iter().find(|s| s.venue == venue).cloned() else {
+        let _ = ws.close(Some(CloseFrame {
+            code: CloseCode::Policy,
+            reason: "no recording for this venue".into(),
+        }));
+        let _ = ws.flush();
         return Ok(());
     };
-    let mut streams = HashSet::new();
-    // Wait for a subscription, then for the gate.
-    while streams.is_empty() || shared.paused.load(Ordering::Acquire) {
-        service_client(&mut ws, Duration::from_millis(20), &mut streams, shared)?;
+    if venue == Venue::KrakenV1 {
+        ws.send(Message::text(
+            r#"{"connectionID":1,"event":"systemStatus","status":"online","version":"1.9.0"}"#,
+        ))?;
     }
-    let speed = shared.opts.speed;
-    loop {
-        play(&mut ws, &records, speed, &mut streams, shared)?;
-        if !shared.opts.loop_forever {
-            break;
-        }
+    let mut subs = HashSet::new();
+    // Wait for a subscription, then for the gate.
+    while subs.is_empty() || shared.paused.load(Ordering::Acquire) {
+        service_client(&mut ws, venue, Duration::from_millis(20), &mut subs, shared)?;
+    }
+    if venue == Venue::Binance {
+        // This session's replay position now drives the REST books.
+        *shared.books.lock() = src.initial_books.clone();
+    }
+    play(&mut ws, &src, &mut subs, shared)?;
+    if shared.opts.loop_forever {
+        let _ = ws.close(Some(CloseFrame {
+            code: CloseCode::Restart,
+            reason: "end of recording; reconnect to replay it again".into(),
+        }));
+        let _ = ws.flush();
+        // Let the client read the close frame before the socket goes.
+        let _ = service_client(
+            &mut ws,
+            venue,
+            Duration::from_millis(200),
+            &mut subs,
+            shared,
+        );
+        return Ok(());
     }
     // Stay connected like a real venue: answer pings until the client leaves or we stop.
     loop {
-        service_client(&mut ws, Duration::from_millis(100), &mut streams, shared)?;
+        service_client(
+            &mut ws,
+            venue,
+            Duration::from_millis(100),
+            &mut subs,
+            shared,
+        )?;
     }
 }
 
-/// Sends the recording once at `speed`.
+/// Sends the recording once at the configured speed.
 fn play(
     ws: &mut Ws,
-    records: &[Rec],
-    speed: f64,
-    streams: &mut HashSet<String>,
+    src: &Source,
+    subs: &mut HashSet<String>,
     shared: &Shared,
 ) -> Result<(), tungstenite::Error> {
-    let Some(first) = records.first() else {
+    let Some(first) = src.records.first() else {
         return Ok(());
     };
+    let speed = shared.opts.speed;
     let t0 = first.recv_ns;
     let start = Instant::now();
     let mut unflushed = 0u32;
-    for rec in records {
-        match &rec.stream {
-            Some(s) if streams.contains(&**s) => {}
+    for rec in &src.records {
+        match &rec.key {
+            Some(k) if subs.contains(&**k) => {}
             _ => continue,
         }
         if speed > 0.0 {
@@ -372,12 +752,20 @@ fn play(
                     ws.flush()?;
                     unflushed = 0;
                 }
-                service_client(ws, due - now, streams, shared)?;
+                service_client(ws, src.venue, due - now, subs, shared)?;
             }
         } else if shared.stop.load(Ordering::Acquire) {
             return Err(tungstenite::Error::ConnectionClosed);
         }
         ws.write(Message::Text(rec.raw.clone()))?;
+        if let Some(d) = &rec.diff {
+            if let Some((book, last)) = shared.books.lock().get_mut(&*d.symbol) {
+                if d.final_update_id > *last {
+                    book.apply_delta(&d.bids, &d.asks);
+                    *last = d.final_update_id;
+                }
+            }
+        }
         shared.sent.fetch_add(1, Ordering::Relaxed);
         unflushed += 1;
         if unflushed >= 64 || speed > 0.0 {
@@ -413,5 +801,40 @@ mod tests {
             .unwrap()
             .contains("error"));
         assert!(binance_request("garbage", &mut s).is_none());
+    }
+
+    #[test]
+    fn coinbase_and_kraken_requests_map_to_record_keys() {
+        let mut s = HashSet::new();
+        let r = coinbase_request(
+            r#"{"type":"subscribe","product_ids":["SKL-USD"],"channels":["ticker","matches","level2_batch"]}"#,
+            &mut s,
+        );
+        assert!(r[0].contains("subscriptions"));
+        for raw in [
+            r#"{"type":"ticker","product_id":"SKL-USD","price":"1"}"#,
+            r#"{"type":"last_match","product_id":"SKL-USD"}"#,
+            r#"{"type":"l2update","product_id":"SKL-USD","changes":[]}"#,
+        ] {
+            let k = record_key(Venue::Coinbase, raw).unwrap();
+            assert!(s.contains(&*k), "{raw} → {k}");
+        }
+        assert!(record_key(Venue::Coinbase, r#"{"type":"subscriptions","channels":[]}"#).is_none());
+
+        let mut s = HashSet::new();
+        let r = kraken_v1_request(
+            r#"{"event":"subscribe","pair":["XBT/USD","ETH/EUR"],"subscription":{"name":"book","depth":1000}}"#,
+            &mut s,
+        );
+        assert_eq!(r.len(), 2);
+        assert!(r[0].contains(r#""channelName":"book-1000""#));
+        let k = record_key(
+            Venue::KrakenV1,
+            r#"[1,{"a":[]},{"b":[],"c":"1"},"book-1000","XBT/USD"]"#,
+        )
+        .unwrap();
+        assert!(s.contains(&*k));
+        assert!(s.contains("*|heartbeat"));
+        assert!(record_key(Venue::KrakenV1, r#"{"event":"subscriptionStatus"}"#).is_none());
     }
 }

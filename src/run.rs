@@ -1,9 +1,10 @@
 //! Wiring: starts every thread of a relay from a validated [`Config`], reports status, and shuts
 //! down in order so that nothing accepted is lost.
 //!
-//! Start order: bind the relay socket (fail fast if another relay is live), start the replay
-//! exchange if enabled (its address fills `{replay}` in feed URLs), create one bounded queue per
-//! feed, spawn `consumer`, `relay-accept`, and one `collector-<feed>` per feed.
+//! Start order: start the replay exchange if enabled (its address fills `{replay}` in feed URLs),
+//! bind the relay socket (refusing if another relay is live on it), create one bounded queue per
+//! feed, spawn `consumer`, `relay-accept`, and one `collector-<feed>` per feed. The socket file
+//! appears only once everything it needs is loaded.
 //!
 //! Stop order ([`Running::shutdown`]): set the stop flag → collectors stop reading and drop their
 //! queue ends → the consumer empties every queue, writes subscribers' pending bytes (drain
@@ -105,7 +106,8 @@ fn core_for(cfg: &Config, thread_name: &str) -> Option<usize> {
 /// Starts a relay from `cfg`.
 pub fn start(cfg: Config) -> Result<Running, StartError> {
     crate::clock::init();
-    let (listener, socket) = relay::bind(&cfg.relay)?;
+    // The replay exchange loads its recordings first: the socket appears only when the relay is
+    // about to accept, so a subscriber never waits in the backlog of a relay still starting up.
     let replay = match &cfg.replay {
         Some(r) => Some(
             ReplayExchange::start(
@@ -122,6 +124,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         None => None,
     };
     let replay_addr = replay.as_ref().map(ReplayExchange::local_addr);
+    let (listener, socket) = relay::bind(&cfg.relay)?;
     let stop = Arc::new(StopFlag::default());
     let relay_counters = Arc::new(RelayCounters::default());
     let accept_counters = Arc::new(AcceptCounters::default());
@@ -135,7 +138,9 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     for f in &cfg.feeds {
         let mut fc = f.clone();
         if let Some(addr) = replay_addr {
-            fc.url = fc.url.replace("{replay}", &addr.to_string());
+            let a = addr.to_string();
+            fc.url = fc.url.replace("{replay}", &a);
+            fc.rest_url = fc.rest_url.map(|u| u.replace("{replay}", &a));
         }
         let parser = venue::parser_for(fc.venue);
         let (producer, rx) = queue::bounded(
@@ -499,7 +504,7 @@ impl fmt::Display for Summary {
             f,
             "accounting {}",
             if self.balanced() {
-                "balanced: events = relayed + dropped"
+                "balanced: events = relayed + dropped + refused"
             } else {
                 "UNBALANCED"
             }

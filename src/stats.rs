@@ -83,6 +83,10 @@ pub struct CollectorCounters {
     pub dropped_events: Counter,
     /// Of `dropped_events`: quotes replaced by a newer one under `conflate`.
     pub conflated: Counter,
+    /// REST book snapshots fetched.
+    pub snapshots: Counter,
+    /// REST book snapshots that failed (HTTP error, timeout, bad body).
+    pub snapshot_failures: Counter,
     /// Connections established.
     pub connects: Counter,
     /// Connections lost or refused after the first.

@@ -19,6 +19,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::binance_depth::{DepthBooks, DepthDiff, DepthSyncConfig};
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
 use crate::fixed::FixedError;
@@ -363,12 +364,18 @@ impl<'de> DeserializeSeed<'de> for DataSeed<'_, 'de> {
     }
 }
 
-/// Parser state for one Binance connection: reusable level buffers.
+/// Parser state for one Binance connection: reusable level buffers, and the depth books when a
+/// `depth` channel is subscribed.
 #[derive(Default)]
 pub struct BinanceParser {
     bids: Vec<Level>,
     asks: Vec<Level>,
     fixed_err: Cell<Option<(&'static str, FixedError)>>,
+    /// Local books synced per Binance's procedure ([`super::binance_depth`]); `None` when no
+    /// depth channel is subscribed (and in `mdrelay decode`, which prints raw diffs).
+    depth: Option<DepthBooks>,
+    /// Symbols whose book asked for a REST snapshot, for [`VenueParser::drain_snapshot_requests`].
+    snapshot_requests: Vec<String>,
     /// Id of the last request sent; Binance echoes it in the ack.
     next_request_id: u64,
 }
@@ -384,8 +391,82 @@ impl VenueParser for BinanceParser {
             .iter()
             .flat_map(|s| stream_names(s, &sub.channels))
             .collect();
+        if self.depth.is_none() && sub.channels.iter().any(|c| c.starts_with("depth")) {
+            let symbols: Vec<String> = sub.symbols.iter().map(|s| s.to_ascii_uppercase()).collect();
+            self.depth = Some(DepthBooks::new(&symbols, DepthSyncConfig::default()));
+        }
         self.next_request_id += 1;
         vec![subscribe_request(&streams, self.next_request_id)]
+    }
+
+    fn snapshot_url(&self, rest_base: &str, symbol: &str, depth: u32) -> Option<String> {
+        let limit = if depth == 0 { 1000 } else { depth.min(5000) };
+        Some(format!(
+            "{}/api/v3/depth?symbol={}&limit={limit}",
+            rest_base.trim_end_matches('/'),
+            symbol.to_ascii_uppercase()
+        ))
+    }
+
+    fn drain_snapshot_requests(&mut self, out: &mut Vec<String>) {
+        out.append(&mut self.snapshot_requests);
+    }
+
+    fn on_rest_snapshot(
+        &mut self,
+        symbol: &str,
+        body: &str,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), ParseError> {
+        self.fixed_err.set(None);
+        let mut de = serde_json::Deserializer::from_str(body);
+        let env = EnvelopeVisitor {
+            bids: &mut self.bids,
+            asks: &mut self.asks,
+            fixed_err: &self.fixed_err,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| match self.fixed_err.take() {
+            Some((field, source)) => ParseError::Number { field, source },
+            None => ParseError::Json(e),
+        });
+        let last = match env {
+            Ok(Envelope::Depth(DepthHead {
+                last_update_id: Some(last),
+                ..
+            })) => last,
+            Ok(_) => {
+                self.on_snapshot_failed(symbol);
+                return Err(ParseError::Invalid("REST depth reply without lastUpdateId"));
+            }
+            Err(e) => {
+                self.on_snapshot_failed(symbol);
+                return Err(e);
+            }
+        };
+        if let Some(depth) = self.depth.as_mut() {
+            if depth
+                .on_snapshot(symbol, last, &self.bids, &self.asks, sink)
+                .fetch_snapshot
+            {
+                self.snapshot_requests.push(symbol.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    fn on_snapshot_failed(&mut self, symbol: &str) {
+        if let Some(depth) = self.depth.as_mut() {
+            if depth.on_snapshot_failed(symbol).fetch_snapshot {
+                self.snapshot_requests.push(symbol.to_owned());
+            }
+        }
+    }
+
+    fn on_disconnect(&mut self, sink: &mut Sink<'_>) {
+        if let Some(depth) = self.depth.as_mut() {
+            depth.reset_all(sink);
+        }
     }
 
     fn parse(
@@ -439,6 +520,25 @@ impl VenueParser for BinanceParser {
                     exchange_ts_ns: ts.map(ms_to_ns).transpose()?,
                 };
                 sink(Some(b.symbol), &Event::Quote(quote));
+            }
+            Envelope::Depth(h) if self.depth.is_some() && h.last_update_id.is_none() => {
+                let (Some(first), Some(last), Some(symbol)) =
+                    (h.first_update_id, h.final_update_id, h.symbol)
+                else {
+                    return Err(ParseError::Invalid("depthUpdate without U/u/s"));
+                };
+                let diff = DepthDiff {
+                    first_update_id: first,
+                    final_update_id: last,
+                    bids: &self.bids,
+                    asks: &self.asks,
+                    exchange_ts_ns: h.event_time_ms.map(ms_to_ns).transpose()?,
+                };
+                if let Some(depth) = self.depth.as_mut() {
+                    if depth.on_diff(symbol, &diff, sink).fetch_snapshot {
+                        self.snapshot_requests.push(symbol.to_owned());
+                    }
+                }
             }
             Envelope::Depth(h) => {
                 let snapshot = h.last_update_id.is_some();

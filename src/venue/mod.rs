@@ -89,6 +89,42 @@ pub trait VenueParser: Send {
         let _ = out;
     }
 
+    /// The URL of a REST book snapshot of `symbol` under the feed's REST base URL, for venues whose
+    /// books start from one (Binance). `None`: the venue sends snapshots in-band.
+    fn snapshot_url(&self, rest_base: &str, symbol: &str, depth: u32) -> Option<String> {
+        let _ = (rest_base, symbol, depth);
+        None
+    }
+
+    /// Symbols whose book needs a REST snapshot now. The collector fetches each one and answers
+    /// with [`on_rest_snapshot`](Self::on_rest_snapshot) or
+    /// [`on_snapshot_failed`](Self::on_snapshot_failed).
+    fn drain_snapshot_requests(&mut self, out: &mut Vec<String>) {
+        let _ = out;
+    }
+
+    /// The body of a REST snapshot of `symbol` fetched on this parser's request.
+    fn on_rest_snapshot(
+        &mut self,
+        symbol: &str,
+        body: &str,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), ParseError> {
+        let _ = (symbol, body, sink);
+        Err(ParseError::Unsupported("REST snapshot".into()))
+    }
+
+    /// The REST snapshot of `symbol` could not be fetched.
+    fn on_snapshot_failed(&mut self, symbol: &str) {
+        let _ = symbol;
+    }
+
+    /// The connection was lost: forget per-connection state (books wait for a new snapshot),
+    /// reporting what that means for subscribers through `sink`.
+    fn on_disconnect(&mut self, sink: &mut Sink<'_>) {
+        let _ = sink;
+    }
+
     /// Parses one raw message, handing every event it holds to `sink` in order.
     /// `recv_ts_ns` is when the message was received (ns since epoch).
     fn parse(

@@ -40,7 +40,7 @@ fn every_trade_and_quote_of_the_capture_arrives_once_in_order_exactly() {
     assert_eq!(want.len(), 6106 + 24077, "capture: trades + bookTickers");
 
     let exchange = ReplayExchange::start(
-        &[(instrument::Venue::Binance, util::binance_capture())],
+        &[(instrument::Venue::Binance, vec![util::binance_capture()])],
         ReplayOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             speed: 0.0,
@@ -50,14 +50,7 @@ fn every_trade_and_quote_of_the_capture_arrives_once_in_order_exactly() {
     )
     .unwrap();
     let (_dir, sock) = util::temp_socket();
-    let cfg = util::config(&[
-        "replay.enabled=false".into(),
-        format!("relay.socket_path={:?}", sock.display().to_string()),
-        format!(
-            "feeds.binance.url=\"ws://{}/binance/stream\"",
-            exchange.local_addr()
-        ),
-    ]);
+    let cfg = util::config(&util::binance_only(&sock, exchange.local_addr()));
     let relay = run::start(cfg).unwrap();
     let mut client = RelayClient::connect(&sock).unwrap();
     client
@@ -139,7 +132,7 @@ fn every_trade_and_quote_of_the_capture_arrives_once_in_order_exactly() {
 fn late_joiner_gets_definitions_then_cached_latest_then_live() {
     let _wd = util::Watchdog::new("late_joiner", 120);
     let exchange = ReplayExchange::start(
-        &[(instrument::Venue::Binance, util::binance_capture())],
+        &[(instrument::Venue::Binance, vec![util::binance_capture()])],
         ReplayOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             speed: 20.0,
@@ -149,14 +142,7 @@ fn late_joiner_gets_definitions_then_cached_latest_then_live() {
     )
     .unwrap();
     let (_dir, sock) = util::temp_socket();
-    let cfg = util::config(&[
-        "replay.enabled=false".into(),
-        format!("relay.socket_path={:?}", sock.display().to_string()),
-        format!(
-            "feeds.binance.url=\"ws://{}/binance/stream\"",
-            exchange.local_addr()
-        ),
-    ]);
+    let cfg = util::config(&util::binance_only(&sock, exchange.local_addr()));
     let relay = run::start(cfg).unwrap();
     assert!(util::wait_until(Duration::from_secs(20), || {
         let c = relay.feed_stats(0).unwrap();
@@ -207,7 +193,7 @@ fn late_joiner_gets_definitions_then_cached_latest_then_live() {
 fn tiny_buffers_of_the_test_overlay_still_balance() {
     let _wd = util::Watchdog::new("tiny_buffers", 120);
     let exchange = ReplayExchange::start(
-        &[(instrument::Venue::Binance, util::binance_capture())],
+        &[(instrument::Venue::Binance, vec![util::binance_capture()])],
         ReplayOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             speed: 0.0,
@@ -220,18 +206,16 @@ fn tiny_buffers_of_the_test_overlay_still_balance() {
     let cfg = mdrelay::config::load(&mdrelay::config::Sources {
         file: Some(util::repo("config/default.toml")),
         env_name: Some("test".into()),
-        sets: vec![
-            "replay.enabled=false".into(),
-            format!("relay.socket_path={:?}", sock.display().to_string()),
-            format!(
-                "feeds.binance.url=\"ws://{}/binance/stream\"",
-                exchange.local_addr()
-            ),
-            // The subscriber below reads as fast as it can; keep it from being cut as slow.
-            "relay.max_pending_bytes=67108864".into(),
-            // Refuse at once when full, so the tiny queue really loses frames.
-            "feed_defaults.backpressure=\"drop_newest\"".into(),
-        ],
+        sets: [
+            util::binance_only(&sock, exchange.local_addr()),
+            vec![
+                // The subscriber below reads as fast as it can; keep it from being cut as slow.
+                "relay.max_pending_bytes=67108864".into(),
+                // Refuse at once when full, so the tiny queue really loses frames.
+                "feed_defaults.backpressure=\"drop_newest\"".into(),
+            ],
+        ]
+        .concat(),
         ..Default::default()
     })
     .unwrap();

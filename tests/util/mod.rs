@@ -41,6 +41,19 @@ pub fn temp_socket() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// `--set` overrides for a relay on `socket` with only the Binance feed (trade and bookTicker),
+/// reading a replay exchange at `replay` that the test runs itself.
+pub fn binance_only(socket: &Path, replay: std::net::SocketAddr) -> Vec<String> {
+    vec![
+        "replay.enabled=false".into(),
+        format!("relay.socket_path={:?}", socket.display().to_string()),
+        format!("feeds.binance.url=\"ws://{replay}/binance/stream\""),
+        "feeds.binance.channels=[\"trade\", \"bookTicker\"]".into(),
+        "feeds.coinbase.enabled=false".into(),
+        "feeds.kraken_v1.enabled=false".into(),
+    ]
+}
+
 /// Built-in defaults plus `sets` (each `key=value`, values in TOML syntax).
 pub fn config(sets: &[String]) -> Config {
     config::load(&Sources {

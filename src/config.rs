@@ -107,6 +107,7 @@ pub struct RawFeed {
     connect_timeout_ms: Option<u64>,
     reconnect_initial_ms: Option<u64>,
     reconnect_max_ms: Option<u64>,
+    stale_after_ms: Option<u64>,
 }
 
 /// `[feed_defaults]`: values a feed takes when its own table omits them.
@@ -120,6 +121,7 @@ pub struct RawFeedDefaults {
     connect_timeout_ms: u64,
     reconnect_initial_ms: u64,
     reconnect_max_ms: u64,
+    stale_after_ms: u64,
 }
 
 /// `[replay]` as written.
@@ -144,6 +146,14 @@ pub enum OneOrMany {
     Many(Vec<String>),
 }
 
+/// `[http]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    enabled: bool,
+    listen: String,
+}
+
 /// `[status]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +168,7 @@ pub struct RawConfig {
     relay: RawRelay,
     consumer: RawConsumer,
     status: RawStatus,
+    http: RawHttp,
     feed_defaults: RawFeedDefaults,
     #[serde(default)]
     feeds: BTreeMap<String, RawFeed>,
@@ -255,6 +266,8 @@ pub struct FeedConfig {
     pub reconnect_initial: Duration,
     /// Reconnect delay cap.
     pub reconnect_max: Duration,
+    /// No data message for this long: the feed is stale (`/health` degrades).
+    pub stale_after: Duration,
 }
 
 /// The embedded replay exchange.
@@ -285,6 +298,8 @@ pub struct Config {
     pub threads: BTreeMap<String, Placement>,
     /// Period of the status log line.
     pub status_interval: Duration,
+    /// HTTP endpoint (`/metrics`, `/health`), when enabled.
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// Where configuration comes from.
@@ -753,6 +768,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             )?,
             reconnect_initial,
             reconnect_max,
+            stale_after: ms(
+                &key("stale_after_ms"),
+                f.stale_after_ms.unwrap_or(d.stale_after_ms),
+                100,
+                86_400_000,
+            )?,
         });
     }
     // feeds_defaults keys are validated even when every feed overrides them.
@@ -793,6 +814,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         replay,
         threads,
         status_interval: ms("status.interval_ms", raw.status.interval_ms, 100, 3_600_000)?,
+        http_listen: if raw.http.enabled {
+            Some(raw.http.listen.parse().map_err(|_| {
+                invalid(
+                    "http.listen",
+                    format!("`{}` is not an ip:port address", raw.http.listen),
+                )
+            })?)
+        } else {
+            None
+        },
     })
 }
 

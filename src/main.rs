@@ -130,6 +130,9 @@ fn cmd_run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         running.socket_path().display(),
         running.socket_path().display()
     );
+    if let Some(addr) = running.http_addr() {
+        eprintln!("mdrelay: metrics http://{addr}/metrics, health http://{addr}/health");
+    }
     loop {
         match sig_rx.recv_timeout(status_interval) {
             Ok(()) => break,

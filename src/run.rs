@@ -24,6 +24,8 @@ use parking_lot::Mutex;
 use crate::collector::{pin_current_thread, Collector};
 use crate::config::{Config, FeedConfig, Placement};
 use crate::consumer::{Consumer, FeedInput, Published, SharedPublished};
+use crate::http::{self, HttpServer};
+use crate::metrics::{FeedMetrics, MetricsSources};
 use crate::queue::{self, QueueMonitor, QueueSpec, Waker};
 use crate::relay::{self, RelayError, SocketGuard};
 use crate::replay_exchange::{ReplayExchange, ReplayOptions};
@@ -39,6 +41,9 @@ pub enum StartError {
     /// The replay exchange (recording missing, address in use).
     #[error("replay exchange: {0}")]
     Replay(std::io::Error),
+    /// The HTTP endpoint could not listen.
+    #[error("http endpoint: {0}")]
+    Http(std::io::Error),
     /// The OS refused a thread.
     #[error("cannot spawn thread {name}: {source}")]
     Spawn {
@@ -63,6 +68,7 @@ pub struct Running {
     consumer: Option<JoinHandle<()>>,
     acceptor: Option<JoinHandle<()>>,
     replay: Option<ReplayExchange>,
+    http: Option<HttpServer>,
     socket: Option<SocketGuard>,
     relay_counters: Arc<RelayCounters>,
     accept_counters: Arc<AcceptCounters>,
@@ -131,6 +137,8 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     let published: SharedPublished = Arc::new(Mutex::new(Published::new(cfg.feeds.len())));
 
     let waker = Arc::new(Waker::default());
+    let started_mono_ns = crate::clock::mono_ns();
+    let mut metric_feeds = Vec::new();
     let mut feeds = Vec::new();
     let mut inputs = Vec::new();
     let mut collectors = Vec::new();
@@ -159,6 +167,13 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
             stats: stats.clone(),
             queue: rx.monitor(),
         });
+        metric_feeds.push(FeedMetrics {
+            name: fc.name.clone(),
+            venue: fc.venue,
+            stats: stats.clone(),
+            queue: rx.monitor(),
+            stale_after: fc.stale_after,
+        });
         inputs.push(FeedInput {
             name: fc.name.clone(),
             rx,
@@ -167,6 +182,20 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         pending_collectors.push(Collector::new(fc, parser, producer, stats, stop.clone()));
     }
 
+    // Before any thread starts, so a port in use fails start-up cleanly.
+    let http = match cfg.http_listen {
+        Some(addr) => {
+            let router = http::Router::new(MetricsSources {
+                feeds: metric_feeds,
+                relay: relay_counters.clone(),
+                accept: accept_counters.clone(),
+                published: published.clone(),
+                started_mono_ns,
+            });
+            Some(http::start(addr, Arc::new(router), stop.clone()).map_err(StartError::Http)?)
+        }
+        None => None,
+    };
     let (sub_tx, sub_rx) = crossbeam_channel::bounded(64);
     let consumer = Consumer::new(
         inputs,
@@ -221,6 +250,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         consumer: Some(consumer),
         acceptor: Some(acceptor),
         replay,
+        http,
         socket: Some(socket),
         relay_counters,
         accept_counters,
@@ -254,6 +284,11 @@ impl Running {
     /// The embedded replay exchange's address, when it runs.
     pub fn replay_addr(&self) -> Option<SocketAddr> {
         self.replay.as_ref().map(ReplayExchange::local_addr)
+    }
+
+    /// The HTTP endpoint's address, when it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::local_addr)
     }
 
     /// The embedded replay exchange, when it runs.
@@ -333,6 +368,11 @@ impl Running {
         if let Some(h) = self.acceptor.take() {
             if h.join().is_err() {
                 panicked.push("relay-accept".into());
+            }
+        }
+        if let Some(h) = self.http.take() {
+            if h.shutdown().is_err() {
+                panicked.push("http".into());
             }
         }
         if let Some(r) = self.replay.take() {

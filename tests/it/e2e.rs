@@ -274,3 +274,83 @@ fn tiny_buffers_of_the_test_overlay_still_balance() {
     eprintln!("test overlay: delivered {delivered}, dropped {reported}");
     exchange.stop();
 }
+
+/// `/metrics` of a running relay is valid Prometheus text (every sample line parses, each family
+/// has one TYPE line before its samples) and counts what the relay did; `/health` is 200 while
+/// the feed is live and 503 once it has been silent past `stale_after_ms`.
+#[test]
+fn metrics_parse_and_health_turns_503_when_the_feed_goes_stale() {
+    let _wd = util::Watchdog::new("metrics_health", 120);
+    let exchange = ReplayExchange::start(
+        &[(instrument::Venue::Binance, vec![util::binance_capture()])],
+        ReplayOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            speed: 0.0,
+            loop_forever: false,
+            start_paused: false,
+        },
+    )
+    .unwrap();
+    let (_dir, sock) = util::temp_socket();
+    let mut sets = util::binance_only(&sock, exchange.local_addr());
+    sets.push("feeds.binance.stale_after_ms=1500".into());
+    let relay = run::start(util::config(&sets)).unwrap();
+    let addr = relay.http_addr().expect("http enabled by default");
+    assert!(util::wait_until(Duration::from_secs(30), || {
+        relay.feed_stats(0).unwrap().consumer.relayed_events.get() == 30_183
+    }));
+    let (status, body) = util::http_get(addr, "/metrics");
+    assert_eq!(status, 200);
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = 0;
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split_whitespace().next().unwrap();
+            assert!(typed.insert(name.to_owned()), "one TYPE per family: {name}");
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("sample line: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name: {line}"
+        );
+        let family = typed.iter().any(|t| {
+            name == t
+                || name
+                    .strip_prefix(t.as_str())
+                    .is_some_and(|s| ["_sum", "_count", "_bucket"].contains(&s))
+        });
+        assert!(family, "sample before its TYPE: {line}");
+        assert!(
+            value.parse::<f64>().is_ok() || value == "NaN",
+            "value: {line}"
+        );
+        samples += 1;
+    }
+    assert!(samples > 20, "{body}");
+    let relayed = body
+        .lines()
+        .find(|l| {
+            l.starts_with("mdrelay_feed_relayed_events_total{") && l.contains("feed=\"binance\"")
+        })
+        .unwrap_or_else(|| panic!("relayed events counter in:\n{body}"));
+    assert!(relayed.ends_with(" 30183"), "{relayed}");
+
+    // The capture is over and the exchange stays silent: stale after 1.5 s.
+    assert!(util::wait_until(
+        Duration::from_secs(20),
+        || util::http_get(addr, "/health").0 == 503
+    ));
+    let (_, health) = util::http_get(addr, "/health");
+    assert!(health.contains("\"stale\":true"), "{health}");
+    let summary = relay.shutdown();
+    assert!(summary.balanced());
+    exchange.stop();
+}

@@ -41,6 +41,8 @@ fn sigint_under_load_drains_to_the_subscriber_and_exits_zero() {
             "replay.speed=0",
             "--set",
             "relay.drain_timeout_ms=10000",
+            "--set",
+            "http.listen=\"127.0.0.1:0\"",
         ])
         // Binance without depth: one event per data frame, which the row check below relies on.
         .args([

@@ -46,6 +46,7 @@ pub fn temp_socket() -> (tempfile::TempDir, PathBuf) {
 pub fn binance_only(socket: &Path, replay: std::net::SocketAddr) -> Vec<String> {
     vec![
         "replay.enabled=false".into(),
+        "http.listen=\"127.0.0.1:0\"".into(),
         format!("relay.socket_path={:?}", socket.display().to_string()),
         format!("feeds.binance.url=\"ws://{replay}/binance/stream\""),
         "feeds.binance.channels=[\"trade\", \"bookTicker\"]".into(),
@@ -231,4 +232,26 @@ impl Pipeline {
             h.join().expect("acceptor thread");
         }
     }
+}
+
+/// A plain HTTP/1.1 GET over a fresh connection: (status, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read response");
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
 }

@@ -2,11 +2,12 @@
 #   make run    build (release) and run the relay on the built-in demo config (no internet)
 #   make test   everything CI checks: format, lints, docs, all tests
 #   make bench  criterion micro-benchmarks (results in target/criterion)
+#   make bench-idle  relay latency per consumer idle strategy (about 2 minutes)
 
 CARGO ?= cargo
 CONFIG ?= config/default.toml
 
-.PHONY: run build test fmt lint doc unit bench clean
+.PHONY: run build test fmt lint doc unit bench bench-idle clean
 
 run: build
 	./target/release/mdrelay run --config $(CONFIG)
@@ -30,6 +31,9 @@ unit:
 
 bench:
 	$(CARGO) bench --locked
+
+bench-idle: build
+	benches/idle_latency.sh
 
 clean:
 	$(CARGO) clean

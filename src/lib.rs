@@ -6,6 +6,7 @@
 //! bounded [`queue`]s; one [`consumer`] thread owns the [`cache`] and the [`relay`] socket and
 //! fans frames out to subscribers, who read them with [`client`].
 
+pub mod bars;
 pub mod book;
 pub mod cache;
 pub mod client;
@@ -30,6 +31,7 @@ pub mod run;
 pub mod stats;
 pub mod timefmt;
 pub mod venue;
+pub mod writer;
 
 #[cfg(test)]
 pub(crate) mod testutil;

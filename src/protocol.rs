@@ -275,26 +275,72 @@ pub fn encode_instrument_def(buf: &mut FrameBuf, m: &Meta, venue: &str, symbol: 
     finish(buf);
 }
 
+/// Bytes of a Trade or Quote frame: header, 32-byte payload, CRC.
+const FIXED32_FRAME_LEN: usize = HEADER_LEN + 32 + TRAILER_LEN;
+
+/// Encodes a frame with a 32-byte payload into a stack array at fixed offsets and copies it into
+/// `buf` once: measured ~4× faster than appending field by field (docs/BENCHMARKS.md).
+#[inline]
+fn encode_fixed32(
+    buf: &mut FrameBuf,
+    t: MsgType,
+    m: &Meta,
+    exchange_ts_ns: Option<u64>,
+    payload: [u64; 4],
+    side: Option<u8>,
+) {
+    let mut f = [0u8; FIXED32_FRAME_LEN];
+    f[0..4].copy_from_slice(&MAGIC);
+    f[4] = VERSION;
+    f[5] = t as u8;
+    f[6..8].copy_from_slice(&m.flags.to_le_bytes());
+    f[8..12].copy_from_slice(&32u32.to_le_bytes());
+    f[12..16].copy_from_slice(&m.instrument_id.to_le_bytes());
+    f[16..24].copy_from_slice(&m.sequence.to_le_bytes());
+    f[24..32].copy_from_slice(&exchange_ts_ns.unwrap_or(0).to_le_bytes());
+    f[32..40].copy_from_slice(&m.recv_ts_ns.to_le_bytes());
+    for (i, v) in payload.iter().enumerate() {
+        f[40 + 8 * i..48 + 8 * i].copy_from_slice(&v.to_le_bytes());
+    }
+    if let Some(side) = side {
+        // Trade: byte 24 of the payload is the side, 25..32 reserved; payload[3] was 0.
+        f[64] = side;
+    }
+    let crc = crc32fast::hash(&f[..HEADER_LEN + 32]);
+    f[HEADER_LEN + 32..].copy_from_slice(&crc.to_le_bytes());
+    buf.clear();
+    buf.extend_from_slice(&f);
+}
+
 /// Encodes a Trade frame.
 #[inline]
 pub fn encode_trade(buf: &mut FrameBuf, m: &Meta, t: &Trade) {
-    put_header(buf, MsgType::Trade, m, t.exchange_ts_ns);
-    buf.extend_from_slice(&t.price.to_le_bytes());
-    buf.extend_from_slice(&t.size.to_le_bytes());
-    buf.extend_from_slice(&t.trade_id.unwrap_or(0).to_le_bytes());
-    buf.push(t.side as u8);
-    buf.extend_from_slice(&[0u8; 7]);
-    finish(buf);
+    encode_fixed32(
+        buf,
+        MsgType::Trade,
+        m,
+        t.exchange_ts_ns,
+        [t.price as u64, t.size as u64, t.trade_id.unwrap_or(0), 0],
+        Some(t.side as u8),
+    );
 }
 
 /// Encodes a Quote frame.
 #[inline]
 pub fn encode_quote(buf: &mut FrameBuf, m: &Meta, q: &Quote) {
-    put_header(buf, MsgType::Quote, m, q.exchange_ts_ns);
-    for v in [q.bid_price, q.bid_size, q.ask_price, q.ask_size] {
-        buf.extend_from_slice(&v.to_le_bytes());
-    }
-    finish(buf);
+    encode_fixed32(
+        buf,
+        MsgType::Quote,
+        m,
+        q.exchange_ts_ns,
+        [
+            q.bid_price as u64,
+            q.bid_size as u64,
+            q.ask_price as u64,
+            q.ask_size as u64,
+        ],
+        None,
+    );
 }
 
 /// Encodes a Status frame about `venue` (and the header's instrument, if any).

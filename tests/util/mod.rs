@@ -47,6 +47,8 @@ pub fn binance_only(socket: &Path, replay: std::net::SocketAddr) -> Vec<String> 
     vec![
         "replay.enabled=false".into(),
         "http.listen=\"127.0.0.1:0\"".into(),
+        // Functional tests: a parked consumer keeps parallel tests light on a 2-core CI box.
+        "consumer.idle=\"park\"".into(),
         format!("relay.socket_path={:?}", socket.display().to_string()),
         format!("feeds.binance.url=\"ws://{replay}/binance/stream\""),
         "feeds.binance.channels=[\"trade\", \"bookTicker\"]".into(),

@@ -11,3 +11,4 @@ mod e2e;
 mod hygiene;
 mod queues;
 mod shutdown;
+mod venues;

@@ -81,6 +81,8 @@ pub struct Collector {
     next_fetch: Instant,
     /// HTTP client for REST snapshots (blocking, with a deadline).
     http: ureq::Agent,
+    /// TLS for wss: `None` uses tungstenite's default (web PKI roots).
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// xorshift state for reconnect jitter; never 0.
     rng: u64,
 }
@@ -93,6 +95,7 @@ impl Collector {
         producer: Producer,
         stats: Arc<FeedStats>,
         stop: Arc<StopFlag>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
         let venue = cfg.venue;
         let cfg_timeout = cfg.connect_timeout;
@@ -104,6 +107,7 @@ impl Collector {
                 .timeout_global(Some(cfg_timeout))
                 .build()
                 .into(),
+            tls,
             stop,
             outgoing: Vec::new(),
             snapshot_requests: Vec::new(),
@@ -235,7 +239,12 @@ impl Collector {
             .map_err(|e| fail(e.to_string()))?;
         tcp.set_write_timeout(Some(self.cfg.connect_timeout))
             .map_err(|e| fail(e.to_string()))?;
-        let mut hs = tungstenite::client_tls_with_config(request, tcp, None, None);
+        let mut hs = tungstenite::client_tls_with_config(
+            request,
+            tcp,
+            None,
+            self.tls.clone().map(tungstenite::Connector::Rustls),
+        );
         loop {
             match hs {
                 Ok((ws, _resp)) => return Ok(ws),
@@ -401,6 +410,32 @@ impl Collector {
         self.parser
             .drain_snapshot_requests(&mut self.snapshot_requests);
     }
+}
+
+/// A TLS client configuration trusting exactly the CA certificates in the PEM file at `path`.
+pub fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for c in certs {
+        let c = c.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate in the file", path.display()));
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 /// Pause of REST snapshot fetches after a failure.

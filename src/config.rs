@@ -97,6 +97,7 @@ pub struct RawFeed {
     venue: String,
     url: String,
     rest_url: Option<String>,
+    tls_ca_file: Option<String>,
     symbols: Vec<String>,
     channels: Vec<String>,
     book_depth: Option<u64>,
@@ -250,6 +251,9 @@ pub struct FeedConfig {
     pub url: String,
     /// Base URL of the venue's REST API for book snapshots (Binance depth), `{replay}` likewise.
     pub rest_url: Option<String>,
+    /// PEM file of the CA certificates this feed's wss connection trusts, instead of the
+    /// built-in web PKI roots (a private endpoint, a test server).
+    pub tls_ca_file: Option<PathBuf>,
     /// What to subscribe to.
     pub subscription: Subscription,
     /// Queue capacity in frames; ≥ 1.
@@ -734,6 +738,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             venue,
             url,
             rest_url: f.rest_url.clone(),
+            tls_ca_file: f.tls_ca_file.as_ref().map(PathBuf::from),
             subscription: Subscription {
                 symbols: f.symbols.clone(),
                 channels: f.channels.clone(),

@@ -41,6 +41,14 @@ pub enum StartError {
     /// The replay exchange (recording missing, address in use).
     #[error("replay exchange: {0}")]
     Replay(std::io::Error),
+    /// A feed's TLS trust file is unusable.
+    #[error("feeds.{feed}.tls_ca_file: {reason}")]
+    Tls {
+        /// Feed name.
+        feed: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The HTTP endpoint could not listen.
     #[error("http endpoint: {0}")]
     Http(std::io::Error),
@@ -179,7 +187,23 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
             rx,
             stats: stats.clone(),
         });
-        pending_collectors.push(Collector::new(fc, parser, producer, stats, stop.clone()));
+        let tls = match &fc.tls_ca_file {
+            Some(p) => Some(
+                crate::collector::tls_config(p).map_err(|reason| StartError::Tls {
+                    feed: fc.name.clone(),
+                    reason,
+                })?,
+            ),
+            None => None,
+        };
+        pending_collectors.push(Collector::new(
+            fc,
+            parser,
+            producer,
+            stats,
+            stop.clone(),
+            tls,
+        ));
     }
 
     // Before any thread starts, so a port in use fails start-up cleanly.

@@ -11,4 +11,5 @@ mod e2e;
 mod hygiene;
 mod queues;
 mod shutdown;
+mod tls;
 mod venues;

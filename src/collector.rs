@@ -309,7 +309,15 @@ impl Collector {
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                    ) =>
+                {
+                    // Idle socket: queue what waits for room (conflated quotes, drop reports),
+                    // and retry snapshot fetches that were paused after a failure.
+                    self.out.flush_pending();
+                    if !self.snapshot_requests.is_empty() {
+                        self.fetch_snapshots();
+                    }
+                }
                 Err(e) => return Err(FeedError::Lost(e.to_string())),
             }
         }

@@ -3,7 +3,7 @@
 //!
 //! No `f64` is involved anywhere: `"2683.80000000"` becomes `268_380_000_000` by a digit loop, and
 //! formatting goes back to the shortest exact decimal string (`"2683.8"`). A value that cannot be
-//! represented exactly — more than 8 significant fraction digits, or a magnitude beyond
+//! represented exactly — non-zero fraction digits beyond the 8th, or a magnitude beyond
 //! `i64::MAX / 10⁸ ≈ 9.2e10` — is rejected with a [`FixedError`], never rounded or wrapped.
 //! [`ABSENT`] (`i64::MIN`) is the sentinel for "no value" (an empty side of a book); it can never be
 //! produced by parsing because its magnitude is out of range.
@@ -26,7 +26,7 @@ pub enum FixedError {
     #[error("not a decimal number")]
     Syntax,
     /// Non-zero digits beyond the 8th decimal place: the value is not representable exactly.
-    #[error("more than 8 significant decimal places")]
+    #[error("non-zero digits beyond the 8th decimal place")]
     Precision,
     /// The magnitude does not fit in an i64 of 10⁻⁸ units.
     #[error("value out of range for i64 fixed-point (scale 1e-8)")]

@@ -231,7 +231,19 @@ fn tiny_buffers_of_the_test_overlay_still_balance() {
     exchange.resume();
     let total = 6106 + 24077;
     let (mut delivered, mut reported, mut last_seq, mut gaps) = (0u64, 0u64, 0u64, 0u64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while delivered + reported < total {
+        let c = &relay.feed_stats(0).unwrap().collector;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stuck: delivered {delivered} reported {reported} of {total}; collector events {} \
+             dropped_events {} enqueued {} frames {}; relayed {}",
+            c.events.get(),
+            c.dropped_events.get(),
+            c.enqueued.get(),
+            c.frames.get(),
+            relay.feed_stats(0).unwrap().consumer.relayed_events.get()
+        );
         let rx = client.next_frame().unwrap().expect("stream open");
         let h = rx.frame.header;
         match rx.frame.message().unwrap() {

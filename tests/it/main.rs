@@ -9,6 +9,7 @@ mod util;
 mod cli;
 mod e2e;
 mod hygiene;
+mod python;
 mod queues;
 mod shutdown;
 mod tls;

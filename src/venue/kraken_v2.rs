@@ -1122,7 +1122,7 @@ mod tests {
             ),
             (
                 r#"{"channel":"trade","data":[{"symbol":"A/B","side":"buy","price":0.000000001,"qty":1,"trade_id":1,"timestamp":"2023-09-25T07:49:37Z"}]}"#,
-                "8 significant decimal places",
+                "beyond the 8th decimal place",
             ),
             (
                 r#"{"channel":"trade","data":[{"symbol":"A/B","side":"buy","price":1,"qty":-1,"trade_id":1,"timestamp":"2023-09-25T07:49:37Z"}]}"#,

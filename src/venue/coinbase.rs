@@ -845,7 +845,7 @@ mod tests {
             (good_match.replace(r#""price":"2""#, r#""price":2"#), "malformed"),
             (good_match.replace(r#""price":"2""#, r#""price":"abc""#), "field `price`: not a decimal"),
             (good_match.replace(r#""price":"2""#, r#""price":"1e999""#), "out of range"),
-            (good_match.replace(r#""size":"1""#, r#""size":"0.000000001""#), "8 significant"),
+            (good_match.replace(r#""size":"1""#, r#""size":"0.000000001""#), "beyond the 8th decimal place"),
             (good_match.replace(r#""side":"buy""#, r#""side":"up""#), "neither"),
             (good_match.replace("2021-04-17T16", "2021-04-17X16"), "RFC 3339"),
             (good_match.replace(r#""trade_id":1"#, r#""trade_id":-1"#), "malformed"),

@@ -468,13 +468,22 @@ mod tests {
     use std::time::Duration;
 
     fn publisher(t: Transport, cap: usize, policy: Backpressure) -> (Publisher, QueueReceiver) {
+        publisher_blocking(t, cap, policy, Duration::from_millis(1))
+    }
+
+    fn publisher_blocking(
+        t: Transport,
+        cap: usize,
+        policy: Backpressure,
+        block_timeout: Duration,
+    ) -> (Publisher, QueueReceiver) {
         let (p, r) = bounded(
             &QueueSpec {
                 name: "t".into(),
                 transport: t,
                 capacity_frames: cap,
                 policy,
-                block_timeout: Duration::from_millis(1),
+                block_timeout,
             },
             Arc::default(),
         );
@@ -545,7 +554,13 @@ mod tests {
 
     #[test]
     fn conflation_keeps_the_latest_quote_and_never_conflates_trades() {
-        let (mut p, r) = publisher(Transport::Ring, 2, Backpressure::Conflate);
+        // A long block: the trade below must wait for the reader thread, however late it starts.
+        let (mut p, r) = publisher_blocking(
+            Transport::Ring,
+            2,
+            Backpressure::Conflate,
+            Duration::from_secs(30),
+        );
         p.on_event(Some("X"), &quote(1), 0, 0); // def + q1 fill the queue
         p.on_event(Some("X"), &quote(2), 0, 0); // pending
         p.on_event(Some("X"), &quote(3), 0, 0); // replaces q2 (conflated)

@@ -49,6 +49,7 @@ use rustc_hash::FxHashMap;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
+use crate::book::L2Book;
 use crate::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
 use crate::fixed::{FixedError, ABSENT};
 use crate::instrument::Venue;
@@ -316,6 +317,18 @@ pub struct CoinbaseParser {
     products: FxHashMap<Box<str>, ProductSeq>,
     /// Tickers and matches dropped because their sequence was not newer than the last accepted.
     stale_dropped: u64,
+    /// Local book per product, to detect a crossed book (Coinbase has no checksum).
+    books: FxHashMap<Box<str>, ProductBook>,
+}
+
+/// A product's book as its level2 messages built it.
+#[derive(Debug, Default)]
+struct ProductBook {
+    book: L2Book,
+    /// The book was crossed after the last message.
+    crossed: bool,
+    /// Crossing episodes so far (the `count` of each `crossed_book` status).
+    episodes: u64,
 }
 
 impl CoinbaseParser {
@@ -384,6 +397,27 @@ impl CoinbaseParser {
                     may_be_bad: false,
                 };
                 sink(Some(product), &Event::Book(update));
+                // Coinbase sends no checksum: the local book is the only way to see a book go
+                // wrong. A crossing is reported once per episode.
+                let book = self.books.entry(product.into()).or_default();
+                if snapshot {
+                    book.book.apply_snapshot(&self.bids, &self.asks);
+                } else {
+                    book.book.apply_delta(&self.bids, &self.asks);
+                }
+                let crossed = book.book.is_crossed();
+                if crossed && !book.crossed {
+                    book.episodes += 1;
+                    sink(
+                        Some(product),
+                        &Event::Status(Status {
+                            code: StatusCode::CrossedBook,
+                            count: book.episodes,
+                            detail: "coinbase: best bid >= best ask after an update",
+                        }),
+                    );
+                }
+                book.crossed = crossed;
                 Ok(Parsed::Data)
             }
             "subscriptions" | "heartbeat" => Ok(Parsed::Control),
@@ -502,6 +536,40 @@ fn time_ns(s: &str) -> Result<u64, ParseError> {
     parse_rfc3339_ns(s).ok_or(ParseError::Invalid(
         "`time` is not an RFC 3339 UTC timestamp",
     ))
+}
+
+#[cfg(test)]
+mod crossing_tests {
+    use super::*;
+
+    fn statuses(p: &mut CoinbaseParser, raw: &str) -> Vec<(StatusCode, u64)> {
+        let mut out = Vec::new();
+        p.parse(raw, 0, &mut |_, ev| {
+            if let Event::Status(s) = ev {
+                out.push((s.code, s.count));
+            }
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_crossed_book_is_reported_once_per_episode() {
+        let mut p = CoinbaseParser::new();
+        let snap =
+            r#"{"type":"snapshot","product_id":"X-USD","bids":[["10","1"]],"asks":[["11","1"]]}"#;
+        assert!(statuses(&mut p, snap).is_empty());
+        let cross = r#"{"type":"l2update","product_id":"X-USD","time":"2021-04-17T00:00:00Z","changes":[["buy","12","1"]]}"#;
+        assert_eq!(statuses(&mut p, cross), [(StatusCode::CrossedBook, 1)]);
+        let still = r#"{"type":"l2update","product_id":"X-USD","time":"2021-04-17T00:00:00Z","changes":[["buy","12","2"]]}"#;
+        assert!(
+            statuses(&mut p, still).is_empty(),
+            "not again while it stays crossed"
+        );
+        let uncross = r#"{"type":"l2update","product_id":"X-USD","time":"2021-04-17T00:00:00Z","changes":[["buy","12","0"]]}"#;
+        assert!(statuses(&mut p, uncross).is_empty());
+        assert_eq!(statuses(&mut p, cross), [(StatusCode::CrossedBook, 2)]);
+    }
 }
 
 #[cfg(test)]

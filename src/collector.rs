@@ -135,6 +135,7 @@ impl Collector {
                 let now = clock::mono_ns();
                 self.parser
                     .on_disconnect(&mut |sym, ev| out.on_event(sym, ev, 0, clock::wall_ns_at(now)));
+                self.out.end_message();
                 self.snapshot_requests.clear();
             }
             if self.stop.is_stopped() || self.out.consumer_gone() {
@@ -334,6 +335,7 @@ impl Collector {
         let result = self.parser.parse(raw, recv_wall, &mut |sym, ev| {
             out.on_event(sym, ev, t_recv, recv_wall)
         });
+        self.out.end_message();
         self.parser.drain_outgoing(&mut self.outgoing);
         self.parser
             .drain_snapshot_requests(&mut self.snapshot_requests);
@@ -395,12 +397,13 @@ impl Collector {
                 Ok(body) => {
                     c.snapshots.inc();
                     let out = &mut self.out;
-                    if let Err(e) = self
+                    let r = self
                         .parser
                         .on_rest_snapshot(&symbol, &body, &mut |sym, ev| {
                             out.on_event(sym, ev, t_recv, recv_wall)
-                        })
-                    {
+                        });
+                    self.out.end_message();
+                    if let Err(e) = r {
                         self.out.stats().collector.snapshot_failures.inc();
                         tracing::warn!(feed = %self.cfg.name, "bad book snapshot for {symbol}: {e}");
                         self.next_fetch = Instant::now() + SNAPSHOT_RETRY;

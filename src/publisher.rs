@@ -14,6 +14,10 @@
 //!   instrument with the count, queued as soon as there is room.
 //! - A lost book frame marks the instrument's book as possibly bad: its book frames carry
 //!   `BOOK_MAY_BE_BAD` until a snapshot of it has been queued.
+//! - The last frame produced from one venue message carries `LAST_IN_EVENT` (a Kraken trade
+//!   message yields several Trade frames; a reader can act once per message). Each frame is held
+//!   back until the next frame or the end of the parse, so order never changes. Quotes parked by
+//!   `conflate` are the exception: they are not flagged.
 //! - Under `conflate`, a quote that finds the queue full waits in a one-slot buffer per
 //!   instrument, replaced by newer quotes, and goes as soon as there is room — before any later
 //!   frame of the same instrument, so per-instrument order holds. Trades and book frames are never
@@ -65,6 +69,23 @@ pub struct Publisher {
     buf: FrameBuf,
     /// The consumer is gone: nothing more can be delivered.
     consumer_gone: bool,
+    /// The last frame produced from the venue message being parsed, not yet queued: whether it
+    /// is the message's last frame is known only when the next frame comes or the parse ends.
+    held: Option<Held>,
+}
+
+/// A frame held back until it is known whether it ends its venue message.
+#[derive(Debug)]
+struct Held {
+    env: Envelope,
+    /// Index into `instruments`.
+    instrument: usize,
+    /// A market-data event (its loss is counted and reported).
+    is_event: bool,
+    /// A book frame (its loss marks the book may-be-bad).
+    is_book: bool,
+    /// A book snapshot (queuing it clears may-be-bad).
+    snapshot: bool,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -90,6 +111,7 @@ impl Publisher {
             pending: false,
             buf: FrameBuf::new(),
             consumer_gone: false,
+            held: None,
         }
     }
 
@@ -270,6 +292,7 @@ impl Publisher {
 
     /// Feed-wide status frame (instrument 0), queued under the policy.
     pub fn feed_status(&mut self, code: StatusCode, count: u64, detail: &str) {
+        self.release_held(true);
         protocol::encode_status(
             &mut self.buf,
             &Meta {
@@ -332,6 +355,8 @@ impl Publisher {
         t_recv_ns: u64,
         recv_wall_ns: u64,
     ) {
+        // The previous frame of this venue message was not the last: it goes now, unflagged.
+        self.release_held(false);
         self.flush_pending();
         let Some(symbol) = symbol else {
             if let Event::Status(s) = ev {
@@ -405,21 +430,57 @@ impl Publisher {
             }
             return;
         }
-        let queued = self.push_buf(t_recv_ns);
-        if queued {
-            if let Event::Book(b) = ev {
-                if b.snapshot {
-                    self.instruments[i].book_bad = false;
-                }
+        self.held = Some(Held {
+            env: self.envelope(t_recv_ns),
+            instrument: i,
+            is_event,
+            is_book,
+            snapshot: matches!(ev, Event::Book(b) if b.snapshot),
+        });
+    }
+
+    /// Marks the end of one venue message: its last frame goes with
+    /// [`flags::LAST_IN_EVENT`]. The collector calls this after every parse.
+    pub fn end_message(&mut self) {
+        self.release_held(true);
+    }
+
+    /// Queues the held frame (see [`Held`]), flagged LAST_IN_EVENT when `last`.
+    fn release_held(&mut self, last: bool) {
+        let Some(mut h) = self.held.take() else {
+            return;
+        };
+        if last {
+            protocol::add_flags(&mut h.env.frame, flags::LAST_IN_EVENT);
+        }
+        let queued = match self.producer.push(h.env) {
+            Ok(Pushed::Queued) => true,
+            Ok(Pushed::Evicted(old)) => {
+                self.account_evicted(&old);
+                true
             }
-        } else if is_event {
-            self.lost(i, is_book);
+            Err(e) => {
+                if matches!(e, PushError::Disconnected(_)) {
+                    self.consumer_gone = true;
+                }
+                self.stats.collector.dropped.inc();
+                false
+            }
+        };
+        if queued {
+            self.stats.collector.enqueued.inc();
+            if h.snapshot {
+                self.instruments[h.instrument].book_bad = false;
+            }
+        } else if h.is_event {
+            self.lost(h.instrument, h.is_book);
         }
     }
 
     /// At shutdown: queues what is still pending — conflated quotes under the policy, then drop
     /// reports, retrying while the consumer makes room, for at most [`FINISH_TIMEOUT`].
     pub fn finish(&mut self) {
+        self.release_held(true);
         for i in 0..self.instruments.len() {
             if let Some(q) = self.instruments[i].pending_quote.take() {
                 match self.producer.push(q) {
@@ -490,6 +551,12 @@ mod tests {
         (Publisher::new(Venue::Binance, p, Arc::default()), r)
     }
 
+    /// One venue message holding one event.
+    fn send(p: &mut Publisher, ev: &Event<'_>) {
+        p.on_event(Some("X"), ev, 0, 0);
+        p.end_message();
+    }
+
     fn trade(n: i64) -> Event<'static> {
         Event::Trade(Trade {
             price: n,
@@ -528,7 +595,7 @@ mod tests {
     fn drops_are_reported_with_their_count_once_there_is_room() {
         let (mut p, r) = publisher(Transport::Channel, 3, Backpressure::DropNewest);
         for n in 1..=5 {
-            p.on_event(Some("X"), &trade(n), 0, 0);
+            send(&mut p, &trade(n));
         }
         // def + 2 trades fit; trades 3..5 dropped.
         let got = drain(&r);
@@ -540,7 +607,7 @@ mod tests {
                 (MsgType::Trade, 2, 0)
             ]
         );
-        p.on_event(Some("X"), &trade(6), 0, 0);
+        send(&mut p, &trade(6));
         let got = drain(&r);
         assert_eq!(
             got,
@@ -561,17 +628,17 @@ mod tests {
             Backpressure::Conflate,
             Duration::from_secs(30),
         );
-        p.on_event(Some("X"), &quote(1), 0, 0); // def + q1 fill the queue
-        p.on_event(Some("X"), &quote(2), 0, 0); // pending
-        p.on_event(Some("X"), &quote(3), 0, 0); // replaces q2 (conflated)
+        send(&mut p, &quote(1)); // def + q1 fill the queue
+        send(&mut p, &quote(2)); // pending
+        send(&mut p, &quote(3)); // replaces q2 (conflated)
         assert_eq!(p.stats().collector.conflated.get(), 1);
         assert_eq!(drain(&r).len(), 2);
         p.flush_pending(); // q3, then the drop report for q2
         let got = drain(&r);
         assert_eq!(got, [(MsgType::Quote, 3, 0), (MsgType::Status, 3, 1)]);
         // A trade behind a pending quote: the quote goes first, the trade blocks, nothing lost.
-        p.on_event(Some("X"), &quote(4), 0, 0);
-        p.on_event(Some("X"), &quote(5), 0, 0);
+        send(&mut p, &quote(4));
+        send(&mut p, &quote(5));
         let r2 = std::thread::spawn(move || {
             let mut got = Vec::new();
             let end = std::time::Instant::now() + Duration::from_secs(5);
@@ -580,7 +647,7 @@ mod tests {
             }
             got
         });
-        p.on_event(Some("X"), &trade(6), 0, 0);
+        send(&mut p, &trade(6));
         let got = r2.join().unwrap();
         assert_eq!(got[0], (MsgType::Quote, 4, 0));
         assert_eq!(got[1], (MsgType::Quote, 5, 0));
@@ -590,15 +657,37 @@ mod tests {
     #[test]
     fn evicted_definition_is_sent_again_before_the_next_frame() {
         let (mut p, r) = publisher(Transport::Ring, 2, Backpressure::DropOldest);
-        p.on_event(Some("X"), &trade(1), 0, 0); // [def, t1]
-        p.on_event(Some("X"), &trade(2), 0, 0); // evicts def → [t1, t2]
-        p.on_event(Some("X"), &trade(3), 0, 0); // def again first: evicts t1, t2
+        send(&mut p, &trade(1)); // [def, t1]
+        send(&mut p, &trade(2)); // evicts def → [t1, t2]
+        send(&mut p, &trade(3)); // def again first: evicts t1, t2
         let got = drain(&r);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, MsgType::InstrumentDef, "{got:?}");
         assert_eq!(got[1], (MsgType::Trade, 3, 0));
         assert_eq!(p.stats().collector.dropped_events.get(), 2);
-        p.on_event(Some("X"), &trade(4), 0, 0);
+        send(&mut p, &trade(4));
         assert_eq!(drain(&r), [(MsgType::Status, 3, 2), (MsgType::Trade, 4, 0)]);
+    }
+
+    #[test]
+    fn the_last_frame_of_a_venue_message_is_flagged() {
+        let (mut p, r) = publisher(Transport::Channel, 16, Backpressure::Block);
+        // One message with three trades (a Kraken trade array), then one with a single trade.
+        for n in 1..=3 {
+            p.on_event(Some("X"), &trade(n), 0, 0);
+        }
+        p.end_message();
+        send(&mut p, &trade(4));
+        let mut flagged = Vec::new();
+        while let Ok(e) = r.try_pop() {
+            let (f, _) = protocol::decode_frame(&e.frame).unwrap();
+            if f.msg_type() == Some(MsgType::Trade) {
+                flagged.push((
+                    f.header.sequence,
+                    f.header.flags & flags::LAST_IN_EVENT != 0,
+                ));
+            }
+        }
+        assert_eq!(flagged, [(1, false), (2, false), (3, true), (4, true)]);
     }
 }

@@ -63,6 +63,9 @@ pub enum FeedError {
     /// The consumer is gone (shutdown); nothing more can be delivered.
     #[error("consumer gone")]
     ConsumerGone,
+    /// No data message for longer than the feed's stale limit (ms of silence).
+    #[error("stale: no data for {0} ms")]
+    Stale(u64),
 }
 
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
@@ -270,6 +273,10 @@ impl Collector {
             Self::send_text(&mut ws, req)?;
         }
         let mut got_data = false;
+        // Data (not acks, not heartbeats) must arrive within stale_after of the connection and
+        // of each other; a subscription that never delivers is as stale as a feed gone quiet.
+        let stale_ns = self.cfg.stale_after.as_nanos() as u64;
+        let mut last_data = clock::mono_ns();
         loop {
             if self.stop.is_stopped() {
                 let _ = ws.close(None);
@@ -283,7 +290,11 @@ impl Collector {
             let t_recv = clock::mono_ns();
             match msg {
                 Ok(Message::Text(text)) => {
-                    if self.on_text(text.as_str(), t_recv) && !got_data {
+                    let data = self.on_text(text.as_str(), t_recv);
+                    if data {
+                        last_data = t_recv;
+                    }
+                    if data && !got_data {
                         got_data = true;
                         *attempt = 0;
                     }
@@ -317,6 +328,22 @@ impl Collector {
                     self.out.flush_pending();
                     if !self.snapshot_requests.is_empty() {
                         self.fetch_snapshots();
+                    }
+                    let silent = t_recv.saturating_sub(last_data);
+                    if silent > stale_ns {
+                        let ms = silent / 1_000_000;
+                        self.out.stats().collector.stale.inc();
+                        self.out.feed_status(
+                            StatusCode::Stale,
+                            ms,
+                            &format!(
+                                "no data for {ms} ms (stale_after_ms {})",
+                                stale_ns / 1_000_000
+                            ),
+                        );
+                        let _ = ws.close(None);
+                        let _ = ws.flush();
+                        return Err(FeedError::Stale(ms));
                     }
                 }
                 Err(e) => return Err(FeedError::Lost(e.to_string())),

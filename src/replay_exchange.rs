@@ -15,6 +15,16 @@
 //! - Kraken v1: `systemStatus` on connect; `{"event":"subscribe","pair":[…],"subscription":{…}}` →
 //!   one `subscriptionStatus` per pair; messages of subscribed pairs and channels; heartbeats
 //!   as recorded.
+//! - Kraken v2 (`ws://ADDR/kraken`): a `status` message on connect;
+//!   `{"method":"subscribe","params":{"channel":C,"symbol":[…],…}}` → one
+//!   `{"method":"subscribe","result":{"channel":C,"symbol":S,…},"success":true,…}` per symbol
+//!   (likewise `unsubscribe`; `ping` → `pong`); messages of subscribed symbols and channels
+//!   (`data[0].symbol`); heartbeats as recorded. A subscription to `instrument` is answered with one
+//!   `instrument` snapshot describing every pair of the recording, its `price_precision` /
+//!   `qty_precision` being the most decimals the recording writes in that pair's prices
+//!   (book levels, trades, ticker bid/ask) and quantities: exact when, as in the converted v1
+//!   capture the tests use, numbers are written with the pair's precision; a lower bound otherwise
+//!   (real v2 numbers drop trailing zeros).
 //!
 //! Recorded acks are not replayed (the exchange answers the client's own requests). Messages are
 //! sent at their recorded pace divided by `speed` (0: as fast as the client reads). At the end of
@@ -25,7 +35,7 @@
 //! Blocks on socket reads with short timeouts (pacing), and on writes when a client does not
 //! read (TCP backpressure, as from a real venue). Stops within ~100 ms of [`ReplayExchange::stop`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -89,6 +99,8 @@ struct Source {
     records: Vec<Rec>,
     /// Binance: symbol → (book, lastUpdateId) as recorded, the start of every session.
     initial_books: FxHashMap<String, (L2Book, u64)>,
+    /// Kraken v2: symbol → (price_precision, qty_precision) seen in the recording, by symbol.
+    kraken_pairs: BTreeMap<String, (u32, u32)>,
 }
 
 struct Shared {
@@ -141,6 +153,9 @@ fn record_key(venue: Venue, raw: &str) -> Option<Box<str>> {
         let base = name.split('-').next().unwrap_or(name);
         return Some(format!("{pair}|{base}").into());
     }
+    if venue == Venue::Kraken {
+        return kraken_v2_key(raw);
+    }
     let p: Peek<'_> = serde_json::from_str(raw).ok()?;
     match venue {
         Venue::Binance => p.stream.map(Into::into),
@@ -158,7 +173,7 @@ fn record_key(venue: Venue, raw: &str) -> Option<Box<str>> {
             Some("heartbeat") => Some("*|heartbeat".into()),
             _ => None,
         },
-        Venue::Kraken => p.kind.map(Into::into),
+        Venue::Kraken => None, // handled above
     }
 }
 
@@ -182,8 +197,12 @@ fn load(venue: Venue, paths: &[PathBuf]) -> io::Result<Source> {
     let mut initial_books = FxHashMap::default();
     let mut pending_snapshot: Option<(L2Book, u64)> = None;
     let mut records = Vec::with_capacity(all.len());
+    let mut kraken_pairs = BTreeMap::new();
     for (recv_ns, raw) in all {
         let key = record_key(venue, &raw);
+        if venue == Venue::Kraken && key.is_some() {
+            kraken_v2_precisions(&raw, &mut kraken_pairs);
+        }
         let mut diff = None;
         if venue == Venue::Binance {
             let _ = parser.parse(&raw, 0, &mut |sym, ev| {
@@ -224,6 +243,7 @@ fn load(venue: Venue, paths: &[PathBuf]) -> io::Result<Source> {
         venue,
         records,
         initial_books,
+        kraken_pairs,
     })
 }
 
@@ -357,6 +377,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 type Ws = WebSocket<TcpStream>;
 
+/// How long a session keeps reading requests after its first subscription before it plays.
+const SUBSCRIBE_SETTLE: Duration = Duration::from_millis(100);
+
 fn is_timeout(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
 }
@@ -394,7 +417,14 @@ fn service_client(
                     Venue::Binance => binance_request(t.as_str(), subs).into_iter().collect(),
                     Venue::Coinbase => coinbase_request(t.as_str(), subs),
                     Venue::KrakenV1 => kraken_v1_request(t.as_str(), subs),
-                    Venue::Kraken => Vec::new(),
+                    Venue::Kraken => {
+                        let pairs = shared
+                            .sources
+                            .iter()
+                            .find(|s| s.venue == Venue::Kraken)
+                            .map(|s| &s.kraken_pairs);
+                        kraken_v2_request(t.as_str(), subs, pairs.unwrap_or(&BTreeMap::new()))
+                    }
                 };
                 if !replies.is_empty() {
                     shared.subscribed.fetch_add(1, Ordering::AcqRel);
@@ -570,6 +600,235 @@ fn kraken_v1_request(text: &str, subs: &mut HashSet<String>) -> Vec<String> {
         .collect()
 }
 
+#[derive(Deserialize)]
+struct KrakenV2Peek<'a> {
+    #[serde(borrow)]
+    channel: Option<&'a str>,
+    #[serde(borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct KrakenV2SymbolPeek<'a> {
+    #[serde(borrow)]
+    symbol: Option<&'a str>,
+}
+
+/// Kraken v2 routing key: `"<symbol>|<channel>"` of `data[0].symbol` for market data,
+/// `"*|heartbeat"` for heartbeats; `None` (never replayed) for method responses, `status` and
+/// `instrument` messages (the exchange sends its own).
+fn kraken_v2_key(raw: &str) -> Option<Box<str>> {
+    let p: KrakenV2Peek<'_> = serde_json::from_str(raw).ok()?;
+    match p.channel? {
+        "heartbeat" => Some("*|heartbeat".into()),
+        "status" | "instrument" => None,
+        channel => {
+            let data: Vec<KrakenV2SymbolPeek<'_>> = serde_json::from_str(p.data?.get()).ok()?;
+            let symbol = data.first()?.symbol?;
+            Some(format!("{symbol}|{channel}").into())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct KrakenV2LevelPeek<'a> {
+    #[serde(borrow)]
+    price: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    qty: &'a serde_json::value::RawValue,
+}
+
+/// Decimal places written in a JSON number (0 for exponent forms and integers).
+fn written_decimals(num: &str) -> u32 {
+    if num.contains(['e', 'E']) {
+        return 0;
+    }
+    num.split_once('.')
+        .map_or(0, |(_, f)| u32::try_from(f.len()).unwrap_or(u32::MAX))
+}
+
+/// Raises `pairs[symbol]` to the decimals `raw` (a Kraken v2 book/trade/ticker message) writes in
+/// that symbol's prices and quantities.
+fn kraken_v2_precisions(raw: &str, pairs: &mut BTreeMap<String, (u32, u32)>) {
+    type Entry<'a> = BTreeMap<&'a str, &'a serde_json::value::RawValue>;
+    let Ok(p) = serde_json::from_str::<KrakenV2Peek<'_>>(raw) else {
+        return;
+    };
+    if !matches!(p.channel, Some("book" | "trade" | "ticker")) {
+        return;
+    }
+    let Some(Ok(entries)) = p
+        .data
+        .map(|d| serde_json::from_str::<Vec<Entry<'_>>>(d.get()))
+    else {
+        return;
+    };
+    for e in entries {
+        let Some(Ok(symbol)) = e
+            .get("symbol")
+            .map(|s| serde_json::from_str::<String>(s.get()))
+        else {
+            continue;
+        };
+        let (mut pp, mut qp) = (0, 0);
+        for (k, v) in &e {
+            match *k {
+                "price" | "bid" | "ask" => pp = pp.max(written_decimals(v.get())),
+                "qty" | "bid_qty" | "ask_qty" => qp = qp.max(written_decimals(v.get())),
+                "bids" | "asks" => {
+                    let levels: Vec<KrakenV2LevelPeek<'_>> =
+                        serde_json::from_str(v.get()).unwrap_or_default();
+                    for l in levels {
+                        pp = pp.max(written_decimals(l.price.get()));
+                        qp = qp.max(written_decimals(l.qty.get()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let seen = pairs.entry(symbol).or_insert((0, 0));
+        *seen = (seen.0.max(pp), seen.1.max(qp));
+    }
+}
+
+#[derive(Deserialize)]
+struct KrakenV2Request {
+    method: String,
+    #[serde(default)]
+    params: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    req_id: Option<serde_json::Value>,
+}
+
+/// The `instrument` snapshot the exchange sends: every pair of the recording with its precisions.
+fn kraken_v2_instrument(pairs: &BTreeMap<String, (u32, u32)>) -> String {
+    let step = |p: u32| 10f64.powi(-i32::try_from(p).unwrap_or(i32::MAX));
+    let pairs: Vec<serde_json::Value> = pairs
+        .iter()
+        .map(|(symbol, &(pp, qp))| {
+            let (base, quote) = symbol.split_once('/').unwrap_or((symbol, ""));
+            serde_json::json!({
+                "symbol": symbol,
+                "base": base,
+                "quote": quote,
+                "status": "online",
+                "price_precision": pp,
+                "qty_precision": qp,
+                "price_increment": step(pp),
+                "qty_increment": step(qp),
+                "tick_size": step(pp),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "channel": "instrument",
+        "type": "snapshot",
+        "data": {"assets": [], "pairs": pairs},
+    })
+    .to_string()
+}
+
+/// Applies a Kraken v2 subscribe/unsubscribe/ping; returns the replies: one ack per symbol (one for
+/// `instrument`, followed on subscribe by the instrument snapshot of `pairs`), or an error.
+fn kraken_v2_request(
+    text: &str,
+    subs: &mut HashSet<String>,
+    pairs: &BTreeMap<String, (u32, u32)>,
+) -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let time = crate::timefmt::format_rfc3339_ns(now);
+    let finish = |mut v: serde_json::Value, req_id: &Option<serde_json::Value>| {
+        if let Some(o) = v.as_object_mut() {
+            if let Some(id) = req_id {
+                o.insert("req_id".into(), id.clone());
+            }
+            o.insert("time_in".into(), time.clone().into());
+            o.insert("time_out".into(), time.clone().into());
+        }
+        v.to_string()
+    };
+    let Ok(req) = serde_json::from_str::<KrakenV2Request>(text) else {
+        return vec![finish(
+            serde_json::json!({"error": "Malformed request", "success": false}),
+            &None,
+        )];
+    };
+    let error = |msg: &str| {
+        vec![finish(
+            serde_json::json!({"error": msg, "method": req.method, "success": false}),
+            &req.req_id,
+        )]
+    };
+    let subscribe = match req.method.as_str() {
+        "ping" => return vec![finish(serde_json::json!({"method": "pong"}), &req.req_id)],
+        "subscribe" => true,
+        "unsubscribe" => false,
+        _ => return error("Method not found"),
+    };
+    let Some(channel) = req.params.get("channel").and_then(|c| c.as_str()) else {
+        return error("Missing channel");
+    };
+    let ack = |result: serde_json::Value| {
+        finish(
+            serde_json::json!({"method": req.method, "result": result, "success": true}),
+            &req.req_id,
+        )
+    };
+    if channel == "instrument" {
+        let mut out = vec![ack(
+            serde_json::json!({"channel": "instrument", "snapshot": true}),
+        )];
+        if subscribe {
+            subs.insert("*|instrument".into());
+            out.push(kraken_v2_instrument(pairs));
+        } else {
+            subs.remove("*|instrument");
+        }
+        return out;
+    }
+    let symbols: Vec<&str> = req
+        .params
+        .get("symbol")
+        .and_then(|s| s.as_array())
+        .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+        .unwrap_or_default();
+    if symbols.is_empty() {
+        return error("Missing symbol");
+    }
+    let snapshot = req
+        .params
+        .get("snapshot")
+        .and_then(|s| s.as_bool())
+        .unwrap_or(true);
+    let depth = req
+        .params
+        .get("depth")
+        .and_then(|d| d.as_u64())
+        .unwrap_or(10);
+    symbols
+        .into_iter()
+        .map(|symbol| {
+            let key = format!("{symbol}|{channel}");
+            let mut result = serde_json::json!({"channel": channel, "symbol": symbol});
+            if subscribe {
+                subs.insert(key);
+                subs.insert("*|heartbeat".into());
+                if let Some(o) = result.as_object_mut() {
+                    if channel == "book" {
+                        o.insert("depth".into(), depth.into());
+                    }
+                    o.insert("snapshot".into(), snapshot.into());
+                }
+            } else {
+                subs.remove(&key);
+            }
+            ack(result)
+        })
+        .collect()
+}
+
 /// Answers `GET /binance/api/v3/depth?symbol=S&limit=N` from the REST book, then closes.
 fn serve_rest(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     let mut head = Vec::with_capacity(1024);
@@ -686,11 +945,19 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenite::Error> {
             r#"{"connectionID":1,"event":"systemStatus","status":"online","version":"1.9.0"}"#,
         ))?;
     }
+    if venue == Venue::Kraken {
+        ws.send(Message::text(
+            r#"{"channel":"status","type":"update","data":[{"api_version":"v2","connection_id":1,"system":"online","version":"2.0.0"}]}"#,
+        ))?;
+    }
     let mut subs = HashSet::new();
     // Wait for a subscription, then for the gate.
     while subs.is_empty() || shared.paused.load(Ordering::Acquire) {
         service_client(&mut ws, venue, Duration::from_millis(20), &mut subs, shared)?;
     }
+    // A client may send several subscribe requests back to back (Kraken: one per channel); at
+    // full speed nothing is read until the recording ends, so take them all before playing.
+    service_client(&mut ws, venue, SUBSCRIBE_SETTLE, &mut subs, shared)?;
     if venue == Venue::Binance {
         // This session's replay position now drives the REST books.
         *shared.books.lock() = src.initial_books.clone();
@@ -836,5 +1103,97 @@ mod tests {
         assert!(s.contains(&*k));
         assert!(s.contains("*|heartbeat"));
         assert!(record_key(Venue::KrakenV1, r#"{"event":"subscriptionStatus"}"#).is_none());
+    }
+
+    #[test]
+    fn kraken_v2_requests_map_to_record_keys_and_instrument_precisions() {
+        use crate::venue::kraken_v2::KrakenV2Parser;
+        // Precisions as the docs samples write them.
+        let mut pairs = BTreeMap::new();
+        let samples =
+            std::fs::read_to_string(crate::testutil::fixture("samples/kraken_v2.jsonl")).unwrap();
+        let mut keys = Vec::new();
+        for line in samples.lines() {
+            let key = record_key(Venue::Kraken, line);
+            if key.is_some() {
+                kraken_v2_precisions(line, &mut pairs);
+            }
+            keys.push(key);
+        }
+        assert_eq!(
+            keys.iter().map(|k| k.as_deref()).collect::<Vec<_>>(),
+            [
+                None, // the recorded request
+                None, // the recorded ack
+                Some("MATIC/USD|book"),
+                Some("MATIC/USD|book"),
+                Some("MATIC/USD|trade"),
+                Some("MATIC/USD|trade"),
+                Some("ALGO/USD|ticker"),
+                Some("ALGO/USD|ticker"),
+            ]
+        );
+        assert_eq!(
+            pairs,
+            BTreeMap::from([
+                ("ALGO/USD".to_owned(), (5, 8)),
+                ("MATIC/USD".to_owned(), (4, 8))
+            ])
+        );
+        assert_eq!(
+            record_key(Venue::Kraken, r#"{"channel":"heartbeat"}"#).as_deref(),
+            Some("*|heartbeat")
+        );
+
+        let mut s = HashSet::new();
+        let r = kraken_v2_request(
+            r#"{"method":"subscribe","params":{"channel":"book","depth":25,"symbol":["MATIC/USD","ALGO/USD"]},"req_id":7}"#,
+            &mut s,
+            &pairs,
+        );
+        assert_eq!(r.len(), 2);
+        let ack: serde_json::Value = serde_json::from_str(&r[1]).unwrap();
+        assert_eq!(
+            ack["result"],
+            serde_json::json!({"channel":"book","symbol":"ALGO/USD","depth":25,"snapshot":true})
+        );
+        assert_eq!(ack["success"], true);
+        assert_eq!(ack["req_id"], 7);
+        assert!(s.contains("MATIC/USD|book") && s.contains("*|heartbeat"));
+        let r = kraken_v2_request(
+            r#"{"method":"unsubscribe","params":{"channel":"book","symbol":["MATIC/USD"]}}"#,
+            &mut s,
+            &pairs,
+        );
+        assert_eq!(r.len(), 1);
+        assert!(!s.contains("MATIC/USD|book") && s.contains("ALGO/USD|book"));
+        assert!(kraken_v2_request(
+            r#"{"method":"subscribe","params":{"channel":"trade"}}"#,
+            &mut s,
+            &pairs
+        )[0]
+        .contains(r#""success":false"#));
+        assert!(kraken_v2_request("garbage", &mut s, &pairs)[0].contains("error"));
+        assert!(
+            kraken_v2_request(r#"{"method":"ping","req_id":3}"#, &mut s, &pairs)[0]
+                .contains(r#""method":"pong""#)
+        );
+
+        // The instrument snapshot gives a parser exactly those precisions.
+        let r = kraken_v2_request(
+            r#"{"method":"subscribe","params":{"channel":"instrument"}}"#,
+            &mut s,
+            &pairs,
+        );
+        assert_eq!(r.len(), 2);
+        let mut p = KrakenV2Parser::new();
+        for m in &r {
+            assert!(matches!(
+                p.parse(m, 0, &mut |_, _| {}),
+                Ok(crate::venue::Parsed::Control)
+            ));
+        }
+        assert_eq!(p.precision("MATIC/USD"), Some((4, 8)));
+        assert_eq!(p.precision("ALGO/USD"), Some((5, 8)));
     }
 }

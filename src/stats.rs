@@ -87,6 +87,8 @@ pub struct CollectorCounters {
     pub snapshots: Counter,
     /// REST book snapshots that failed (HTTP error, timeout, bad body).
     pub snapshot_failures: Counter,
+    /// Connections dropped because no data came within `stale_after_ms`.
+    pub stale: Counter,
     /// Connections established.
     pub connects: Counter,
     /// Connections lost or refused after the first.

@@ -257,3 +257,4 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, body.to_owned())
 }
+pub mod kraken_v2;

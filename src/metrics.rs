@@ -336,6 +336,31 @@ const FEED_COUNTERS: &[(&str, &str, FeedValue)] = &[
         |f| f.stats.collector.snapshot_failures.get(),
     ),
     (
+        "mdrelay_feed_stale_total",
+        "Connections dropped because no data message came within stale_after_ms.",
+        |f| f.stats.collector.stale.get(),
+    ),
+    (
+        "mdrelay_feed_sequence_gaps_total",
+        "Sequence gaps the venue adapter detected (gap status events).",
+        |f| f.stats.collector.gaps.get(),
+    ),
+    (
+        "mdrelay_feed_resyncs_total",
+        "Books rebuilt from a fresh snapshot (resync status events).",
+        |f| f.stats.collector.resyncs.get(),
+    ),
+    (
+        "mdrelay_feed_checksum_mismatches_total",
+        "Venue book checksums that did not match the local book.",
+        |f| f.stats.collector.checksum_mismatches.get(),
+    ),
+    (
+        "mdrelay_feed_crossed_books_total",
+        "Times a book became crossed after an update.",
+        |f| f.stats.collector.crossed_books.get(),
+    ),
+    (
         "mdrelay_queue_blocked_pushes_total",
         "Pushes that found the queue full and waited (block, conflate).",
         |f| f.queue.counters().producer.blocked.get(),

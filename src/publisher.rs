@@ -370,6 +370,17 @@ impl Publisher {
             c.id_collisions.inc();
             return;
         }
+        if let Event::Status(st) = ev {
+            // The named counters behind the in-band reports (DESIGN: nothing is lost silently).
+            match st.code {
+                StatusCode::Gap => c.gaps.inc(),
+                StatusCode::Resync => c.resyncs.inc(),
+                // count 0 is Kraken v2's "cannot verify yet" notice, not a mismatch.
+                StatusCode::ChecksumMismatch if st.count > 0 => c.checksum_mismatches.inc(),
+                StatusCode::CrossedBook => c.crossed_books.inc(),
+                _ => {}
+            }
+        }
         let is_event = !matches!(ev, Event::Status(_));
         let is_book = matches!(ev, Event::Book(_));
         if is_event {
@@ -689,5 +700,37 @@ mod tests {
             }
         }
         assert_eq!(flagged, [(1, false), (2, false), (3, true), (4, true)]);
+    }
+
+    #[test]
+    fn status_events_raise_their_named_counters() {
+        use crate::event::Status;
+        let (mut p, _r) = publisher(Transport::Channel, 64, Backpressure::Block);
+        let st = |code, count| {
+            Event::Status(Status {
+                code,
+                count,
+                detail: "",
+            })
+        };
+        for ev in [
+            st(StatusCode::Gap, 3),
+            st(StatusCode::Resync, 1),
+            st(StatusCode::ChecksumMismatch, 1),
+            st(StatusCode::ChecksumMismatch, 0), // "unverified" notice: not a mismatch
+            st(StatusCode::CrossedBook, 1),
+        ] {
+            send(&mut p, &ev);
+        }
+        let c = &p.stats().collector;
+        assert_eq!(
+            (
+                c.gaps.get(),
+                c.resyncs.get(),
+                c.checksum_mismatches.get(),
+                c.crossed_books.get()
+            ),
+            (1, 1, 1, 1)
+        );
     }
 }

@@ -89,6 +89,14 @@ pub struct CollectorCounters {
     pub snapshot_failures: Counter,
     /// Connections dropped because no data came within `stale_after_ms`.
     pub stale: Counter,
+    /// Sequence gaps reported by the venue adapter (`gap` status events).
+    pub gaps: Counter,
+    /// Books rebuilt from a fresh snapshot (`resync` status events).
+    pub resyncs: Counter,
+    /// Venue checksums that did not match (`checksum_mismatch` status events with count > 0).
+    pub checksum_mismatches: Counter,
+    /// Books that became crossed (`crossed_book` status events).
+    pub crossed_books: Counter,
     /// Connections established.
     pub connects: Counter,
     /// Connections lost or refused after the first.

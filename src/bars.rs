@@ -38,7 +38,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
-use crate::fixed::{ABSENT, DECIMALS};
+use crate::fixed::ABSENT;
 
 /// One second, ns.
 pub const SECOND_NS: u64 = 1_000_000_000;
@@ -199,23 +199,7 @@ pub struct Decimal128(pub i128);
 
 impl fmt::Display for Decimal128 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const SCALE: u128 = 10u128.pow(DECIMALS);
-        let mag = self.0.unsigned_abs();
-        let int = mag / SCALE;
-        let mut frac = mag % SCALE;
-        if self.0 < 0 {
-            f.write_str("-")?;
-        }
-        write!(f, "{int}")?;
-        if frac != 0 {
-            let mut width = DECIMALS as usize;
-            while frac % 10 == 0 {
-                frac /= 10;
-                width -= 1;
-            }
-            write!(f, ".{frac:0width$}")?;
-        }
-        Ok(())
+        crate::fixed::write_scaled(f, self.0 < 0, self.0.unsigned_abs())
     }
 }
 

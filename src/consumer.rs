@@ -42,20 +42,10 @@ const MAX_TRACKED_NS: u64 = 60_000_000_000;
 
 /// A new latency histogram: 1 ns .. 60 s at 3 significant figures.
 pub fn new_histogram() -> Histogram<u64> {
-    // 3 significant figures and a 1..60e9 range are within the crate's documented limits, so
-    // construction cannot fail; fall back to the crate's auto-resizing default otherwise.
-    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).unwrap_or_else(|_| {
-        let mut h = Histogram::new(3).unwrap_or_else(|_| unreachable_histogram());
-        h.auto(true);
-        h
-    })
-}
-
-#[cold]
-fn unreachable_histogram() -> Histogram<u64> {
-    // sigfig 0..=5 is always accepted by hdrhistogram; this path cannot be taken.
+    // Constant bounds within hdrhistogram's documented limits (low ≥ 1, high ≥ 2·low,
+    // sigfig ≤ 5): construction cannot fail.
     #[allow(clippy::expect_used)]
-    Histogram::new(2).expect("hdrhistogram accepts 2 significant figures")
+    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).expect("valid constant histogram bounds")
 }
 
 /// One feed's input to the consumer.

@@ -161,24 +161,29 @@ impl fmt::Display for Decimal {
         if self.0 == ABSENT {
             return Ok(());
         }
-        let neg = self.0 < 0;
-        let mag = self.0.unsigned_abs();
-        let int = mag / SCALE as u64;
-        let mut frac = mag % SCALE as u64;
-        if neg {
-            f.write_str("-")?;
-        }
-        write!(f, "{int}")?;
-        if frac != 0 {
-            let mut width = DECIMALS as usize;
-            while frac % 10 == 0 {
-                frac /= 10;
-                width -= 1;
-            }
-            write!(f, ".{frac:0width$}")?;
-        }
-        Ok(())
+        write_scaled(f, self.0 < 0, u128::from(self.0.unsigned_abs()))
     }
+}
+
+/// Writes `mag` units of 10⁻⁸ (with a `-` when `negative`) as the shortest exact decimal.
+/// Shared by [`Decimal`] and wider sums such as bar volumes.
+pub fn write_scaled(f: &mut fmt::Formatter<'_>, negative: bool, mag: u128) -> fmt::Result {
+    let scale = SCALE as u128;
+    let int = mag / scale;
+    let mut frac = mag % scale;
+    if negative {
+        f.write_str("-")?;
+    }
+    write!(f, "{int}")?;
+    if frac != 0 {
+        let mut width = DECIMALS as usize;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        write!(f, ".{frac:0width$}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Decimal {

@@ -292,8 +292,13 @@ fn pct(h: &Histogram<u64>, q: f64) -> u64 {
     }
 }
 
+/// µs with one decimal; `-` when there was no sample (recorded latencies are always ≥ 1 ns).
 fn us(ns: u64) -> String {
-    format!("{:.1}", ns as f64 / 1000.0)
+    if ns == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:.1}", ns as f64 / 1000.0)
+    }
 }
 
 impl Running {

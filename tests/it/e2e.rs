@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use mdrelay::event::{Event, Quote, Trade};
 use mdrelay::protocol::{flags, Message};
-use mdrelay::replay_exchange::{ReplayExchange, ReplayOptions};
 use mdrelay::venue::binance::BinanceParser;
 use mdrelay::venue::VenueParser;
 use mdrelay::{client::RelayClient, instrument, recording, run};
@@ -39,16 +38,12 @@ fn every_trade_and_quote_of_the_capture_arrives_once_in_order_exactly() {
     let want = expected();
     assert_eq!(want.len(), 6106 + 24077, "capture: trades + bookTickers");
 
-    let exchange = ReplayExchange::start(
+    let exchange = util::replay_exchange(
         &[(instrument::Venue::Binance, vec![util::binance_capture()])],
-        ReplayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            speed: 0.0,
-            loop_forever: false,
-            start_paused: true,
-        },
-    )
-    .unwrap();
+        0.0,
+        false,
+        true,
+    );
     let (_dir, sock) = util::temp_socket();
     let cfg = util::config(&util::binance_only(&sock, exchange.local_addr()));
     let relay = run::start(cfg).unwrap();
@@ -131,16 +126,12 @@ fn every_trade_and_quote_of_the_capture_arrives_once_in_order_exactly() {
 #[test]
 fn late_joiner_gets_definitions_then_cached_latest_then_live() {
     let _wd = util::Watchdog::new("late_joiner", 120);
-    let exchange = ReplayExchange::start(
+    let exchange = util::replay_exchange(
         &[(instrument::Venue::Binance, vec![util::binance_capture()])],
-        ReplayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            speed: 20.0,
-            loop_forever: true,
-            start_paused: false,
-        },
-    )
-    .unwrap();
+        20.0,
+        true,
+        false,
+    );
     let (_dir, sock) = util::temp_socket();
     let cfg = util::config(&util::binance_only(&sock, exchange.local_addr()));
     let relay = run::start(cfg).unwrap();
@@ -192,16 +183,12 @@ fn late_joiner_gets_definitions_then_cached_latest_then_live() {
 #[test]
 fn tiny_buffers_of_the_test_overlay_still_balance() {
     let _wd = util::Watchdog::new("tiny_buffers", 120);
-    let exchange = ReplayExchange::start(
+    let exchange = util::replay_exchange(
         &[(instrument::Venue::Binance, vec![util::binance_capture()])],
-        ReplayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            speed: 0.0,
-            loop_forever: false,
-            start_paused: true,
-        },
-    )
-    .unwrap();
+        0.0,
+        false,
+        true,
+    );
     let (_dir, sock) = util::temp_socket();
     let cfg = mdrelay::config::load(&mdrelay::config::Sources {
         file: Some(util::repo("config/default.toml")),
@@ -293,16 +280,12 @@ fn tiny_buffers_of_the_test_overlay_still_balance() {
 #[test]
 fn metrics_parse_and_health_turns_503_when_the_feed_goes_stale() {
     let _wd = util::Watchdog::new("metrics_health", 120);
-    let exchange = ReplayExchange::start(
+    let exchange = util::replay_exchange(
         &[(instrument::Venue::Binance, vec![util::binance_capture()])],
-        ReplayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            speed: 0.0,
-            loop_forever: false,
-            start_paused: false,
-        },
-    )
-    .unwrap();
+        0.0,
+        false,
+        false,
+    );
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.push("feeds.binance.stale_after_ms=1500".into());

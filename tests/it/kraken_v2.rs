@@ -24,7 +24,6 @@ use mdrelay::book::L2Book;
 use mdrelay::event::{Event, Quote, StatusCode, Trade};
 use mdrelay::instrument::Venue;
 use mdrelay::protocol::{flags, Message};
-use mdrelay::replay_exchange::{ReplayExchange, ReplayOptions};
 use mdrelay::venue::kraken_v2::KrakenV2Parser;
 use mdrelay::venue::VenueParser;
 use mdrelay::{client::RelayClient, run};
@@ -67,16 +66,7 @@ fn run_kraken_v2(
     trades: usize,
     quotes: usize,
 ) -> Seen {
-    let exchange = ReplayExchange::start(
-        &[(Venue::Kraken, vec![recording])],
-        ReplayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            speed: 0.0,
-            loop_forever: false,
-            start_paused: true,
-        },
-    )
-    .unwrap();
+    let exchange = util::replay_exchange(&[(Venue::Kraken, vec![recording])], 0.0, false, true);
     let (_dir, sock) = util::temp_socket();
     let sets = vec![
         "replay.enabled=false".to_owned(),

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use mdrelay::replay_exchange::{ReplayExchange, ReplayOptions};
+use mdrelay::replay_exchange::ReplayExchange;
 use mdrelay::{instrument, run};
 use serde_json::Value;
 
@@ -129,16 +129,12 @@ fn python_client_selftest_decodes_every_golden_vector() {
 
 /// A replay exchange serving the bundled Binance capture as fast as the socket takes it, once.
 fn exchange(start_paused: bool) -> ReplayExchange {
-    ReplayExchange::start(
+    util::replay_exchange(
         &[(instrument::Venue::Binance, vec![util::binance_capture()])],
-        ReplayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            speed: 0.0,
-            loop_forever: false,
-            start_paused,
-        },
+        0.0,
+        false,
+        start_paused,
     )
-    .unwrap()
 }
 
 /// Connected before any data flows (the replay exchange is held paused until the Python client

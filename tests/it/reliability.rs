@@ -6,7 +6,6 @@ use std::time::Duration;
 use mdrelay::event::StatusCode;
 use mdrelay::instrument::Venue;
 use mdrelay::protocol::Message;
-use mdrelay::replay_exchange::{ReplayExchange, ReplayOptions};
 use mdrelay::{client::RelayClient, run};
 
 use crate::util;
@@ -15,16 +14,12 @@ use crate::util;
 fn a_silent_feed_is_reported_stale_and_reconnects() {
     let _wd = util::Watchdog::new("stale_reconnect", 120);
     // The exchange plays the capture once and then stays connected and silent.
-    let exchange = ReplayExchange::start(
+    let exchange = util::replay_exchange(
         &[(Venue::Binance, vec![util::binance_capture()])],
-        ReplayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            speed: 0.0,
-            loop_forever: false,
-            start_paused: false,
-        },
-    )
-    .unwrap();
+        0.0,
+        false,
+        false,
+    );
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.push("feeds.binance.stale_after_ms=700".into());

@@ -12,7 +12,6 @@ use mdrelay::book::L2Book;
 use mdrelay::event::{Event, StatusCode, Trade};
 use mdrelay::instrument::Venue;
 use mdrelay::protocol::{flags, Message};
-use mdrelay::replay_exchange::{ReplayExchange, ReplayOptions};
 use mdrelay::{client::RelayClient, recording, run, venue};
 
 use crate::util;
@@ -40,16 +39,7 @@ fn run_venue(v: Venue, feed: &str, files: Vec<PathBuf>) {
     let want = expected_trades(v, &files);
     let total: usize = want.values().map(Vec::len).sum();
     assert!(total > 0);
-    let exchange = ReplayExchange::start(
-        &[(v, files)],
-        ReplayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            speed: 0.0,
-            loop_forever: false,
-            start_paused: true,
-        },
-    )
-    .unwrap();
+    let exchange = util::replay_exchange(&[(v, files)], 0.0, false, true);
     let (_dir, sock) = util::temp_socket();
     let mut sets = vec![
         "replay.enabled=false".to_owned(),

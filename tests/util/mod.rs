@@ -258,3 +258,23 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_owned())
 }
 pub mod kraken_v2;
+
+/// A replay exchange on 127.0.0.1:0 serving `sources` once (no loop) at full speed (`speed` 0)
+/// unless told otherwise; `paused` holds sessions until `resume()`.
+pub fn replay_exchange(
+    sources: &[(mdrelay::instrument::Venue, Vec<PathBuf>)],
+    speed: f64,
+    loop_forever: bool,
+    paused: bool,
+) -> mdrelay::replay_exchange::ReplayExchange {
+    mdrelay::replay_exchange::ReplayExchange::start(
+        sources,
+        mdrelay::replay_exchange::ReplayOptions {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            speed,
+            loop_forever,
+            start_paused: paused,
+        },
+    )
+    .expect("replay exchange starts")
+}

@@ -73,6 +73,8 @@ pub struct Analytics {
     feed_names: Vec<String>,
     /// Per feed: latest receive time seen (the bar clock of a replay).
     data_clock: Vec<u64>,
+    /// Per feed, with [`BarClock::Data`]: the data time of the feed's next bar-timer run.
+    next_data_timer: Vec<u64>,
     writer: Option<WriterHandle>,
     /// Raw recorder counters, read for `not_persisted` reports.
     recorder: Option<Arc<RecorderStats>>,
@@ -116,6 +118,7 @@ impl Analytics {
             insts: FxHashMap::default(),
             feed_names,
             data_clock: vec![0; feeds],
+            next_data_timer: vec![0; feeds],
             writer,
             recorder,
             reported_lost: 0,
@@ -172,6 +175,13 @@ impl Analytics {
         }
         if let Some(c) = self.data_clock.get_mut(feed) {
             *c = (*c).max(h.recv_ts_ns);
+            // On the recording's clock the timer runs at fixed points of the feed's own data,
+            // so a replay closes the same bars at the same places in the stream every time.
+            if self.cfg.clock == BarClock::Data && *c >= self.next_data_timer[feed] {
+                let now = *c;
+                self.next_data_timer[feed] = now.saturating_add(self.timer_interval_ns());
+                self.close_due(Some(feed), now, subs);
+            }
         }
         match MsgType::from_code(h.msg_type) {
             Some(MsgType::Trade) => self.on_trade(h, frame, subs),
@@ -317,18 +327,28 @@ impl Analytics {
         }
     }
 
-    /// Closes the bars whose end + grace has passed on the bar clock (`now_wall_ns` for live
-    /// feeds, each feed's latest receive time in a replay), and reports unpersisted records.
+    /// The wall-clock timer: with [`BarClock::Wall`] closes the bars whose end + grace has
+    /// passed; reports unpersisted records.
     pub fn on_timer(&mut self, now_wall_ns: u64, subs: &mut Subscribers) {
+        if self.cfg.clock == BarClock::Wall {
+            self.close_due(None, now_wall_ns, subs);
+        }
+        self.report_losses(now_wall_ns, subs, false);
+    }
+
+    /// Closes the due bars of the instruments of `feed` (`None`: of every feed) at `now`.
+    fn close_due(&mut self, feed: Option<usize>, now: u64, subs: &mut Subscribers) {
         let mut closed = std::mem::take(&mut self.closed);
-        let ids: Vec<InstrumentId> = self.insts.keys().copied().collect();
+        let mut ids: Vec<InstrumentId> = self
+            .insts
+            .iter()
+            .filter(|(_, i)| feed.is_none_or(|f| i.feed == f))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
         for id in ids {
             let Some(inst) = self.insts.get_mut(&id) else {
                 continue;
-            };
-            let now = match self.cfg.clock {
-                BarClock::Wall => now_wall_ns,
-                BarClock::Data => self.data_clock.get(inst.feed).copied().unwrap_or(0),
             };
             closed.clear();
             if inst.bars.on_timer(now, &mut closed) > 0 {
@@ -338,7 +358,6 @@ impl Analytics {
         }
         closed.clear();
         self.closed = closed;
-        self.report_losses(now_wall_ns, subs, false);
     }
 
     /// Sends one `not_persisted` status when records were lost since the last report (at most
@@ -445,7 +464,8 @@ impl Analytics {
     pub fn finish(&mut self, cache: &Cache, subs: &mut Subscribers) -> Option<WriterHandle> {
         if self.cfg.close_on_shutdown {
             let mut closed = Vec::new();
-            let ids: Vec<InstrumentId> = self.insts.keys().copied().collect();
+            let mut ids: Vec<InstrumentId> = self.insts.keys().copied().collect();
+            ids.sort_unstable();
             for id in ids {
                 let Some(inst) = self.insts.get_mut(&id) else {
                     continue;

@@ -37,6 +37,8 @@ pub struct Received<'a> {
     pub frame: FrameRef<'a>,
     /// Venue and symbol of `frame.header.instrument_id`.
     pub instrument: Option<&'a InstrumentName>,
+    /// The whole frame as received: header, payload, CRC.
+    pub raw: &'a [u8],
 }
 
 /// A connected subscriber.
@@ -129,7 +131,9 @@ impl RelayClient {
                 Err(e) => return Err(e.into()),
             }
         }
-        let (frame, n) = protocol::decode_frame(&self.buf[self.start..self.end])?;
+        let at = self.start;
+        let (frame, n) = protocol::decode_frame(&self.buf[at..self.end])?;
+        let raw = &self.buf[at..at + n];
         self.start += n;
         if self.start == self.end {
             self.start = 0;
@@ -147,6 +151,7 @@ impl RelayClient {
         Ok(Some(Received {
             frame,
             instrument: self.names.get(&frame.header.instrument_id),
+            raw,
         }))
     }
 }

@@ -327,7 +327,13 @@ pub struct FeedConfig {
 impl FeedConfig {
     /// A feed replaying `paths` (recordings of `venue`) at `speed` (0 = as fast as possible).
     /// Its queue blocks rather than drops (up to a minute): a replay waits for the pipeline.
-    pub fn replay(name: &str, venue: Venue, paths: Vec<PathBuf>, speed: f64) -> FeedConfig {
+    pub fn replay(
+        name: &str,
+        venue: Venue,
+        paths: Vec<PathBuf>,
+        speed: f64,
+        wait_subscribers: u64,
+    ) -> FeedConfig {
         FeedConfig {
             name: name.to_owned(),
             venue,
@@ -348,7 +354,11 @@ impl FeedConfig {
             reconnect_max: Duration::from_secs(30),
             stale_after: Duration::from_secs(86_400),
             record: false,
-            source: FeedSource::Files { paths, speed },
+            source: FeedSource::Files {
+                paths,
+                speed,
+                wait_subscribers,
+            },
         }
     }
 }
@@ -365,6 +375,8 @@ pub enum FeedSource {
         paths: Vec<PathBuf>,
         /// Pace multiplier of the recorded timing; 0 = as fast as possible.
         speed: f64,
+        /// Start only once this many subscribers are connected (so they miss nothing).
+        wait_subscribers: u64,
     },
 }
 

@@ -76,6 +76,9 @@ enum Command {
         /// Venue protocol of every file (default: each file's directory name, e.g. binance/).
         #[arg(long)]
         venue: Option<String>,
+        /// Start replaying only once this many subscribers are connected.
+        #[arg(long, default_value_t = 0)]
+        wait_subscribers: u64,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -137,11 +140,13 @@ fn main() -> ExitCode {
             speed,
             max,
             venue,
+            wait_subscribers,
             config,
         } => cmd_replay(
             &files,
             if max { 0.0 } else { speed },
             venue.as_deref(),
+            wait_subscribers,
             &config,
         ),
         Command::Bars {
@@ -199,6 +204,7 @@ fn cmd_replay(
     files: &[PathBuf],
     speed: f64,
     venue: Option<&str>,
+    wait_subscribers: u64,
     args: &ConfigArgs,
 ) -> anyhow::Result<ExitCode> {
     if !(speed >= 0.0 && speed.is_finite()) {
@@ -223,7 +229,7 @@ fn cmd_replay(
     cfg.replay = None;
     cfg.feeds = groups
         .into_iter()
-        .map(|(v, paths)| config::FeedConfig::replay(v.name(), v, paths, speed))
+        .map(|(v, paths)| config::FeedConfig::replay(v.name(), v, paths, speed, wait_subscribers))
         .collect();
     // The recording's clock closes bars, and its end closes the last ones: deterministic.
     cfg.bars.clock = config::BarClock::Data;

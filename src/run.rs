@@ -239,7 +239,11 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                     rec,
                 ))
             }
-            FeedSource::Files { paths, speed } => Feed::Replay(FileCollector::new(
+            FeedSource::Files {
+                paths,
+                speed,
+                wait_subscribers,
+            } => Feed::Replay(FileCollector::new(
                 fc,
                 paths,
                 speed,
@@ -247,6 +251,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                 producer,
                 stats,
                 stop.clone(),
+                (wait_subscribers, relay_counters.clone()),
             )),
         });
     }

@@ -10,6 +10,7 @@ mod cli;
 mod e2e;
 mod hygiene;
 mod kraken_v2;
+mod persist;
 mod python;
 mod queues;
 mod reliability;

@@ -57,13 +57,57 @@ pub fn binance_only(socket: &Path, replay: std::net::SocketAddr) -> Vec<String> 
     ]
 }
 
-/// Built-in defaults plus `sets` (each `key=value`, values in TOML syntax).
+/// Built-in defaults plus `sets` (each `key=value`, values in TOML syntax). CSV is off unless
+/// `sets` turns it on (with a temporary `writer.data_dir`): tests never write into the tree.
 pub fn config(sets: &[String]) -> Config {
+    let mut all = vec!["writer.enabled=false".to_owned()];
+    all.extend_from_slice(sets);
     config::load(&Sources {
-        sets: sets.to_vec(),
+        sets: all,
         ..Sources::default()
     })
     .expect("test config is valid")
+}
+
+/// `--set` overrides that turn CSV on under `dir`.
+pub fn csv_into(dir: &Path) -> Vec<String> {
+    vec![
+        "writer.enabled=true".into(),
+        format!("writer.data_dir={:?}", dir.display().to_string()),
+    ]
+}
+
+/// Every row (header excluded) of the CSV files named `file` under `dir` (any depth), in path
+/// order, read with the csv crate; also checks each file ends with a newline (no torn line).
+pub fn read_csv_rows(dir: &Path, file: &str) -> Vec<csv::StringRecord> {
+    fn walk(d: &Path, file: &str, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, file, out);
+            } else if p.file_name().is_some_and(|n| n == file) {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, file, &mut files);
+    let mut rows = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).expect("read csv");
+        assert!(
+            bytes.ends_with(b"\n"),
+            "{} ends with a complete line",
+            f.display()
+        );
+        let mut r = csv::Reader::from_reader(&bytes[..]);
+        for rec in r.records() {
+            rows.push(rec.expect("valid csv row"));
+        }
+    }
+    rows
 }
 
 /// Fails the whole test binary if the guard is not dropped within `secs`: a hung test must not

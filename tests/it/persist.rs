@@ -129,6 +129,45 @@ fn query_api_answers_every_endpoint_and_names_bad_parameters() {
     assert!(px(&bids[0]) < px(&asks[0]), "not crossed: {book}");
     assert!(px(&bids[0]) > px(&bids[4]), "bids best first: {book}");
 
+    // `mdrelay bars` prints them from this API (the venue found by symbol).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrelay"))
+        .args([
+            "bars",
+            "--symbol",
+            "ETHUSDT",
+            "--interval",
+            "1s",
+            "--limit",
+            "3",
+        ])
+        .args(["--http", &http.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("binance ETHUSDT 1s bars"), "{text}");
+    assert!(lines[1]
+        .split_whitespace()
+        .eq(["start", "(UTC)", "open", "high", "low", "close", "volume", "vwap", "trades"]));
+    // The timer may have closed the open bar since: the last row is one of the bars above.
+    let last = lines.last().unwrap();
+    assert!(
+        bars.iter()
+            .any(|x| last.starts_with(x["start"].as_str().unwrap())),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrelay"))
+        .args(["bars", "--symbol", "NOPE", "--http", &http.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no instrument with symbol NOPE"));
+
     for (path, param) in [
         ("/v1/ticker?symbol=ETHUSDT", "venue"),
         ("/v1/ticker?venue=binance", "symbol"),

@@ -67,6 +67,13 @@ pub struct Published {
     pub latency_total: Vec<Histogram<u64>>,
     /// Per feed: latency over the last publish interval, ns.
     pub latency_recent: Vec<Histogram<u64>>,
+    /// Per feed: frame read → frame queued (parse, normalize, encode, and the earlier frames
+    /// of the same venue message), ns, since start.
+    pub parse_total: Vec<Histogram<u64>>,
+    /// Per feed: frame queued → taken by the consumer, ns, since start.
+    pub queue_wait_total: Vec<Histogram<u64>>,
+    /// Per subscriber, as of the last publish.
+    pub subscribers: Vec<crate::relay::SubscriberStats>,
 }
 
 impl Published {
@@ -75,6 +82,9 @@ impl Published {
         Published {
             latency_total: (0..feeds).map(|_| new_histogram()).collect(),
             latency_recent: (0..feeds).map(|_| new_histogram()).collect(),
+            parse_total: (0..feeds).map(|_| new_histogram()).collect(),
+            queue_wait_total: (0..feeds).map(|_| new_histogram()).collect(),
+            subscribers: Vec::new(),
         }
     }
 }
@@ -109,6 +119,10 @@ pub struct Consumer {
     stop: Arc<StopFlag>,
     /// Per feed: latency since the last publish.
     interval: Vec<Histogram<u64>>,
+    /// Per feed: read → queued since the last publish.
+    parse: Vec<Histogram<u64>>,
+    /// Per feed: queued → dequeued since the last publish.
+    queue_wait: Vec<Histogram<u64>>,
     published: SharedPublished,
     /// (feed index, t_recv) of the frames of the current turn, for latency after the writes.
     turn: Vec<(usize, u64)>,
@@ -157,6 +171,8 @@ impl Consumer {
             drain_timeout: relay.drain_timeout,
             stop,
             interval: (0..n).map(|_| new_histogram()).collect(),
+            parse: (0..n).map(|_| new_histogram()).collect(),
+            queue_wait: (0..n).map(|_| new_histogram()).collect(),
             published,
             turn: Vec::with_capacity(4096),
             scratch: FrameBuf::new(),
@@ -251,6 +267,9 @@ impl Consumer {
     #[inline]
     fn take_turn(&mut self) -> usize {
         let mut taken = 0;
+        // One clock read per turn: frames taken later in the turn waited a little longer than
+        // recorded (by the time to relay the frames before them, ~100 ns each).
+        let t_dequeue = clock::mono_ns();
         for (idx, input) in self.inputs.iter_mut().enumerate() {
             if !input.open {
                 continue;
@@ -259,6 +278,12 @@ impl Consumer {
                 match input.feed.rx.try_pop() {
                     Ok(env) => {
                         taken += 1;
+                        if env.t_enqueue_ns != 0 {
+                            let _ = self.parse[idx]
+                                .record(env.t_enqueue_ns.saturating_sub(env.t_recv_ns).max(1));
+                            let _ = self.queue_wait[idx]
+                                .record(t_dequeue.saturating_sub(env.t_enqueue_ns).max(1));
+                        }
                         let frame = &env.frame[..];
                         let h = protocol::peek_header(frame);
                         let c = &input.feed.stats.consumer;
@@ -366,6 +391,15 @@ impl Consumer {
             self.published.try_lock()
         };
         let Some(mut p) = guard else { return };
+        for (total, h) in p.parse_total.iter_mut().zip(&mut self.parse) {
+            let _ = total.add(&*h);
+            h.reset();
+        }
+        for (total, h) in p.queue_wait_total.iter_mut().zip(&mut self.queue_wait) {
+            let _ = total.add(&*h);
+            h.reset();
+        }
+        self.subs.stats_into(&mut p.subscribers);
         for (i, h) in self.interval.iter_mut().enumerate() {
             if let Some(total) = p.latency_total.get_mut(i) {
                 let _ = total.add(&*h);

@@ -194,8 +194,25 @@ struct Subscriber {
     pos: usize,
     /// Set when the subscriber must be removed at the end of the turn.
     gone: Option<Gone>,
-    /// Serial number, for logs.
+    /// Serial number, for logs and metrics.
     serial: u64,
+    /// Frames queued for it (join snapshot not counted).
+    frames: u64,
+    /// Bytes written to it.
+    bytes: u64,
+}
+
+/// One subscriber's counters, as the consumer publishes them for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// Serial number (1 for the first subscriber since start).
+    pub serial: u64,
+    /// Frames queued for it since it joined (its join snapshot not counted).
+    pub frames: u64,
+    /// Bytes written to its socket.
+    pub bytes: u64,
+    /// Bytes queued and not yet written.
+    pub pending_bytes: u64,
 }
 
 impl Subscriber {
@@ -219,6 +236,7 @@ impl Subscriber {
                 }
                 Ok(n) => {
                     self.pos += n;
+                    self.bytes += n as u64;
                     counters.bytes_sent.add(n as u64);
                     if self.pos == self.out.len() {
                         self.out.clear();
@@ -274,6 +292,8 @@ impl Subscribers {
             pos: 0,
             gone: None,
             serial: self.next_serial,
+            frames: 0,
+            bytes: 0,
         });
         self.counters.accepted.inc();
         self.counters.subscribers.set(self.subs.len() as u64);
@@ -293,6 +313,7 @@ impl Subscribers {
                 continue;
             }
             s.out.extend_from_slice(frame);
+            s.frames += 1;
             self.counters.frames_sent.inc();
         }
     }
@@ -336,6 +357,17 @@ impl Subscribers {
         });
         self.any_gone = false;
         self.counters.subscribers.set(self.subs.len() as u64);
+    }
+
+    /// Replaces `out` with every connected subscriber's counters.
+    pub fn stats_into(&self, out: &mut Vec<SubscriberStats>) {
+        out.clear();
+        out.extend(self.subs.iter().map(|s| SubscriberStats {
+            serial: s.serial,
+            frames: s.frames,
+            bytes: s.bytes,
+            pending_bytes: s.pending() as u64,
+        }));
     }
 
     /// True when some subscriber has unwritten bytes.

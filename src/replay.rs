@@ -298,6 +298,7 @@ impl FileCollector {
         }
         self.out.flush_pending();
         self.out.stats().collector.connected.set(0);
+        self.out.stats().collector.subscribed.set(0);
         self.out
             .feed_status(StatusCode::Disconnected, 0, "end of recording");
         Ok(())

@@ -105,6 +105,8 @@ pub struct CollectorCounters {
     pub id_collisions: Counter,
     /// 1 while a WebSocket connection is up.
     pub connected: Gauge,
+    /// 1 once the current connection has delivered market data (the subscription works).
+    pub subscribed: Gauge,
     /// Monotonic ns of the last data (non-control) message; 0 before the first.
     pub last_data_mono_ns: Gauge,
 }

@@ -13,6 +13,7 @@ use crate::book::L2Book;
 use crate::event::{BookUpdate, Level};
 use crate::instrument::InstrumentId;
 use crate::protocol::{self, flags, FrameBuf, Header, Message, Meta, MsgType};
+use crate::subscription::kinds;
 
 /// What the cache holds for one instrument.
 #[derive(Debug, Clone)]
@@ -130,24 +131,50 @@ impl Cache {
     /// Appends what a new subscriber needs before live frames: every definition, then the
     /// cached latest quote and trade of each instrument, flagged CACHED.
     pub fn write_snapshot(&self, out: &mut Vec<u8>) {
-        for id in &self.order {
-            if let Some(e) = self.entries.get(id) {
-                out.extend_from_slice(&e.def);
-            }
-        }
-        let mut buf = FrameBuf::new();
+        self.write_snapshot_selected(out, &mut |_, _, _| (true, kinds::ALL));
+    }
+
+    /// [`write_snapshot`](Self::write_snapshot) of a selection: `select(id, venue, symbol)`
+    /// says whether to send the instrument's definition and which [`kinds`] of its cached state
+    /// (book, quote, trade) to send.
+    pub fn write_snapshot_selected(
+        &self,
+        out: &mut Vec<u8>,
+        select: &mut dyn FnMut(InstrumentId, &str, &str) -> (bool, u8),
+    ) {
+        let mut chosen: Vec<(InstrumentId, u8)> = Vec::new();
         for id in &self.order {
             let Some(e) = self.entries.get(id) else {
                 continue;
             };
-            if let Some(cb) = &e.book {
+            let Ok((f, _)) = protocol::decode_frame(&e.def) else {
+                continue;
+            };
+            let Ok(Message::InstrumentDef { venue, symbol, .. }) = f.message() else {
+                continue;
+            };
+            let (def, mask) = select(*id, venue, symbol);
+            if def {
+                out.extend_from_slice(&e.def);
+            }
+            if mask != 0 {
+                chosen.push((*id, mask));
+            }
+        }
+        let mut buf = FrameBuf::new();
+        for (id, mask) in chosen {
+            let Some(e) = self.entries.get(&id) else {
+                continue;
+            };
+            let book = e.book.as_ref().filter(|_| mask & kinds::BOOK != 0);
+            if let Some(cb) = book {
                 let bids: Vec<Level> = cb.book.bids().collect();
                 let asks: Vec<Level> = cb.book.asks().collect();
                 let keep = cb.last.flags & flags::BOOK_MAY_BE_BAD;
                 protocol::encode_book(
                     &mut buf,
                     &Meta {
-                        instrument_id: *id,
+                        instrument_id: id,
                         sequence: cb.last.sequence,
                         recv_ts_ns: cb.last.recv_ts_ns,
                         flags: flags::CACHED | keep,
@@ -164,7 +191,9 @@ impl Cache {
                 );
                 out.extend_from_slice(&buf);
             }
-            for f in [&e.last_quote, &e.last_trade].into_iter().flatten() {
+            let quote = e.last_quote.as_ref().filter(|_| mask & kinds::QUOTE != 0);
+            let trade = e.last_trade.as_ref().filter(|_| mask & kinds::TRADE != 0);
+            for f in [quote, trade].into_iter().flatten() {
                 let at = out.len();
                 out.extend_from_slice(f);
                 protocol::add_flags(&mut out[at..], flags::CACHED);

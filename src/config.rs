@@ -76,6 +76,8 @@ pub struct RawRelay {
     max_pending_bytes: u64,
     heartbeat_interval_ms: u64,
     drain_timeout_ms: u64,
+    hello_timeout_ms: u64,
+    allowed_uids: Vec<u64>,
 }
 
 /// `[consumer]` as written.
@@ -275,6 +277,10 @@ pub struct RelayConfig {
     pub heartbeat_interval: Duration,
     /// How long shutdown waits for subscribers to take their last bytes.
     pub drain_timeout: Duration,
+    /// How long a new connection may send subscription requests before it is admitted.
+    pub hello_timeout: Duration,
+    /// Peer uids allowed to connect; empty: any the socket's permissions let in.
+    pub allowed_uids: Vec<u32>,
 }
 
 /// The consumer thread.
@@ -720,6 +726,22 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             3_600_000,
         )?,
         drain_timeout: ms("relay.drain_timeout_ms", r.drain_timeout_ms, 0, 600_000)?,
+        hello_timeout: ms("relay.hello_timeout_ms", r.hello_timeout_ms, 0, 10_000)?,
+        allowed_uids: r
+            .allowed_uids
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| {
+                range(
+                    &format!("relay.allowed_uids[{i}]"),
+                    u,
+                    0,
+                    u64::from(u32::MAX),
+                    "uid",
+                )
+                .map(|u| u as u32)
+            })
+            .collect::<Result<_, _>>()?,
     };
 
     let c = &raw.consumer;

@@ -15,7 +15,6 @@
 //! consumer empties every queue, writes what subscribers still have pending (up to the drain
 //! timeout), closes them and returns.
 
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
+use crate::acceptor::Admission;
 use crate::analytics::Analytics;
 use crate::cache::{Cache, Refusal};
 use crate::clock;
@@ -112,7 +112,7 @@ pub struct Consumer {
     inputs: Vec<Input>,
     cache: Cache,
     subs: Subscribers,
-    new_subs: Receiver<UnixStream>,
+    new_subs: Receiver<Admission>,
     cfg: ConsumerConfig,
     heartbeat_interval_ns: u64,
     drain_timeout: Duration,
@@ -143,7 +143,7 @@ impl Consumer {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         feeds: Vec<FeedInput>,
-        new_subs: Receiver<UnixStream>,
+        new_subs: Receiver<Admission>,
         waker: Arc<Waker>,
         cfg: ConsumerConfig,
         relay: &RelayConfig,
@@ -192,8 +192,18 @@ impl Consumer {
         let mut next_bar_timer = clock::mono_ns().saturating_add(bar_timer_ns);
         let mut next_snapshot = clock::mono_ns().saturating_add(snapshot_ns);
         loop {
-            while let Ok(s) = self.new_subs.try_recv() {
-                self.subs.add(s, &self.cache);
+            while let Ok(a) = self.new_subs.try_recv() {
+                match a {
+                    Admission::New {
+                        stream,
+                        serial,
+                        filters,
+                    } => self.subs.add(stream, serial, filters, &self.cache),
+                    Admission::Requests { serial, requests } => {
+                        self.subs.apply(serial, requests, &self.cache)
+                    }
+                    Admission::Refuse { serial, reason } => self.subs.refuse(serial, &reason),
+                }
             }
             let n = self.take_turn();
             if n > 0 || self.subs.any_pending() {

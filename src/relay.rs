@@ -1,15 +1,15 @@
 //! The relay socket: a Unix-domain stream socket that subscribers connect to, and the set of
 //! connected subscribers with their outbound buffers.
 //!
-//! Two owners. The acceptor thread (`relay-accept`) owns the listening socket: it waits in
-//! `poll(2)` (waking every 100 ms for the stop flag), accepts, refuses beyond `max_subscribers`,
-//! makes the connection non-blocking and hands it to the consumer over a small bounded channel.
-//! The consumer thread owns [`Subscribers`]: frames are appended to each subscriber's bounded
-//! buffer and written with one non-blocking `write` per subscriber per consumer turn, so frames
-//! arriving in a burst share a syscall. A subscriber whose unwritten bytes would exceed
-//! `max_pending_bytes` is disconnected (counted); one that hangs up is removed. Neither ever
-//! blocks the consumer or delays the others. Frames are length-delimited by their header, never
-//! split across subscribers, never interleaved.
+//! Two owners. The acceptor thread (`relay-accept`, [`crate::acceptor`]) owns the listening
+//! socket and reads subscription requests. The consumer thread owns [`Subscribers`]: each
+//! subscriber's selection (the union of its subscriptions, or everything), its bounded outbound
+//! buffer, and its socket's writing side. Frames are appended to the buffers of the subscribers
+//! that selected them and written with one non-blocking `write` per subscriber per consumer
+//! turn, so frames arriving in a burst share a syscall. A subscriber whose unwritten bytes would
+//! exceed `max_pending_bytes` is sent a `too_slow` status after what it has not read, and closed
+//! (counted); one that hangs up is removed. Neither ever blocks the consumer or delays the
+//! others. Frames are length-delimited by their header, never split, never interleaved.
 //!
 //! Socket file hygiene: the directory is created 0700, the socket gets the configured mode;
 //! a live relay already on the path is refused, a stale socket file (crash) is unlinked; the file
@@ -20,17 +20,19 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
+use rustc_hash::{FxHashMap, FxHashSet};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
+use crate::acceptor::{self, encode_reply};
 use crate::cache::Cache;
 use crate::config::RelayConfig;
-use crate::netutil::wait_readable;
-use crate::queue::Waker;
-use crate::stats::{AcceptCounters, RelayCounters, StopFlag};
+use crate::event::StatusCode;
+use crate::instrument::InstrumentId;
+use crate::protocol::{self, FrameBuf, Message, MsgType};
+use crate::stats::RelayCounters;
+use crate::subscription::{self, kinds, Filter, Request};
 
 /// Why the relay socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -117,64 +119,6 @@ pub fn dir_mode(socket_mode: u32) -> u32 {
     (socket_mode & 0o666) | (r >> 2)
 }
 
-/// Runs the acceptor loop on the current thread until `stop` is set or the consumer is gone.
-pub fn accept_loop(
-    listener: UnixListener,
-    to_consumer: Sender<UnixStream>,
-    max_subscribers: usize,
-    relay: Arc<RelayCounters>,
-    counters: Arc<AcceptCounters>,
-    waker: Arc<Waker>,
-    stop: Arc<StopFlag>,
-) {
-    if let Err(e) = listener.set_nonblocking(true) {
-        tracing::error!("relay socket: cannot make non-blocking: {e}");
-        return;
-    }
-    while !stop.is_stopped() {
-        match wait_readable(&listener, Duration::from_millis(100)) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::error!("relay socket poll failed: {e}");
-                thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        }
-        loop {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    // The consumer owns the count; a stale read can only admit one extra
-                    // subscriber momentarily, which the consumer tolerates.
-                    if relay.subscribers.get() as usize >= max_subscribers {
-                        counters.refused_full.inc();
-                        tracing::warn!("subscriber refused: {max_subscribers} already connected");
-                        continue;
-                    }
-                    if let Err(e) = stream.set_nonblocking(true) {
-                        tracing::warn!("subscriber dropped: cannot make non-blocking: {e}");
-                        continue;
-                    }
-                    match to_consumer.try_send(stream) {
-                        Ok(()) => waker.wake(),
-                        Err(TrySendError::Full(_)) => {
-                            counters.refused_full.inc();
-                            tracing::warn!("subscriber refused: too many waiting to be admitted");
-                        }
-                        Err(TrySendError::Disconnected(_)) => return,
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    break;
-                }
-            }
-        }
-    }
-}
-
 /// Why a subscriber was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gone {
@@ -182,6 +126,52 @@ pub enum Gone {
     TooSlow,
     /// It hung up or the socket failed.
     Closed,
+    /// It sent a malformed or oversized request.
+    Refused,
+}
+
+/// What a filtered subscriber receives (a subscriber with none receives everything).
+#[derive(Debug, Default)]
+struct Selection {
+    /// Its subscriptions; the stream is their union.
+    filters: Vec<Filter>,
+    /// Instrument → [`kinds`] selected by the filters, for every selected instrument.
+    ids: FxHashMap<InstrumentId, u8>,
+    /// Instruments whose definition this connection has received (at most once each).
+    defined: FxHashSet<InstrumentId>,
+}
+
+impl Selection {
+    /// Kinds the filters select for `venue:symbol` (0: none).
+    fn mask(&self, venue: &str, symbol: &str) -> u8 {
+        self.filters
+            .iter()
+            .filter(|f| f.matches(venue, symbol))
+            .fold(0, |m, f| m | f.kinds)
+    }
+
+    /// True when frames of `msg_type` about `id` (0: feed-wide, `venue` from the payload) go
+    /// to this subscriber.
+    #[inline]
+    fn wants(&self, h: &protocol::Header, frame: &[u8]) -> bool {
+        let Some(kind) = subscription::kind_of(h.msg_type) else {
+            // Heartbeats and unknown types: everyone; definitions are sent when selected.
+            return MsgType::from_code(h.msg_type) != Some(MsgType::InstrumentDef);
+        };
+        if h.instrument_id != 0 {
+            return self
+                .ids
+                .get(&h.instrument_id)
+                .is_some_and(|m| m & kind != 0);
+        }
+        match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
+            Ok(Ok(Message::Status { venue, .. })) => {
+                venue == acceptor::RELAY_VENUE
+                    || self.filters.iter().any(|f| f.wants_feed_status(venue))
+            }
+            _ => true,
+        }
+    }
 }
 
 /// One connected subscriber.
@@ -200,6 +190,8 @@ struct Subscriber {
     frames: u64,
     /// Bytes written to it.
     bytes: u64,
+    /// `None`: everything.
+    sel: Option<Box<Selection>>,
 }
 
 /// One subscriber's counters, as the consumer publishes them for `/metrics`.
@@ -264,7 +256,8 @@ pub struct Subscribers {
     subs: Vec<Subscriber>,
     max_pending_bytes: usize,
     counters: Arc<RelayCounters>,
-    next_serial: u64,
+    /// Subscribers with a selection (0: every frame goes to everyone, the fast path).
+    filtered: usize,
     /// True when some subscriber is marked gone.
     any_gone: bool,
 }
@@ -276,45 +269,163 @@ impl Subscribers {
             subs: Vec::new(),
             max_pending_bytes,
             counters,
-            next_serial: 0,
+            filtered: 0,
             any_gone: false,
         }
     }
 
-    /// Admits a subscriber: queues the cache snapshot for it, then it receives live frames.
-    pub fn add(&mut self, stream: UnixStream, cache: &Cache) {
-        self.next_serial += 1;
+    /// Admits a subscriber: acknowledges the subscriptions it asked for, queues its join
+    /// snapshot (the selected definitions, then cached books, quotes and trades), then it
+    /// receives live frames. With no subscription it gets everything.
+    pub fn add(&mut self, stream: UnixStream, serial: u64, filters: Vec<Filter>, cache: &Cache) {
         let mut out = Vec::with_capacity(64 * 1024);
-        cache.write_snapshot(&mut out);
+        let sel = if filters.is_empty() {
+            cache.write_snapshot(&mut out);
+            None
+        } else {
+            let mut buf = FrameBuf::new();
+            for (i, f) in filters.iter().enumerate() {
+                encode_reply(
+                    &mut buf,
+                    StatusCode::RequestOk,
+                    i as u64 + 1,
+                    &format!("subscribe {f}"),
+                );
+                out.extend_from_slice(&buf);
+            }
+            let mut sel = Box::new(Selection {
+                filters,
+                ..Selection::default()
+            });
+            snapshot_new(&mut sel, cache, &mut out);
+            Some(sel)
+        };
+        self.filtered += usize::from(sel.is_some());
         self.subs.push(Subscriber {
             stream,
             out,
             pos: 0,
             gone: None,
-            serial: self.next_serial,
+            serial,
             frames: 0,
             bytes: 0,
+            sel,
         });
         self.counters.accepted.inc();
         self.counters.subscribers.set(self.subs.len() as u64);
-        tracing::info!(subscriber = self.next_serial, "subscriber connected");
+        tracing::info!(subscriber = serial, "subscriber connected");
     }
 
-    /// Appends one frame to every subscriber's buffer.
+    /// Applies requests subscriber `serial` sent after joining: each is acknowledged
+    /// (`request_ok` with the number of subscriptions, or `request_error`), and instruments the
+    /// change newly selects get their definition (once per connection) and cached state.
+    pub fn apply(&mut self, serial: u64, requests: Vec<Request>, cache: &Cache) {
+        let Some(s) = self.subs.iter_mut().find(|s| s.serial == serial) else {
+            return;
+        };
+        let was_filtered = s.sel.is_some();
+        let sel = s.sel.get_or_insert_with(|| {
+            // Until now it had everything: every known definition was sent.
+            let mut all = Box::new(Selection::default());
+            cache.write_snapshot_selected(&mut Vec::new(), &mut |id, _, _| {
+                all.defined.insert(id);
+                (false, 0)
+            });
+            all
+        });
+        let mut buf = FrameBuf::new();
+        for r in requests {
+            let what = match &r {
+                Request::Subscribe(f) => format!("subscribe {f}"),
+                Request::Unsubscribe(f) => format!("unsubscribe {f}"),
+            };
+            match acceptor::apply(&mut sel.filters, r) {
+                Ok(()) => encode_reply(
+                    &mut buf,
+                    StatusCode::RequestOk,
+                    sel.filters.len() as u64,
+                    &what,
+                ),
+                Err(reason) => encode_reply(&mut buf, StatusCode::RequestError, 0, &reason),
+            }
+            s.out.extend_from_slice(&buf);
+        }
+        snapshot_new(sel, cache, &mut s.out);
+        if !was_filtered {
+            self.filtered += 1;
+        }
+    }
+
+    /// Tells subscriber `serial` why it is being closed, tries to write that, and closes it.
+    pub fn refuse(&mut self, serial: u64, reason: &str) {
+        let Some(s) = self.subs.iter_mut().find(|s| s.serial == serial) else {
+            return;
+        };
+        let mut buf = FrameBuf::new();
+        encode_reply(&mut buf, StatusCode::RequestError, 0, reason);
+        s.out.extend_from_slice(&buf);
+        s.flush(&self.counters);
+        s.gone = Some(Gone::Refused);
+        self.any_gone = true;
+    }
+
+    /// Appends one frame to the buffer of every subscriber that selected it.
     #[inline]
     pub fn broadcast(&mut self, frame: &[u8]) {
+        if self.filtered > 0 {
+            return self.broadcast_filtered(frame);
+        }
         for s in &mut self.subs {
             if s.gone.is_some() {
                 continue;
             }
-            if s.pending() + frame.len() > self.max_pending_bytes {
-                s.gone = Some(Gone::TooSlow);
-                self.any_gone = true;
+            push(
+                s,
+                frame,
+                self.max_pending_bytes,
+                &self.counters,
+                &mut self.any_gone,
+            );
+        }
+    }
+
+    #[inline(never)]
+    fn broadcast_filtered(&mut self, frame: &[u8]) {
+        let h = protocol::peek_header(frame);
+        let is_def = MsgType::from_code(h.msg_type) == Some(MsgType::InstrumentDef);
+        let name = if is_def {
+            match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
+                Ok(Ok(Message::InstrumentDef { venue, symbol, .. })) => Some((venue, symbol)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        for s in &mut self.subs {
+            if s.gone.is_some() {
                 continue;
             }
-            s.out.extend_from_slice(frame);
-            s.frames += 1;
-            self.counters.frames_sent.inc();
+            if let Some(sel) = &mut s.sel {
+                if is_def {
+                    let Some((venue, symbol)) = name else {
+                        continue;
+                    };
+                    let mask = sel.mask(venue, symbol);
+                    if mask == 0 || !sel.defined.insert(h.instrument_id) {
+                        continue;
+                    }
+                    sel.ids.insert(h.instrument_id, mask);
+                } else if !sel.wants(&h, frame) {
+                    continue;
+                }
+            }
+            push(
+                s,
+                frame,
+                self.max_pending_bytes,
+                &self.counters,
+                &mut self.any_gone,
+            );
         }
     }
 
@@ -338,23 +449,44 @@ impl Subscribers {
 
     fn remove_gone(&mut self) {
         let counters = &self.counters;
-        self.subs.retain(|s| match s.gone {
-            None => true,
-            Some(Gone::TooSlow) => {
-                counters.slow_disconnects.inc();
-                tracing::warn!(
-                    subscriber = s.serial,
-                    pending_bytes = s.pending(),
-                    "subscriber disconnected: too slow (pending bytes over relay.max_pending_bytes)"
-                );
-                false
+        let mut filtered_gone = 0;
+        self.subs.retain_mut(|s| {
+            let Some(why) = s.gone else { return true };
+            match why {
+                Gone::TooSlow => {
+                    counters.slow_disconnects.inc();
+                    tracing::warn!(
+                        subscriber = s.serial,
+                        pending_bytes = s.pending(),
+                        "subscriber disconnected: too slow (pending bytes over relay.max_pending_bytes)"
+                    );
+                    // Its last frame, past the limit, after the complete frames it has not read:
+                    // a client that catches up learns why the stream ends.
+                    let mut buf = FrameBuf::new();
+                    encode_reply(
+                        &mut buf,
+                        StatusCode::TooSlow,
+                        s.pending() as u64,
+                        "disconnected: unread bytes over relay.max_pending_bytes",
+                    );
+                    s.out.extend_from_slice(&buf);
+                    let _ = s.stream.write(&s.out[s.pos..]);
+                }
+                Gone::Closed => {
+                    counters.closed.inc();
+                    tracing::info!(subscriber = s.serial, "subscriber disconnected");
+                }
+                Gone::Refused => {
+                    counters.refused_requests.inc();
+                    tracing::info!(subscriber = s.serial, "subscriber closed after a bad request");
+                }
             }
-            Some(Gone::Closed) => {
-                counters.closed.inc();
-                tracing::info!(subscriber = s.serial, "subscriber disconnected");
-                false
-            }
+            // Also ends the acceptor's reading handle on this socket.
+            let _ = s.stream.shutdown(std::net::Shutdown::Both);
+            filtered_gone += usize::from(s.sel.is_some());
+            false
         });
+        self.filtered -= filtered_gone;
         self.any_gone = false;
         self.counters.subscribers.set(self.subs.len() as u64);
     }
@@ -419,6 +551,45 @@ impl Subscribers {
         self.counters.subscribers.set(0);
         unfinished
     }
+}
+
+/// Appends `frame` to one subscriber, or marks it too slow.
+#[inline]
+fn push(
+    s: &mut Subscriber,
+    frame: &[u8],
+    max_pending_bytes: usize,
+    counters: &RelayCounters,
+    any_gone: &mut bool,
+) {
+    if s.pending() + frame.len() > max_pending_bytes {
+        s.gone = Some(Gone::TooSlow);
+        *any_gone = true;
+        return;
+    }
+    s.out.extend_from_slice(frame);
+    s.frames += 1;
+    counters.frames_sent.inc();
+}
+
+/// Queues for a filtered subscriber what its selection newly covers: the definitions it has not
+/// had, then the cached state of the kinds newly selected.
+fn snapshot_new(sel: &mut Selection, cache: &Cache, out: &mut Vec<u8>) {
+    let mut new_ids = FxHashMap::default();
+    cache.write_snapshot_selected(out, &mut |id, venue, symbol| {
+        let mask = sel.mask(venue, symbol);
+        let before = sel.ids.get(&id).copied().unwrap_or(0);
+        if mask == 0 {
+            sel.ids.remove(&id);
+            return (false, 0);
+        }
+        new_ids.insert(id, mask);
+        (
+            sel.defined.insert(id),
+            mask & !before & (kinds::BOOK | kinds::QUOTE | kinds::TRADE),
+        )
+    });
+    sel.ids.extend(new_ids);
 }
 
 #[cfg(test)]

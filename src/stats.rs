@@ -145,6 +145,8 @@ pub struct RelayCounters {
     pub slow_disconnects: Counter,
     /// Subscribers that went away (EOF, reset).
     pub closed: Counter,
+    /// Subscribers closed after a malformed or oversized request.
+    pub refused_requests: Counter,
     /// Frames written (counted once per subscriber).
     pub frames_sent: Counter,
     /// Bytes written to subscribers.
@@ -158,8 +160,14 @@ pub struct RelayCounters {
 /// Counters written by the acceptor thread.
 #[derive(Debug, Default)]
 pub struct AcceptCounters {
-    /// Connections refused because `max_subscribers` were connected.
+    /// Connections refused because `max_subscribers` were connected (or too many were waiting).
     pub refused_full: Counter,
+    /// Connections refused because the peer's uid is not in `relay.allowed_uids`.
+    pub refused_uid: Counter,
+    /// Subscription requests read.
+    pub requests: Counter,
+    /// Malformed or oversized requests (the connection was closed).
+    pub bad_requests: Counter,
 }
 
 /// Process-wide stop flag: set once by the signal handler or an owner, read by every thread.

@@ -191,6 +191,8 @@ impl Pipeline {
             max_pending_bytes: 256 << 20,
             heartbeat_interval: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(20),
+            hello_timeout: Duration::ZERO,
+            allowed_uids: Vec::new(),
         };
         let (listener, guard) = mdrelay::relay::bind(&relay_cfg).expect("bind");
         let waker = Arc::new(Waker::default());
@@ -237,7 +239,19 @@ impl Pipeline {
         let acceptor = thread::Builder::new()
             .name("relay-accept".into())
             .spawn(move || {
-                mdrelay::relay::accept_loop(listener, sub_tx, 8, rc, Arc::default(), waker, st)
+                mdrelay::acceptor::accept_loop(
+                    listener,
+                    sub_tx,
+                    mdrelay::acceptor::AcceptConfig {
+                        max_subscribers: 8,
+                        hello_timeout: Duration::ZERO,
+                        allowed_uids: Vec::new(),
+                    },
+                    rc,
+                    Arc::default(),
+                    waker,
+                    st,
+                )
             })
             .expect("spawn acceptor");
         (

@@ -223,6 +223,10 @@ fn accept_new(
             );
             continue;
         }
+        if let Err(e) = stream.set_nonblocking(true) {
+            tracing::warn!("subscriber dropped: cannot make non-blocking: {e}");
+            continue;
+        }
         if !cfg.allowed_uids.is_empty() {
             match rustix::net::sockopt::socket_peercred(stream.as_fd()) {
                 Ok(cred) if cfg.allowed_uids.contains(&cred.uid.as_raw()) => {}
@@ -242,10 +246,7 @@ fn accept_new(
                 }
             }
         }
-        let reader = match stream
-            .set_nonblocking(true)
-            .and_then(|()| stream.try_clone())
-        {
+        let reader = match stream.try_clone() {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("subscriber dropped: {e}");
@@ -270,7 +271,23 @@ fn refuse(stream: &UnixStream, reason: &str) {
     encode_reply(&mut buf, StatusCode::RequestError, 0, reason);
     let mut s = stream;
     let _ = s.write(&buf);
+    drain_input(stream);
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Discards what the peer sent and nobody will read (up to 1 MiB, without blocking): closing a
+/// socket with unread input makes the kernel reset the connection, and the peer could lose the
+/// error frame just written to it.
+fn drain_input(stream: &UnixStream) {
+    let mut scratch = [0u8; 8192];
+    let mut s = stream;
+    for _ in 0..128 {
+        match s.read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
 }
 
 /// A status frame of the relay to one connection.
@@ -354,6 +371,7 @@ fn read_requests(
                 false
             }
             None => {
+                drain_input(&c.reader);
                 let _ = to_consumer.try_send(Admission::Refuse {
                     serial: c.serial,
                     reason: e.to_string(),

@@ -11,10 +11,11 @@ use clap::{Parser, Subcommand};
 
 use mdrelay::client::RelayClient;
 use mdrelay::config::{self, Sources};
-use mdrelay::event::{BookUpdate, Event, Level};
+use mdrelay::event::{BookUpdate, Event, Level, StatusCode};
 use mdrelay::instrument::Venue;
 use mdrelay::json::{self, Human, Origin};
 use mdrelay::protocol::Message;
+use mdrelay::subscription::{self, Filter};
 use mdrelay::{recording, run, venue};
 
 mod bars_cli;
@@ -57,6 +58,15 @@ enum Command {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<u64>,
+        /// Only this venue.
+        #[arg(long)]
+        venue: Option<String>,
+        /// Only symbols matching this (exact, or a glob with * and ?).
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Only these kinds, comma-separated: trade, quote, book, bar, status.
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -132,8 +142,12 @@ fn main() -> ExitCode {
             socket,
             json,
             count,
+            venue,
+            symbol,
+            kind,
             config,
-        } => cmd_tail(socket, json, count, &config),
+        } => tail_filter(venue, symbol, &kind)
+            .and_then(|f| cmd_tail(socket, json, count, f, &config)),
         Command::Decode { venue, file } => cmd_decode(&venue, &file),
         Command::Replay {
             files,
@@ -304,18 +318,46 @@ fn emit(out: &mut impl Write, line: impl std::fmt::Display) -> io::Result<bool> 
     }
 }
 
+/// The subscription `tail`'s filter flags ask for; `None` without any (everything).
+fn tail_filter(
+    venue: Option<String>,
+    symbol: Option<String>,
+    kind: &[String],
+) -> anyhow::Result<Option<Filter>> {
+    if venue.is_none() && symbol.is_none() && kind.is_empty() {
+        return Ok(None);
+    }
+    let mut kinds = 0u8;
+    for k in kind {
+        match subscription::KIND_NAMES.iter().find(|(_, n)| n == k) {
+            Some((bit, _)) => kinds |= bit,
+            None => anyhow::bail!("--kind {k}: expected trade, quote, book, bar or status"),
+        }
+    }
+    Ok(Some(Filter {
+        venue: venue.unwrap_or_default(),
+        symbol: symbol.unwrap_or_default(),
+        kinds: if kinds == 0 {
+            subscription::kinds::ALL
+        } else {
+            kinds
+        },
+    }))
+}
+
 fn cmd_tail(
     socket: Option<PathBuf>,
     as_json: bool,
     count: Option<u64>,
+    filter: Option<Filter>,
     cfg: &ConfigArgs,
 ) -> anyhow::Result<ExitCode> {
     let path = match socket {
         Some(p) => p,
         None => load_config(cfg)?.relay.socket_path,
     };
-    let mut client =
-        RelayClient::connect(&path).with_context(|| format!("connecting to {}", path.display()))?;
+    let mut client = RelayClient::connect_filtered(&path, filter.as_slice())
+        .with_context(|| format!("connecting to {}", path.display()))?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut levels: Vec<Level> = Vec::new();
@@ -363,6 +405,8 @@ fn cmd_tail(
             }
             Message::Trade(t) => Event::Trade(t),
             Message::Quote(q) => Event::Quote(q),
+            // The relay's answer to tail's own subscription is not part of the stream shown.
+            Message::Status { status, .. } if status.code == StatusCode::RequestOk => continue,
             Message::Status { status, .. } => Event::Status(status),
             Message::Book(b) => {
                 levels.clear();

@@ -225,6 +225,30 @@ pub fn encode_request(buf: &mut FrameBuf, subscribe: bool, f: &Filter) {
 mod tests {
     use super::*;
 
+    /// Golden vector 10.9 of docs/PROTOCOL.md (computed independently with Python's struct and
+    /// zlib.crc32).
+    #[test]
+    fn golden_subscribe_request() {
+        let mut buf = FrameBuf::new();
+        encode_request(
+            &mut buf,
+            true,
+            &Filter {
+                venue: "binance".into(),
+                symbol: "ETH*".into(),
+                kinds: kinds::TRADE | kinds::BAR,
+            },
+        );
+        let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            concat!(
+                "4d44524c01400000130000000000000000000000000000000000000000000000",
+                "0000000000000000090007000400000062696e616e63654554482a41cbdb1e"
+            )
+        );
+    }
+
     #[test]
     fn glob_semantics() {
         for (p, t, want) in [

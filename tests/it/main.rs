@@ -15,5 +15,6 @@ mod python;
 mod queues;
 mod reliability;
 mod shutdown;
+mod subscribe;
 mod tls;
 mod venues;

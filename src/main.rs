@@ -342,6 +342,7 @@ fn tail_filter(
         } else {
             kinds
         },
+        lossy: false,
     }))
 }
 

@@ -192,6 +192,11 @@ struct Subscriber {
     bytes: u64,
     /// `None`: everything.
     sel: Option<Box<Selection>>,
+    /// Lossy delivery (some subscription asked for it): fall behind → skip, not close.
+    lossy: bool,
+    /// With `lossy`: a frame boundary in `out` at or after `pos` (the end of the frame being
+    /// written); frames from here on may be skipped without breaking the stream's framing.
+    skippable: usize,
 }
 
 /// One subscriber's counters, as the consumer publishes them for `/metrics`.
@@ -230,11 +235,16 @@ impl Subscriber {
                     self.pos += n;
                     self.bytes += n as u64;
                     counters.bytes_sent.add(n as u64);
+                    if self.lossy {
+                        self.advance_skippable();
+                    }
                     if self.pos == self.out.len() {
                         self.out.clear();
                         self.pos = 0;
+                        self.skippable = 0;
                     } else if self.pos >= self.out.len() / 2 {
                         self.out.drain(..self.pos);
+                        self.skippable -= self.pos.min(self.skippable);
                         self.pos = 0;
                     }
                     return;
@@ -248,6 +258,79 @@ impl Subscriber {
             }
         }
     }
+}
+
+impl Subscriber {
+    /// Moves `skippable` to the end of the frame `pos` is in (walking frame headers).
+    fn advance_skippable(&mut self) {
+        while self.skippable < self.pos {
+            match protocol::frame_len(&self.out[self.skippable..]) {
+                Ok(n) => self.skippable += n,
+                // Unreachable: `out` holds whole frames from `skippable` on.
+                Err(_) => {
+                    self.skippable = self.out.len();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Lossy catch-up: drops every frame not yet started, queues a `dropped` status with their
+    /// count. Returns the count.
+    fn skip_unwritten(&mut self) -> u64 {
+        self.advance_skippable();
+        // Every skipped frame counts one; an earlier skip report that is itself skipped passes
+        // its count on, so the reports a client does receive add up to everything skipped.
+        let mut n = 0u64;
+        let mut at = self.skippable;
+        while at < self.out.len() {
+            let Ok(len) = protocol::frame_len(&self.out[at..]) else {
+                break;
+            };
+            n += 1 + skip_report_count(&self.out[at..at + len]);
+            at += len;
+        }
+        self.out.truncate(self.skippable);
+        let mut buf = FrameBuf::new();
+        encode_reply(
+            &mut buf,
+            StatusCode::Dropped,
+            n,
+            "frames skipped: this lossy connection fell relay.max_pending_bytes behind",
+        );
+        self.out.extend_from_slice(&buf);
+        self.frames += 1;
+        n
+    }
+}
+
+/// The count of a lossy skip report (a relay `dropped` status), 0 for any other frame.
+fn skip_report_count(frame: &[u8]) -> u64 {
+    let h = protocol::peek_header(frame);
+    if h.instrument_id != 0 || MsgType::from_code(h.msg_type) != Some(MsgType::Status) {
+        return 0;
+    }
+    match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
+        Ok(Ok(Message::Status { venue, status }))
+            if venue == acceptor::RELAY_VENUE && status.code == StatusCode::Dropped =>
+        {
+            status.count
+        }
+        _ => 0,
+    }
+}
+
+/// Frames in `buf` (whole frames back to back).
+fn count_frames(buf: &[u8]) -> u64 {
+    let (mut at, mut n) = (0, 0);
+    while at < buf.len() {
+        match protocol::frame_len(&buf[at..]) {
+            Ok(len) => at += len,
+            Err(_) => break,
+        }
+        n += 1;
+    }
+    n
 }
 
 /// The connected subscribers. Owned by the consumer thread.
@@ -301,15 +384,20 @@ impl Subscribers {
             Some(sel)
         };
         self.filtered += usize::from(sel.is_some());
+        let lossy = sel
+            .as_ref()
+            .is_some_and(|s| s.filters.iter().any(|f| f.lossy));
         self.subs.push(Subscriber {
             stream,
+            frames: count_frames(&out),
             out,
             pos: 0,
             gone: None,
             serial,
-            frames: 0,
             bytes: 0,
             sel,
+            lossy,
+            skippable: 0,
         });
         self.counters.accepted.inc();
         self.counters.subscribers.set(self.subs.len() as u64);
@@ -349,8 +437,17 @@ impl Subscribers {
                 Err(reason) => encode_reply(&mut buf, StatusCode::RequestError, 0, &reason),
             }
             s.out.extend_from_slice(&buf);
+            s.frames += 1;
         }
+        let at = s.out.len();
         snapshot_new(sel, cache, &mut s.out);
+        s.frames += count_frames(&s.out[at..]);
+        let lossy = sel.filters.iter().any(|f| f.lossy);
+        if lossy && !s.lossy {
+            // The end of the buffer is a frame boundary: what is queued from now on may go.
+            s.skippable = s.out.len();
+        }
+        s.lossy = lossy;
         if !was_filtered {
             self.filtered += 1;
         }
@@ -364,6 +461,7 @@ impl Subscribers {
         let mut buf = FrameBuf::new();
         encode_reply(&mut buf, StatusCode::RequestError, 0, reason);
         s.out.extend_from_slice(&buf);
+        s.frames += 1;
         s.flush(&self.counters);
         s.gone = Some(Gone::Refused);
         self.any_gone = true;
@@ -429,10 +527,31 @@ impl Subscribers {
         }
     }
 
-    /// Broadcasts a heartbeat frame (counted once, not per subscriber).
+    /// Sends every subscriber the heartbeat `frame` (counted once, not per subscriber), its
+    /// header `sequence` set to the frames this relay has queued for that connection before it
+    /// (docs/PROTOCOL.md §6.4): a client that counts what it read can prove it missed nothing.
     pub fn broadcast_heartbeat(&mut self, frame: &[u8]) {
         self.counters.heartbeats.inc();
-        self.broadcast(frame);
+        let mut own = frame.to_vec();
+        for s in &mut self.subs {
+            if s.gone.is_some() || own.len() < protocol::HEADER_LEN + protocol::TRAILER_LEN {
+                continue;
+            }
+            // Room first: a lossy skip queues its report before the heartbeat, which counts it.
+            let (max, c) = (self.max_pending_bytes, &self.counters);
+            if !make_room(s, own.len(), max, c, &mut self.any_gone) {
+                continue;
+            }
+            own[16..24].copy_from_slice(&s.frames.to_le_bytes());
+            protocol::reseal(&mut own);
+            push(
+                s,
+                &own,
+                self.max_pending_bytes,
+                &self.counters,
+                &mut self.any_gone,
+            );
+        }
     }
 
     /// One write per subscriber with pending bytes; removes subscribers that are gone.
@@ -562,14 +681,39 @@ fn push(
     counters: &RelayCounters,
     any_gone: &mut bool,
 ) {
-    if s.pending() + frame.len() > max_pending_bytes {
-        s.gone = Some(Gone::TooSlow);
-        *any_gone = true;
+    if !make_room(s, frame.len(), max_pending_bytes, counters, any_gone) {
         return;
     }
     s.out.extend_from_slice(frame);
     s.frames += 1;
     counters.frames_sent.inc();
+}
+
+/// True when `len` more bytes fit in the subscriber's buffer: at once, or (lossy) after skipping
+/// its unwritten frames. Otherwise marks it too slow.
+#[inline]
+fn make_room(
+    s: &mut Subscriber,
+    len: usize,
+    max_pending_bytes: usize,
+    counters: &RelayCounters,
+    any_gone: &mut bool,
+) -> bool {
+    if s.pending() + len <= max_pending_bytes {
+        return true;
+    }
+    if s.lossy {
+        let n = s.skip_unwritten();
+        counters.lossy_skips.inc();
+        counters.lossy_frames_skipped.add(n);
+        // Still no room only for a frame larger than the whole limit.
+        if s.pending() + len <= max_pending_bytes {
+            return true;
+        }
+    }
+    s.gone = Some(Gone::TooSlow);
+    *any_gone = true;
+    false
 }
 
 /// Queues for a filtered subscriber what its selection newly covers: the definitions it has not

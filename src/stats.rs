@@ -147,6 +147,10 @@ pub struct RelayCounters {
     pub closed: Counter,
     /// Subscribers closed after a malformed or oversized request.
     pub refused_requests: Counter,
+    /// Times a lossy subscriber fell behind and had its unwritten frames skipped.
+    pub lossy_skips: Counter,
+    /// Frames skipped that way.
+    pub lossy_frames_skipped: Counter,
     /// Frames written (counted once per subscriber).
     pub frames_sent: Counter,
     /// Bytes written to subscribers.

@@ -64,6 +64,10 @@ pub struct Filter {
     pub symbol: String,
     /// [`kinds`] bits; never 0 (a request with 0 means all).
     pub kinds: u8,
+    /// Lossy delivery: when this connection falls `max_pending_bytes` behind, the relay skips
+    /// what it has not written (reporting the count in a `dropped` status) instead of closing it.
+    /// A connection is lossy when any of its subscriptions is.
+    pub lossy: bool,
 }
 
 impl Filter {
@@ -73,6 +77,7 @@ impl Filter {
             venue: String::new(),
             symbol: String::new(),
             kinds: kinds::ALL,
+            lossy: false,
         }
     }
 
@@ -105,7 +110,11 @@ impl std::fmt::Display for Filter {
             .filter(|(b, _)| self.kinds & b != 0)
             .map(|(_, n)| *n)
             .collect();
-        write!(f, "{v}:{s} [{}]", k.join(","))
+        write!(f, "{v}:{s} [{}]", k.join(","))?;
+        if self.lossy {
+            f.write_str(" lossy")?;
+        }
+        Ok(())
     }
 }
 
@@ -158,7 +167,10 @@ pub enum RequestError {
     Payload(&'static str),
 }
 
-/// Request payload: kinds (u8), reserved (u8), venue_len (u16), symbol_len (u16), reserved
+/// Request flag bit (payload byte 1): lossy delivery.
+pub const FLAG_LOSSY: u8 = 1;
+
+/// Request payload: kinds (u8), flags (u8), venue_len (u16), symbol_len (u16), reserved
 /// (u16), venue, symbol.
 const FIXED: usize = 8;
 
@@ -183,6 +195,9 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, RequestError> {
     if kinds & !kinds::ALL != 0 {
         return Err(RequestError::Payload("unknown kind bits"));
     }
+    if p[1] & !FLAG_LOSSY != 0 {
+        return Err(RequestError::Payload("unknown flag bits"));
+    }
     let vl = usize::from(u16::from_le_bytes([p[2], p[3]]));
     let sl = usize::from(u16::from_le_bytes([p[4], p[5]]));
     if p.len() < FIXED + vl + sl {
@@ -199,6 +214,7 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, RequestError> {
         venue: text(&p[FIXED..FIXED + vl])?,
         symbol: text(&p[FIXED + vl..FIXED + vl + sl])?,
         kinds: if kinds == 0 { kinds::ALL } else { kinds },
+        lossy: p[1] & FLAG_LOSSY != 0,
     };
     Ok(if t == SUBSCRIBE {
         Request::Subscribe(filter)
@@ -211,7 +227,7 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, RequestError> {
 pub fn encode_request(buf: &mut FrameBuf, subscribe: bool, f: &Filter) {
     let mut payload = Vec::with_capacity(FIXED + f.venue.len() + f.symbol.len());
     payload.push(f.kinds);
-    payload.push(0);
+    payload.push(if f.lossy { FLAG_LOSSY } else { 0 });
     payload.extend_from_slice(&(f.venue.len() as u16).to_le_bytes());
     payload.extend_from_slice(&(f.symbol.len() as u16).to_le_bytes());
     payload.extend_from_slice(&[0, 0]);
@@ -237,6 +253,7 @@ mod tests {
                 venue: "binance".into(),
                 symbol: "ETH*".into(),
                 kinds: kinds::TRADE | kinds::BAR,
+                lossy: false,
             },
         );
         let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
@@ -275,6 +292,7 @@ mod tests {
             venue: "kraken_v1".into(),
             symbol: "*/USD".into(),
             kinds: kinds::TRADE,
+            lossy: false,
         };
         assert!(f.matches("kraken_v1", "XMR/USD"));
         assert!(!f.matches("kraken_v1", "XMR/EUR"));
@@ -290,6 +308,7 @@ mod tests {
             venue: "binance".into(),
             symbol: "ETH*".into(),
             kinds: kinds::TRADE | kinds::BAR,
+            lossy: false,
         };
         let mut buf = FrameBuf::new();
         encode_request(&mut buf, true, &f);

@@ -117,6 +117,7 @@ fn filters_select_exactly_the_matching_frames() {
             venue: "coinbase".into(),
             symbol: "SKL-*".into(),
             kinds: kinds::TRADE,
+            lossy: false,
         }],
     )
     .unwrap();
@@ -126,6 +127,7 @@ fn filters_select_exactly_the_matching_frames() {
             venue: String::new(),
             symbol: "BAND-???".into(),
             kinds: kinds::QUOTE | kinds::BOOK,
+            lossy: false,
         }],
     )
     .unwrap();
@@ -235,6 +237,7 @@ fn late_filtered_joiner_gets_snapshot_then_live_without_gap_or_duplicate() {
             venue: "coinbase".into(),
             symbol: "SKL-USD".into(),
             kinds: kinds::ALL,
+            lossy: false,
         }],
     )
     .unwrap();
@@ -284,6 +287,7 @@ fn requests_later_change_the_stream_and_bad_ones_close_only_that_connection() {
         venue: "coinbase".into(),
         symbol: "NMR-EUR".into(),
         kinds: kinds::TRADE,
+        lossy: false,
     };
     c.subscribe(&nmr).unwrap();
     c.unsubscribe(&Filter::all()).unwrap();
@@ -486,4 +490,80 @@ fn tail_filters_by_venue_symbol_and_kind() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--kind candles"));
     relay.shutdown();
+}
+
+/// Reads until EOF and checks every heartbeat: frames read before it, plus the frames the relay
+/// reported skipped (lossy `dropped` of the relay), equal its sequence. Returns (frames read,
+/// frames skipped, heartbeats checked).
+fn read_checking_heartbeats(mut c: RelayClient) -> (u64, u64, u64) {
+    let (mut read, mut skipped, mut beats) = (0u64, 0u64, 0u64);
+    while let Some(rx) = c.next_frame().expect("clean stream") {
+        let h = rx.frame.header;
+        match rx.frame.message().unwrap() {
+            Message::Heartbeat => {
+                assert_eq!(read + skipped, h.sequence, "heartbeat {beats}");
+                beats += 1;
+            }
+            Message::Status { venue, status }
+                if venue == "mdrelay" && status.code == StatusCode::Dropped =>
+            {
+                skipped += status.count;
+            }
+            _ => {}
+        }
+        read += 1;
+    }
+    (read, skipped, beats)
+}
+
+#[test]
+fn lossy_subscriber_is_skipped_forward_while_a_fast_one_gets_everything() {
+    let _wd = util::Watchdog::new("lossy", 180);
+    let (_dir, sock) = util::temp_socket();
+    let (relay, exchange) = coinbase_relay(
+        &sock,
+        &[
+            "relay.max_pending_bytes=65536",
+            "relay.heartbeat_interval_ms=20",
+        ],
+        0.0,
+    );
+    let fast = RelayClient::connect(&sock).unwrap();
+    fast.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let lossy = RelayClient::connect_filtered(
+        &sock,
+        &[Filter {
+            lossy: true,
+            ..Filter::all()
+        }],
+    )
+    .unwrap();
+    lossy
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    assert!(util::wait_until(Duration::from_secs(30), || relay
+        .relay_counters()
+        .subscribers
+        .get()
+        == 2));
+    let fast_reader = std::thread::spawn(move || read_checking_heartbeats(fast));
+    exchange.resume();
+    // The lossy one does not read while the whole capture goes by.
+    wait_done(&relay);
+    assert!(
+        relay.relay_counters().lossy_skips.get() > 0,
+        "it fell behind"
+    );
+    let lossy_reader = std::thread::spawn(move || read_checking_heartbeats(lossy));
+    std::thread::sleep(Duration::from_millis(500));
+    let relayed = relay.feed_stats(0).unwrap().consumer.relayed.get();
+    let summary = relay.shutdown();
+    let (_, fast_skipped, fast_beats) = fast_reader.join().unwrap();
+    let (_, lossy_skipped, lossy_beats) = lossy_reader.join().unwrap();
+    assert_eq!(fast_skipped, 0);
+    assert!(fast_beats > 0 && lossy_beats > 0);
+    assert!(lossy_skipped > 0);
+    assert_eq!(summary.slow_disconnects, 0, "skipped, not disconnected");
+    assert!(relayed > 0);
 }

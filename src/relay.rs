@@ -90,6 +90,12 @@ pub fn bind(cfg: &RelayConfig) -> Result<(UnixListener, SocketGuard), RelayError
                 .mode(dir_mode(cfg.socket_mode))
                 .create(dir)
                 .map_err(io_err)?;
+            // The process umask (typically 022) clears group bits at creation: set them.
+            std::fs::set_permissions(
+                dir,
+                std::fs::Permissions::from_mode(dir_mode(cfg.socket_mode)),
+            )
+            .map_err(io_err)?;
         }
     }
     match std::fs::symlink_metadata(path) {

@@ -567,3 +567,78 @@ fn lossy_subscriber_is_skipped_forward_while_a_fast_one_gets_everything() {
     assert_eq!(summary.slow_disconnects, 0, "skipped, not disconnected");
     assert!(relayed > 0);
 }
+
+#[test]
+fn socket_and_directory_permissions_follow_socket_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let _wd = util::Watchdog::new("permissions", 60);
+    for (mode, want_sock, want_dir) in [("600", 0o600, 0o700), ("660", 0o660, 0o770)] {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("nested").join("relay.sock");
+        let (relay, _exchange) =
+            coinbase_relay(&sock, &[&format!("relay.socket_mode=\"{mode}\"")], 0.0);
+        let m = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m(&sock), want_sock, "socket mode for {mode}");
+        assert_eq!(
+            m(sock.parent().unwrap()),
+            want_dir,
+            "directory mode for {mode}"
+        );
+        relay.shutdown();
+        assert!(!sock.exists());
+    }
+}
+
+#[test]
+fn a_relay_killed_with_sigkill_leaves_a_socket_the_next_start_replaces() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let _wd = util::Watchdog::new("kill9", 180);
+    let (_dir, sock) = util::temp_socket();
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mdrelay"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "run",
+                "--set",
+                "http.enabled=false",
+                "--set",
+                "writer.enabled=false",
+            ])
+            .arg("--set")
+            .arg(format!(
+                "relay.socket_path={:?}",
+                sock.display().to_string()
+            ))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for round in 0..3 {
+        let mut child = start();
+        assert!(
+            util::wait_until(Duration::from_secs(60), || RelayClient::connect(&sock)
+                .is_ok()),
+            "round {round}: relay serves"
+        );
+        // A second relay on the same path is refused while this one lives.
+        let second = start().wait_with_output().unwrap();
+        assert!(!second.status.success());
+        assert!(String::from_utf8_lossy(&second.stderr).contains("another relay is live"));
+        kill_process(Pid::from_child(&child), Signal::KILL).unwrap();
+        child.wait().unwrap();
+        assert!(
+            sock.exists(),
+            "round {round}: SIGKILL leaves the socket file behind"
+        );
+    }
+    // The next start removes the stale file and serves; SIGINT then ends it cleanly.
+    let mut child = start();
+    assert!(util::wait_until(Duration::from_secs(60), || {
+        RelayClient::connect(&sock).is_ok()
+    }));
+    kill_process(Pid::from_child(&child), Signal::INT).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!sock.exists());
+}

@@ -178,6 +178,20 @@ impl Pipeline {
         Vec<mdrelay::publisher::Publisher>,
         Vec<std::sync::Arc<mdrelay::stats::FeedStats>>,
     ) {
+        Self::sized(specs, idle, 8, 256 << 20)
+    }
+
+    /// [`Pipeline::new`] admitting up to `max_subscribers`, each buffering `max_pending_bytes`.
+    pub fn sized(
+        specs: &[mdrelay::queue::QueueSpec],
+        idle: mdrelay::config::IdleStrategy,
+        max_subscribers: usize,
+        max_pending_bytes: usize,
+    ) -> (
+        Self,
+        Vec<mdrelay::publisher::Publisher>,
+        Vec<std::sync::Arc<mdrelay::stats::FeedStats>>,
+    ) {
         use mdrelay::config::{ConsumerConfig, RelayConfig};
         use mdrelay::consumer::{Consumer, FeedInput, Published};
         use mdrelay::queue::{bounded, Waker};
@@ -187,8 +201,8 @@ impl Pipeline {
         let relay_cfg = RelayConfig {
             socket_path: socket.clone(),
             socket_mode: 0o600,
-            max_subscribers: 8,
-            max_pending_bytes: 256 << 20,
+            max_subscribers,
+            max_pending_bytes,
             heartbeat_interval: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(20),
             hello_timeout: Duration::ZERO,
@@ -216,7 +230,7 @@ impl Pipeline {
             });
             stats.push(st);
         }
-        let (sub_tx, sub_rx) = crossbeam_channel::bounded(8);
+        let (sub_tx, sub_rx) = crossbeam_channel::bounded(max_subscribers.max(8));
         let consumer = Consumer::new(
             inputs,
             sub_rx,
@@ -243,7 +257,7 @@ impl Pipeline {
                     listener,
                     sub_tx,
                     mdrelay::acceptor::AcceptConfig {
-                        max_subscribers: 8,
+                        max_subscribers,
                         hello_timeout: Duration::ZERO,
                         allowed_uids: Vec::new(),
                     },

@@ -34,6 +34,7 @@ pub mod replay_exchange;
 pub mod run;
 pub mod stats;
 pub mod timefmt;
+pub mod top;
 pub mod venue;
 pub mod writer;
 

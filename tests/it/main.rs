@@ -16,4 +16,5 @@ mod queues;
 mod reliability;
 mod shutdown;
 mod tls;
+mod top;
 mod venues;

@@ -36,6 +36,7 @@ pub mod run;
 pub mod stats;
 pub mod subscription;
 pub mod timefmt;
+pub mod top;
 pub mod venue;
 pub mod writer;
 

@@ -115,6 +115,18 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Live terminal dashboard of a running relay: instruments, feeds, queues, latency.
+    /// Keys: s sort, r reverse, v venue filter, q quit.
+    Top {
+        /// Relay socket (default: relay.socket_path from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// HTTP address of the relay (default: http.listen from the configuration).
+        #[arg(long)]
+        http: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Decode raw venue messages (one a line; bare JSON or `<recv_ns> <json>`; .gz ok) with the
     /// collectors' parser and print normalized JSON lines.
     Decode {
@@ -149,6 +161,13 @@ fn main() -> ExitCode {
         } => tail_filter(venue, symbol, &kind)
             .and_then(|f| cmd_tail(socket, json, count, f, &config)),
         Command::Decode { venue, file } => cmd_decode(&venue, &file),
+        Command::Top {
+            socket,
+            http,
+            config,
+        } => mdrelay::top::Target::resolve(socket, http, || load_config(&config))
+            .map_err(anyhow::Error::from)
+            .and_then(|t| Ok(mdrelay::top::run(&t).map(|()| ExitCode::SUCCESS)?)),
         Command::Replay {
             files,
             speed,

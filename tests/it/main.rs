@@ -17,4 +17,5 @@ mod reliability;
 mod shutdown;
 mod subscribe;
 mod tls;
+mod top;
 mod venues;

@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/util/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod util;
 
 use std::thread;

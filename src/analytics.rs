@@ -169,7 +169,14 @@ impl Analytics {
 
     /// Takes in a frame of `feed` that the cache accepted and subscribers were given.
     #[inline]
-    pub fn on_frame(&mut self, feed: usize, h: &Header, frame: &[u8], subs: &mut Subscribers) {
+    pub fn on_frame(
+        &mut self,
+        feed: usize,
+        h: &Header,
+        frame: &[u8],
+        subs: &mut Subscribers,
+        cache: &mut Cache,
+    ) {
         if h.instrument_id == 0 {
             return;
         }
@@ -180,11 +187,11 @@ impl Analytics {
             if self.cfg.clock == BarClock::Data && *c >= self.next_data_timer[feed] {
                 let now = *c;
                 self.next_data_timer[feed] = now.saturating_add(self.timer_interval_ns());
-                self.close_due(Some(feed), now, subs);
+                self.close_due(Some(feed), now, subs, cache);
             }
         }
         match MsgType::from_code(h.msg_type) {
-            Some(MsgType::Trade) => self.on_trade(h, frame, subs),
+            Some(MsgType::Trade) => self.on_trade(h, frame, subs, cache),
             Some(MsgType::Quote) => {
                 let Some(inst) = self.insts.get_mut(&h.instrument_id) else {
                     return;
@@ -248,7 +255,7 @@ impl Analytics {
     }
 
     #[inline]
-    fn on_trade(&mut self, h: &Header, frame: &[u8], subs: &mut Subscribers) {
+    fn on_trade(&mut self, h: &Header, frame: &[u8], subs: &mut Subscribers, cache: &mut Cache) {
         let Some(inst) = self.insts.get_mut(&h.instrument_id) else {
             return;
         };
@@ -279,7 +286,14 @@ impl Analytics {
         }
         if !self.closed.is_empty() {
             let closed = std::mem::take(&mut self.closed);
-            self.emit_bars(h.instrument_id, h.sequence, h.recv_ts_ns, &closed, subs);
+            self.emit_bars(
+                h.instrument_id,
+                h.sequence,
+                h.recv_ts_ns,
+                &closed,
+                subs,
+                cache,
+            );
             self.closed = closed;
         }
     }
@@ -292,6 +306,7 @@ impl Analytics {
         closed_at_ns: u64,
         bars: &[Bar],
         subs: &mut Subscribers,
+        cache: &mut Cache,
     ) {
         for bar in bars {
             protocol::encode_bar(
@@ -305,6 +320,7 @@ impl Analytics {
                 &BarFrame::from(bar),
             );
             subs.broadcast(&self.scratch);
+            cache.store_bar(id, bar.interval_ns, &self.scratch);
             self.counters.bars_closed.inc();
             if self.persist.bars {
                 self.send(WriterRecord::Bar {
@@ -329,15 +345,21 @@ impl Analytics {
 
     /// The wall-clock timer: with [`BarClock::Wall`] closes the bars whose end + grace has
     /// passed; reports unpersisted records.
-    pub fn on_timer(&mut self, now_wall_ns: u64, subs: &mut Subscribers) {
+    pub fn on_timer(&mut self, now_wall_ns: u64, subs: &mut Subscribers, cache: &mut Cache) {
         if self.cfg.clock == BarClock::Wall {
-            self.close_due(None, now_wall_ns, subs);
+            self.close_due(None, now_wall_ns, subs, cache);
         }
         self.report_losses(now_wall_ns, subs, false);
     }
 
     /// Closes the due bars of the instruments of `feed` (`None`: of every feed) at `now`.
-    fn close_due(&mut self, feed: Option<usize>, now: u64, subs: &mut Subscribers) {
+    fn close_due(
+        &mut self,
+        feed: Option<usize>,
+        now: u64,
+        subs: &mut Subscribers,
+        cache: &mut Cache,
+    ) {
         let mut closed = std::mem::take(&mut self.closed);
         let mut ids: Vec<InstrumentId> = self
             .insts
@@ -353,7 +375,7 @@ impl Analytics {
             closed.clear();
             if inst.bars.on_timer(now, &mut closed) > 0 {
                 let seq = inst.sequence;
-                self.emit_bars(id, seq, now, &closed, subs);
+                self.emit_bars(id, seq, now, &closed, subs, cache);
             }
         }
         closed.clear();
@@ -461,7 +483,7 @@ impl Analytics {
 
     /// At shutdown: closes the open bars if configured, reports the last losses, publishes the
     /// final snapshot, and hands the writer back for closing (it writes everything queued).
-    pub fn finish(&mut self, cache: &Cache, subs: &mut Subscribers) -> Option<WriterHandle> {
+    pub fn finish(&mut self, cache: &mut Cache, subs: &mut Subscribers) -> Option<WriterHandle> {
         if self.cfg.close_on_shutdown {
             let mut closed = Vec::new();
             let mut ids: Vec<InstrumentId> = self.insts.keys().copied().collect();
@@ -477,7 +499,7 @@ impl Analytics {
                     BarClock::Data => self.data_clock.get(inst.feed).copied().unwrap_or(0),
                 };
                 let seq = inst.sequence;
-                self.emit_bars(id, seq, at, &closed, subs);
+                self.emit_bars(id, seq, at, &closed, subs, cache);
             }
         }
         self.report_losses(clock::wall_ns(), subs, true);

@@ -28,6 +28,8 @@ pub struct Entry {
     pub last_quote: Option<FrameBuf>,
     /// The book from every BookSnapshot/BookDelta of the id, with its last frame's header.
     pub book: Option<CachedBook>,
+    /// The last closed Bar frame per interval (interval ns, frame), in order of first close.
+    pub bars: Vec<(u64, FrameBuf)>,
 }
 
 /// An instrument's book as its frames built it.
@@ -82,6 +84,7 @@ impl Cache {
                             last_trade: None,
                             last_quote: None,
                             book: None,
+                            bars: Vec::new(),
                         },
                     );
                     self.order.push(h.instrument_id);
@@ -126,6 +129,20 @@ impl Cache {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Keeps `frame`, a Bar of `id` just relayed, as its last closed bar of `interval_ns`.
+    pub fn store_bar(&mut self, id: InstrumentId, interval_ns: u64, frame: &[u8]) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        match e.bars.iter_mut().find(|(i, _)| *i == interval_ns) {
+            Some((_, f)) => {
+                f.clear();
+                f.extend_from_slice(frame);
+            }
+            None => e.bars.push((interval_ns, FrameBuf::from_slice(frame))),
+        }
     }
 
     /// Appends what a new subscriber needs before live frames: every definition, then the
@@ -193,7 +210,12 @@ impl Cache {
             }
             let quote = e.last_quote.as_ref().filter(|_| mask & kinds::QUOTE != 0);
             let trade = e.last_trade.as_ref().filter(|_| mask & kinds::TRADE != 0);
-            for f in [quote, trade].into_iter().flatten() {
+            let bars = e
+                .bars
+                .iter()
+                .filter(|_| mask & kinds::BAR != 0)
+                .map(|(_, f)| f);
+            for f in [quote, trade].into_iter().flatten().chain(bars) {
                 let at = out.len();
                 out.extend_from_slice(f);
                 protocol::add_flags(&mut out[at..], flags::CACHED);

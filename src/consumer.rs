@@ -232,7 +232,7 @@ impl Consumer {
             }
             if now >= next_bar_timer {
                 self.analytics
-                    .on_timer(clock::wall_ns_at(now), &mut self.subs);
+                    .on_timer(clock::wall_ns_at(now), &mut self.subs, &mut self.cache);
                 self.subs.flush();
                 next_bar_timer = now.saturating_add(bar_timer_ns);
             }
@@ -255,7 +255,7 @@ impl Consumer {
             self.wait(next_timer.saturating_sub(now));
         }
         self.publish(true);
-        let writer = self.analytics.finish(&self.cache, &mut self.subs);
+        let writer = self.analytics.finish(&mut self.cache, &mut self.subs);
         let unfinished = self
             .subs
             .drain_and_close(Instant::now() + self.drain_timeout);
@@ -300,7 +300,13 @@ impl Consumer {
                         match self.cache.apply(idx, &h, frame) {
                             Ok(()) => {
                                 self.subs.broadcast(frame);
-                                self.analytics.on_frame(idx, &h, frame, &mut self.subs);
+                                self.analytics.on_frame(
+                                    idx,
+                                    &h,
+                                    frame,
+                                    &mut self.subs,
+                                    &mut self.cache,
+                                );
                                 c.relayed.inc();
                                 if is_event(h.msg_type) {
                                     c.relayed_events.inc();

@@ -37,3 +37,17 @@ bench-idle: build
 
 clean:
 	$(CARGO) clean
+
+.PHONY: fuzz soak
+
+# Property-based fuzzing of the decoder, venue parsers, request parser and config loader
+# (tests/it/fuzz.rs) with many more cases than `make test` runs (about 5 minutes here).
+FUZZ_CASES ?= 20000
+fuzz:
+	MDRELAY_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --test it fuzz
+
+# Soak: the relay binary at full speed with reconnecting feeds and a slow subscriber; resident
+# memory and descriptors must stay flat (tests/it/soak.rs; 60 s of it run in `make test`).
+SOAK_SECS ?= 300
+soak:
+	MDRELAY_SOAK_SECS=$(SOAK_SECS) $(CARGO) test --locked --release --test it soak -- --nocapture

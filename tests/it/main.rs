@@ -8,6 +8,7 @@ mod util;
 
 mod cli;
 mod e2e;
+mod fuzz;
 mod hygiene;
 mod kraken_v2;
 mod persist;
@@ -15,6 +16,7 @@ mod python;
 mod queues;
 mod reliability;
 mod shutdown;
+mod soak;
 mod subscribe;
 mod tls;
 mod top;

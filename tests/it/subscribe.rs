@@ -593,7 +593,8 @@ fn socket_and_directory_permissions_follow_socket_mode() {
 fn a_relay_killed_with_sigkill_leaves_a_socket_the_next_start_replaces() {
     use rustix::process::{kill_process, Pid, Signal};
     let _wd = util::Watchdog::new("kill9", 180);
-    let (_dir, sock) = util::temp_socket();
+    let (dir, sock) = util::temp_socket();
+    let csv = dir.path().join("csv");
     let start = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_mdrelay"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -602,8 +603,10 @@ fn a_relay_killed_with_sigkill_leaves_a_socket_the_next_start_replaces() {
                 "--set",
                 "http.enabled=false",
                 "--set",
-                "writer.enabled=false",
+                "replay.speed=20",
             ])
+            .args(["--set", "writer.flush_interval_ms=10", "--set"])
+            .arg(format!("writer.data_dir={:?}", csv.display().to_string()))
             .arg("--set")
             .arg(format!(
                 "relay.socket_path={:?}",
@@ -615,7 +618,7 @@ fn a_relay_killed_with_sigkill_leaves_a_socket_the_next_start_replaces() {
             .spawn()
             .unwrap()
     };
-    for round in 0..3 {
+    for round in 0..3u32 {
         let mut child = start();
         assert!(
             util::wait_until(Duration::from_secs(60), || RelayClient::connect(&sock)
@@ -626,6 +629,8 @@ fn a_relay_killed_with_sigkill_leaves_a_socket_the_next_start_replaces() {
         let second = start().wait_with_output().unwrap();
         assert!(!second.status.success());
         assert!(String::from_utf8_lossy(&second.stderr).contains("another relay is live"));
+        // Let rows reach the files, then kill it in the middle of whatever it is doing.
+        std::thread::sleep(Duration::from_millis(300 + 200 * u64::from(round)));
         kill_process(Pid::from_child(&child), Signal::KILL).unwrap();
         child.wait().unwrap();
         assert!(
@@ -633,12 +638,43 @@ fn a_relay_killed_with_sigkill_leaves_a_socket_the_next_start_replaces() {
             "round {round}: SIGKILL leaves the socket file behind"
         );
     }
-    // The next start removes the stale file and serves; SIGINT then ends it cleanly.
+    // A crash in the middle of a write leaves at most a torn last line: make one (in the
+    // busiest file, which the next run appends to within moments).
+    let mut torn = Vec::new();
+    let mut dirs = vec![csv.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.file_name().is_some_and(|n| n == "trades.csv")
+                && p.to_string_lossy().contains("/binance/ETHUSDT/")
+            {
+                torn.push(p);
+            }
+        }
+    }
+    assert!(!torn.is_empty(), "trades were written before the kills");
+    for p in &torn {
+        let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+        f.write_all(b"1795366584784755380,2026-11-22T17:").unwrap();
+    }
+    // The next start removes the stale socket and serves; the writer repairs each torn file
+    // when it appends to it again; SIGINT then ends it cleanly.
     let mut child = start();
     assert!(util::wait_until(Duration::from_secs(60), || {
         RelayClient::connect(&sock).is_ok()
     }));
+    assert!(
+        util::wait_until(Duration::from_secs(60), || torn
+            .iter()
+            .all(|p| std::fs::read(p).is_ok_and(|b| b.ends_with(b"\n")))),
+        "torn lines repaired"
+    );
     kill_process(Pid::from_child(&child), Signal::INT).unwrap();
     assert!(child.wait().unwrap().success());
     assert!(!sock.exists());
+    // Every row of every file parses and is complete: the torn lines are gone, nothing else.
+    let rows = util::read_csv_rows(&csv, "trades.csv");
+    assert!(rows.iter().all(|r| r.len() == 10), "complete rows only");
 }

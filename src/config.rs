@@ -176,6 +176,7 @@ pub struct RawConfig {
     replay: RawReplay,
     #[serde(default)]
     threads: BTreeMap<String, toml::Value>,
+    nats: crate::config_nats::RawNats,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -304,6 +305,8 @@ pub struct Config {
     pub status_interval: Duration,
     /// HTTP endpoint (`/metrics`, `/health`), when enabled.
     pub http_listen: Option<SocketAddr>,
+    /// The NATS bridge (`[nats]`, src/config_nats.rs).
+    pub nats: crate::config_nats::NatsConfig,
 }
 
 /// Where configuration comes from.
@@ -813,6 +816,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     Ok(Config {
+        nats: crate::config_nats::validate(&raw.nats)?,
         relay,
         consumer,
         feeds,

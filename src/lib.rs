@@ -13,6 +13,7 @@ pub mod client;
 pub mod clock;
 pub mod collector;
 pub mod config;
+pub mod config_nats;
 pub mod consumer;
 pub mod event;
 pub mod fixed;

@@ -37,6 +37,8 @@ pub struct Received<'a> {
     pub frame: FrameRef<'a>,
     /// Venue and symbol of `frame.header.instrument_id`.
     pub instrument: Option<&'a InstrumentName>,
+    /// The whole frame as received (header, payload, CRC): what a bridge forwards unchanged.
+    pub raw: &'a [u8],
 }
 
 /// A connected subscriber.
@@ -129,9 +131,12 @@ impl RelayClient {
                 Err(e) => return Err(e.into()),
             }
         }
-        let (frame, n) = protocol::decode_frame(&self.buf[self.start..self.end])?;
+        let at = self.start;
+        let (frame, n) = protocol::decode_frame(&self.buf[at..self.end])?;
         self.start += n;
         if self.start == self.end {
+            // The next read starts at the front again; this frame's bytes stay untouched until
+            // then (the borrow of `self` below outlives any read).
             self.start = 0;
             self.end = 0;
         }
@@ -147,6 +152,7 @@ impl RelayClient {
         Ok(Some(Received {
             frame,
             instrument: self.names.get(&frame.header.instrument_id),
+            raw: &self.buf[at..at + n],
         }))
     }
 }

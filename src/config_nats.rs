@@ -263,9 +263,9 @@ pub fn validate(r: &RawNats) -> Result<NatsConfig, ConfigError> {
         let s = &j.stream;
         if s.is_empty()
             || s.len() > 255
-            || !s.chars().all(|c| {
-                (c.is_ascii_graphic()) && !matches!(c, '.' | '*' | '>' | '/' | '\\')
-            })
+            || !s
+                .chars()
+                .all(|c| (c.is_ascii_graphic()) && !matches!(c, '.' | '*' | '>' | '/' | '\\'))
         {
             return Err(invalid(
                 "nats.jetstream.stream",
@@ -307,13 +307,7 @@ pub fn validate(r: &RawNats) -> Result<NatsConfig, ConfigError> {
         urls,
         subject_prefix: prefix.clone(),
         payload,
-        buffer_frames: range(
-            "nats.buffer_frames",
-            r.buffer_frames,
-            1,
-            1 << 24,
-            "frames",
-        )? as usize,
+        buffer_frames: range("nats.buffer_frames", r.buffer_frames, 1, 1 << 24, "frames")? as usize,
         reconnect_initial,
         reconnect_max,
         credentials_file: file(&r.credentials_file),
@@ -393,7 +387,10 @@ mod tests {
             assert!(r.unwrap().enabled);
         } else {
             let err = r.unwrap_err().to_string();
-            assert!(err.contains("nats.enabled") && err.contains("--features nats"), "{err}");
+            assert!(
+                err.contains("nats.enabled") && err.contains("--features nats"),
+                "{err}"
+            );
         }
     }
 

@@ -21,6 +21,8 @@ pub mod http;
 pub mod instrument;
 pub mod json;
 pub mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats_bridge;
 pub mod netutil;
 pub mod protocol;
 pub mod publisher;

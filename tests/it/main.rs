@@ -10,6 +10,8 @@ mod cli;
 mod e2e;
 mod hygiene;
 mod kraken_v2;
+#[cfg(feature = "nats")]
+mod nats;
 mod python;
 mod queues;
 mod reliability;

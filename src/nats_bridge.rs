@@ -495,7 +495,7 @@ impl Reader {
     }
 
     /// The message payload of a frame in the configured format.
-    fn render(&mut self, rx: &Received<'_>, kind: Kind, ti: usize) -> Result<Bytes, &'static str> {
+    fn render(&mut self, rx: &Received<'_>, ti: usize) -> Result<Bytes, &'static str> {
         if self.shared.payload == Payload::Frame {
             return Ok(Bytes::copy_from_slice(rx.raw));
         }
@@ -542,7 +542,6 @@ impl Reader {
                 })
             }
             _ => {
-                let _ = kind;
                 return Err("message type without a JSON rendering (use payload = \"frame\")");
             }
         };
@@ -634,7 +633,7 @@ impl Reader {
             Ok(i) => i,
             Err(reason) => return self.skip(reason),
         };
-        let payload = match self.render(rx, kind, ti) {
+        let payload = match self.render(rx, ti) {
             Ok(p) => p,
             Err(reason) => return self.skip(reason),
         };
@@ -828,7 +827,7 @@ impl Publisher {
         if self.deadline.is_none() && self.shared.closed.load(Ordering::Acquire) {
             self.deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
         }
-        self.deadline.is_some() && self.shared.queue.is_empty() || self.past_deadline()
+        (self.deadline.is_some() && self.shared.queue.is_empty()) || self.past_deadline()
     }
 
     fn past_deadline(&self) -> bool {
@@ -884,22 +883,16 @@ impl Publisher {
                     while self.pop().is_some() {}
                     break;
                 }
+                let publish = self.client.publish(m.subject.clone(), m.payload.clone());
+                // `None`: the drain deadline passed while the client could not take it.
                 let sent = match self.deadline {
-                    Some(d) => tokio::time::timeout_at(
-                        d,
-                        self.client.publish(m.subject.clone(), m.payload.clone()),
-                    )
-                    .await
-                    .unwrap_or_else(|_| Ok(())),
-                    None => {
-                        self.client
-                            .publish(m.subject.clone(), m.payload.clone())
-                            .await
-                    }
+                    Some(d) => tokio::time::timeout_at(d, publish).await.ok(),
+                    None => Some(publish.await),
                 };
                 match sent {
-                    Ok(()) => self.shared.counters.publisher.published.inc(),
-                    Err(e) => self.refused(&m, &e).await,
+                    Some(Ok(())) => self.shared.counters.publisher.published.inc(),
+                    Some(Err(e)) => self.refused(&m, &e).await,
+                    None => self.shared.counters.publisher.lost_at_shutdown.inc(),
                 }
             }
             if self.finished() {

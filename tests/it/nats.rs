@@ -589,3 +589,188 @@ fn nats_server_killed_and_restarted_mid_stream_loses_nothing_unreported() {
     assert!(t.stored > EVENTS / 4);
     relay.shutdown();
 }
+
+/// One bench phase's NATS side: a subscriber on its own thread and runtime that takes `n`
+/// trades and records, for each, NATS receipt (wall clock) minus the frame's `recv_ts_ns`.
+fn bench_subscriber(
+    url: String,
+    n: u64,
+) -> thread::JoinHandle<(hdrhistogram::Histogram<u64>, Duration)> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let h = thread::spawn(move || {
+        let rt = runtime();
+        let _rt = rt.enter();
+        rt.block_on(async move {
+            // Room for a whole burst: the client drops what does not fit (slow consumer).
+            let nc = async_nats::ConnectOptions::new()
+                .subscription_capacity(1 << 20)
+                .connect(url)
+                .await
+                .unwrap();
+            let mut sub = nc.subscribe("bench.>").await.unwrap();
+            nc.flush().await.unwrap();
+            ready_tx.send(()).unwrap();
+            let mut hist =
+                hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+            let mut first = None;
+            let mut got = 0;
+            while got < n {
+                let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(60), sub.next()).await
+                else {
+                    panic!("bench messages stalled after {got} of {n}");
+                };
+                let h = protocol::peek_header(&m.payload);
+                if h.msg_type == 2 {
+                    let now = mdrelay::clock::wall_ns();
+                    first.get_or_insert_with(Instant::now);
+                    let _ = hist.record(now.saturating_sub(h.recv_ts_ns).max(1));
+                    got += 1;
+                }
+            }
+            (hist, first.map(|f| f.elapsed()).unwrap_or_default())
+        })
+    });
+    ready_rx.recv().unwrap();
+    h
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+/// Bridge throughput and added latency. Not part of `make test`; run it with
+/// `CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo test --release
+///  --features nats --test it nats::bench -- --ignored --nocapture` (docs/BENCHMARKS.md).
+#[test]
+#[ignore = "benchmark: see docs/BENCHMARKS.md"]
+fn bench_bridge_throughput_and_latency() {
+    use mdrelay::config::IdleStrategy;
+    use mdrelay::event::{Event, Side, Trade};
+    use mdrelay::queue::{Backpressure, QueueSpec, Transport};
+
+    const PACED: u64 = 10_000;
+    const PACED_RATE: u64 = 2_000;
+    const BURST: u64 = 200_000;
+    for jetstream in [false, true] {
+        let server = NatsServer::start();
+        let (pipe, mut publishers, _) = util::Pipeline::new(
+            &[QueueSpec {
+                name: "bench".into(),
+                transport: Transport::Channel,
+                capacity_frames: 65_536,
+                policy: Backpressure::Block,
+                block_timeout: Duration::from_secs(5),
+            }],
+            IdleStrategy::Park,
+        );
+        let mut sets = vec![
+            format!("nats.url={:?}", server.url()),
+            "nats.subject_prefix=\"bench\"".into(),
+            "nats.buffer_frames=262144".into(),
+        ];
+        if jetstream {
+            sets.extend([
+                "nats.jetstream.enabled=true".into(),
+                "nats.jetstream.stream=\"BENCH\"".into(),
+                "nats.jetstream.max_bytes=0".into(),
+            ]);
+        }
+        let bridge = Bridge::start(&util::config(&sets).nats, &pipe.socket).unwrap();
+        let mut direct = pipe.subscribe();
+        assert!(util::wait_until(Duration::from_secs(20), || pipe
+            .relay_counters
+            .subscribers
+            .get()
+            >= 2));
+        let publisher = &mut publishers[0];
+        let mut k = 0u64;
+        let mut trade = |publisher: &mut mdrelay::publisher::Publisher| {
+            k += 1;
+            let ev = Event::Trade(Trade {
+                price: 100_000_000 + k as i64,
+                size: 1,
+                side: Side::Buy,
+                trade_id: Some(k),
+                exchange_ts_ns: None,
+            });
+            publisher.on_event(
+                Some("BENCHUSDT"),
+                &ev,
+                mdrelay::clock::mono_ns(),
+                mdrelay::clock::wall_ns(),
+            );
+            publisher.end_message();
+        };
+
+        // Latency: a paced stream well below saturation; the direct subscriber gives the relay's
+        // own share of the same path.
+        let sub = bench_subscriber(server.url(), PACED);
+        let direct_reader = thread::spawn(move || {
+            let mut hist =
+                hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+            let mut got = 0;
+            while got < PACED + BURST {
+                let rx = direct.next_frame().unwrap().unwrap();
+                if rx.frame.header.msg_type == 2 {
+                    if got < PACED {
+                        let now = mdrelay::clock::wall_ns();
+                        let _ = hist.record(now.saturating_sub(rx.frame.header.recv_ts_ns).max(1));
+                    }
+                    got += 1;
+                }
+            }
+            hist
+        });
+        let start = Instant::now();
+        for i in 0..PACED {
+            let at = start + Duration::from_nanos(i * 1_000_000_000 / PACED_RATE);
+            while let Some(d) = at.checked_duration_since(Instant::now()) {
+                thread::sleep(d);
+            }
+            trade(publisher);
+        }
+        let Ok((nats_hist, _)) = sub.join() else {
+            panic!(
+                "paced phase failed: {:?} {:?}",
+                bridge.counters().reader,
+                bridge.counters().publisher
+            );
+        };
+
+        // Throughput: a burst, timed by the bridge's own `published` counter (JetStream: acked).
+        let sub = bench_subscriber(server.url(), BURST);
+        let before = bridge.counters().publisher.published.get();
+        let t0 = Instant::now();
+        for _ in 0..BURST {
+            trade(publisher);
+        }
+        let offered = t0.elapsed();
+        assert!(util::wait_until(Duration::from_secs(300), || bridge
+            .counters()
+            .publisher
+            .published
+            .get()
+            >= before + BURST));
+        let published_in = t0.elapsed();
+        let (_, received_in) = sub.join().unwrap();
+        let direct_hist = direct_reader.join().unwrap();
+        let summary = bridge.shutdown();
+        assert_eq!(summary.dropped, 0, "{summary}");
+        println!(
+            "mode {:<10} | paced {PACED} trades at {PACED_RATE}/s: relay→direct subscriber p50 {:.1} µs p99 {:.1} µs | \
+             relay→bridge→NATS subscriber p50 {:.1} µs p99 {:.1} µs max {:.1} µs | burst {BURST}: offered in {:.2} s, \
+             published at {:.0} events/s, NATS subscriber received at {:.0} events/s",
+            if jetstream { "jetstream" } else { "core" },
+            us(direct_hist.value_at_quantile(0.5)),
+            us(direct_hist.value_at_quantile(0.99)),
+            us(nats_hist.value_at_quantile(0.5)),
+            us(nats_hist.value_at_quantile(0.99)),
+            us(nats_hist.max()),
+            offered.as_secs_f64(),
+            BURST as f64 / published_in.as_secs_f64(),
+            BURST as f64 / received_in.as_secs_f64(),
+        );
+        drop(publishers);
+        pipe.shutdown();
+    }
+}

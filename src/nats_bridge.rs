@@ -718,6 +718,7 @@ impl Reader {
                     Ok(Some(rx)) => self.on_frame(&rx),
                     Ok(None) => {
                         tracing::info!("nats bridge: the relay closed the connection");
+                        self.sleep_unless_stopped(backoff.0);
                         continue 'connect;
                     }
                     Err(ClientError::Io(e))

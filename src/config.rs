@@ -225,6 +225,7 @@ pub struct RawConfig {
     replay: RawReplay,
     #[serde(default)]
     threads: BTreeMap<String, toml::Value>,
+    nats: crate::config_nats::RawNats,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -478,6 +479,8 @@ pub struct Config {
     pub persist: Persist,
     /// Raw recording (used by the feeds with `record = true`).
     pub recording: RecordingConfig,
+    /// The NATS bridge (`[nats]`, src/config_nats.rs).
+    pub nats: crate::config_nats::NatsConfig,
 }
 
 /// Which records the CSV writer gets.
@@ -1025,6 +1028,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let writer = validate_writer(&raw.writer, threads.get("writer"))?;
     Ok(Config {
+        nats: crate::config_nats::validate(&raw.nats)?,
         relay,
         consumer,
         feeds,

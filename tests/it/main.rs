@@ -12,6 +12,8 @@ mod fuzz;
 mod hygiene;
 mod kraken_v2;
 mod persist;
+#[cfg(feature = "nats")]
+mod nats;
 mod python;
 mod queues;
 mod reliability;

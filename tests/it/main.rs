@@ -11,9 +11,9 @@ mod e2e;
 mod fuzz;
 mod hygiene;
 mod kraken_v2;
-mod persist;
 #[cfg(feature = "nats")]
 mod nats;
+mod persist;
 mod python;
 mod queues;
 mod reliability;

@@ -640,20 +640,10 @@ fn a_relay_killed_with_sigkill_leaves_a_socket_the_next_start_replaces() {
     }
     // A crash in the middle of a write leaves at most a torn last line: make one (in the
     // busiest file, which the next run appends to within moments).
-    let mut torn = Vec::new();
-    let mut dirs = vec![csv.clone()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.file_name().is_some_and(|n| n == "trades.csv")
-                && p.to_string_lossy().contains("/binance/ETHUSDT/")
-            {
-                torn.push(p);
-            }
-        }
-    }
+    let torn: Vec<_> = util::files_named(&csv, "trades.csv")
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/binance/ETHUSDT/"))
+        .collect();
     assert!(!torn.is_empty(), "trades were written before the kills");
     for p in &torn {
         let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();

@@ -1,7 +1,8 @@
 # mdrelay: one entry point for people and CI.
 #   make run    build (release) and run the relay on the built-in demo config (no internet)
 #   make test   everything CI checks: format, lints, docs, all tests
-#   make bench  criterion micro-benchmarks (results in target/criterion)
+#   make bench  criterion micro-benchmarks (results in target/criterion), then the end-to-end
+#               latency harness (table on stdout; e2e.md, e2e.json, latency.svg in target/bench-report)
 #   make bench-idle  relay latency per consumer idle strategy (about 2 minutes)
 
 CARGO ?= cargo
@@ -30,7 +31,9 @@ unit:
 	$(CARGO) test --locked --all-targets
 
 bench:
-	$(CARGO) bench --locked
+	$(CARGO) bench --locked --bench codec --bench parse --bench hop
+	$(CARGO) bench --locked --bench e2e
+	@echo "bench report: target/criterion/ (micro-benchmarks), target/bench-report/ (e2e.md, e2e.json, latency.svg)"
 
 bench-idle: build
 	benches/idle_latency.sh

@@ -374,6 +374,24 @@ impl SessionStats {
     }
 }
 
+impl From<&Bar> for crate::protocol::BarFrame {
+    fn from(b: &Bar) -> Self {
+        crate::protocol::BarFrame {
+            interval_ns: b.interval_ns,
+            start_ns: b.start_ns,
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+            vwap: b.vwap(),
+            trade_count: b.trade_count,
+            first_trade_ns: b.first_trade_ns,
+            last_trade_ns: b.last_trade_ns,
+        }
+    }
+}
+
 /// What [`BarBuilder::on_trade`] did with a trade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TradeOutcome {

@@ -32,6 +32,7 @@ use crate::config::FeedConfig;
 use crate::event::StatusCode;
 use crate::publisher::Publisher;
 use crate::queue::Producer;
+use crate::recorder::RecordSender;
 use crate::stats::{FeedStats, StopFlag};
 use crate::venue::{Parsed, VenueParser};
 
@@ -88,6 +89,8 @@ pub struct Collector {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// xorshift state for reconnect jitter; never 0.
     rng: u64,
+    /// Raw recording of every message, when the feed records.
+    recorder: Option<RecordSender>,
 }
 
 impl Collector {
@@ -99,6 +102,7 @@ impl Collector {
         stats: Arc<FeedStats>,
         stop: Arc<StopFlag>,
         tls: Option<Arc<rustls::ClientConfig>>,
+        recorder: Option<RecordSender>,
     ) -> Self {
         let venue = cfg.venue;
         let cfg_timeout = cfg.connect_timeout;
@@ -116,6 +120,7 @@ impl Collector {
             snapshot_requests: Vec::new(),
             next_fetch: Instant::now(),
             rng: clock::wall_ns() | 1,
+            recorder,
         }
     }
 
@@ -354,43 +359,68 @@ impl Collector {
     /// Handles one text frame; returns true when it carried market data.
     #[inline]
     fn on_text(&mut self, raw: &str, t_recv: u64) -> bool {
-        let c = &self.out.stats().collector;
-        c.frames.inc();
-        c.bytes.add(raw.len() as u64);
         let recv_wall = clock::wall_ns_at(t_recv);
-        let out = &mut self.out;
-        let result = self.parser.parse(raw, recv_wall, &mut |sym, ev| {
-            out.on_event(sym, ev, t_recv, recv_wall)
-        });
-        self.out.end_message();
+        if let Some(r) = &self.recorder {
+            r.record(recv_wall, raw);
+        }
+        let data = parse_message(
+            &mut *self.parser,
+            &mut self.out,
+            &self.cfg.name,
+            raw,
+            t_recv,
+            recv_wall,
+        );
         self.parser.drain_outgoing(&mut self.outgoing);
         self.parser
             .drain_snapshot_requests(&mut self.snapshot_requests);
         if !self.snapshot_requests.is_empty() {
             self.fetch_snapshots();
         }
-        let c = &self.out.stats().collector;
-        match result {
-            Ok(Parsed::Data) => {
-                c.last_data_mono_ns.set(t_recv);
-                true
+        data
+    }
+}
+
+/// Counts, parses and publishes one venue message received at `t_recv` (monotonic) /
+/// `recv_wall` (the receive time frames carry); returns true when it carried market data.
+/// Shared by the WebSocket collector and the replay of recordings.
+#[inline]
+pub(crate) fn parse_message(
+    parser: &mut dyn VenueParser,
+    out: &mut Publisher,
+    feed: &str,
+    raw: &str,
+    t_recv: u64,
+    recv_wall: u64,
+) -> bool {
+    let c = &out.stats().collector;
+    c.frames.inc();
+    c.bytes.add(raw.len() as u64);
+    let result = parser.parse(raw, recv_wall, &mut |sym, ev| {
+        out.on_event(sym, ev, t_recv, recv_wall)
+    });
+    out.end_message();
+    let c = &out.stats().collector;
+    match result {
+        Ok(Parsed::Data) => {
+            c.last_data_mono_ns.set(t_recv);
+            true
+        }
+        Ok(Parsed::Control) => {
+            c.control.inc();
+            false
+        }
+        Err(e) => {
+            c.parse_errors.inc();
+            if e.is_out_of_range() {
+                c.out_of_range.inc();
             }
-            Ok(Parsed::Control) => {
-                c.control.inc();
-                false
+            // Rate-limited: the first few errors are logged, the rest only counted.
+            if c.parse_errors.get() <= 10 {
+                let shown: String = raw.chars().take(200).collect();
+                tracing::warn!(feed = %feed, "parse error: {e}; message: {shown}");
             }
-            Err(e) => {
-                c.parse_errors.inc();
-                if e.is_out_of_range() {
-                    c.out_of_range.inc();
-                }
-                // Rate-limited: the first few errors are logged, the rest only counted.
-                if c.parse_errors.get() <= 10 {
-                    let shown: String = raw.chars().take(200).collect();
-                    tracing::warn!(feed = %self.cfg.name, "parse error: {e}; message: {shown}");
-                }
-                false
-            }
+            false
         }
     }
 }
@@ -423,6 +453,9 @@ impl Collector {
             match body {
                 Ok(body) => {
                     c.snapshots.inc();
+                    if let Some(r) = &self.recorder {
+                        r.record(recv_wall, &body);
+                    }
                     let out = &mut self.out;
                     let r = self
                         .parser

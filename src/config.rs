@@ -109,6 +109,7 @@ pub struct RawFeed {
     reconnect_initial_ms: Option<u64>,
     reconnect_max_ms: Option<u64>,
     stale_after_ms: Option<u64>,
+    record: Option<bool>,
 }
 
 /// `[feed_defaults]`: values a feed takes when its own table omits them.
@@ -123,6 +124,7 @@ pub struct RawFeedDefaults {
     reconnect_initial_ms: u64,
     reconnect_max_ms: u64,
     stale_after_ms: u64,
+    record: bool,
 }
 
 /// `[replay]` as written.
@@ -153,6 +155,47 @@ pub enum OneOrMany {
 pub struct RawHttp {
     enabled: bool,
     listen: String,
+    snapshot_interval_ms: u64,
+    book_depth: u64,
+}
+
+/// `[bars]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBars {
+    intervals_ms: Vec<u64>,
+    history_bars: u64,
+    close_grace_ms: u64,
+    timer_interval_ms: u64,
+    close_on_shutdown: bool,
+}
+
+/// `[writer]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWriter {
+    enabled: bool,
+    data_dir: String,
+    trades: bool,
+    quotes: bool,
+    bars: bool,
+    capacity_records: u64,
+    flush_interval_ms: u64,
+    flush_bytes: u64,
+    max_open_files: u64,
+    fsync_on_close: bool,
+    retry_initial_ms: u64,
+    retry_max_ms: u64,
+    error_log_interval_ms: u64,
+}
+
+/// `[recording]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecording {
+    dir: String,
+    capacity_messages: u64,
+    flush_interval_ms: u64,
 }
 
 /// `[status]` as written.
@@ -170,6 +213,9 @@ pub struct RawConfig {
     consumer: RawConsumer,
     status: RawStatus,
     http: RawHttp,
+    bars: RawBars,
+    writer: RawWriter,
+    recording: RawRecording,
     feed_defaults: RawFeedDefaults,
     #[serde(default)]
     feeds: BTreeMap<String, RawFeed>,
@@ -272,6 +318,99 @@ pub struct FeedConfig {
     pub reconnect_max: Duration,
     /// No data message for this long: the feed is stale (`/health` degrades).
     pub stale_after: Duration,
+    /// Write every raw venue message to the raw recording (`[recording]`).
+    pub record: bool,
+    /// Where the messages come from: the venue's WebSocket, or recordings (`mdrelay replay`).
+    pub source: FeedSource,
+}
+
+impl FeedConfig {
+    /// A feed replaying `paths` (recordings of `venue`) at `speed` (0 = as fast as possible).
+    /// Its queue blocks rather than drops (up to a minute): a replay waits for the pipeline.
+    pub fn replay(name: &str, venue: Venue, paths: Vec<PathBuf>, speed: f64) -> FeedConfig {
+        FeedConfig {
+            name: name.to_owned(),
+            venue,
+            url: String::new(),
+            rest_url: None,
+            tls_ca_file: None,
+            subscription: Subscription {
+                symbols: Vec::new(),
+                channels: Vec::new(),
+                book_depth: 0,
+            },
+            queue_capacity_frames: 65_536,
+            transport: Transport::Channel,
+            backpressure: Backpressure::Block,
+            block_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(30),
+            stale_after: Duration::from_secs(86_400),
+            record: false,
+            source: FeedSource::Files { paths, speed },
+        }
+    }
+}
+
+/// Where a feed's messages come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedSource {
+    /// The WebSocket at `url` (a venue, or the embedded replay exchange).
+    WebSocket,
+    /// Recording files of one venue, merged by receive time, replayed through the same parser
+    /// with their recorded receive times (`mdrelay replay`).
+    Files {
+        /// The recordings (`<recv_ns> <message>` lines, `.gz` or plain).
+        paths: Vec<PathBuf>,
+        /// Pace multiplier of the recorded timing; 0 = as fast as possible.
+        speed: f64,
+    },
+}
+
+/// Which clock closes bars on the timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarClock {
+    /// The wall clock (live feeds: receive times are wall-clock times).
+    Wall,
+    /// Each feed's latest receive time (replay: the recording's own clock, so replays are
+    /// deterministic).
+    Data,
+}
+
+/// OHLCV bars (`[bars]`).
+#[derive(Debug, Clone)]
+pub struct BarsConfig {
+    /// Intervals, history and grace, validated.
+    pub bars: crate::bars::BarConfig,
+    /// How often the consumer closes bars whose end + grace has passed.
+    pub timer_interval: Duration,
+    /// Close the bars still open at shutdown (partial bars) and persist them.
+    pub close_on_shutdown: bool,
+    /// Clock of the close timer.
+    pub clock: BarClock,
+}
+
+/// Raw recording (`[recording]`; per feed `record`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingConfig {
+    /// Root directory: `<dir>/<venue>/<feed>_<YYYYMMDD>.txt.gz`.
+    pub dir: PathBuf,
+    /// Queue capacity towards the recorder thread, messages.
+    pub capacity_messages: usize,
+    /// Longest time before recorded lines reach the file (a gzip member is finished then).
+    pub flush_interval: Duration,
+}
+
+/// The HTTP endpoint (`[http]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// How often the consumer publishes the query snapshot (ticker, bars, books).
+    pub snapshot_interval: Duration,
+    /// Book levels per side kept in the query snapshot (the most `/v1/book` returns).
+    pub book_depth: usize,
 }
 
 /// The embedded replay exchange.
@@ -302,8 +441,27 @@ pub struct Config {
     pub threads: BTreeMap<String, Placement>,
     /// Period of the status log line.
     pub status_interval: Duration,
-    /// HTTP endpoint (`/metrics`, `/health`), when enabled.
-    pub http_listen: Option<SocketAddr>,
+    /// HTTP endpoint (`/metrics`, `/health`, `/v1/…`), when enabled.
+    pub http: Option<HttpConfig>,
+    /// OHLCV bars.
+    pub bars: BarsConfig,
+    /// CSV persistence, when enabled.
+    pub writer: Option<crate::writer::WriterConfig>,
+    /// Which record kinds go to CSV.
+    pub persist: Persist,
+    /// Raw recording (used by the feeds with `record = true`).
+    pub recording: RecordingConfig,
+}
+
+/// Which records the CSV writer gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persist {
+    /// `trades.csv`.
+    pub trades: bool,
+    /// `quotes.csv`.
+    pub quotes: bool,
+    /// `bars_<interval>.csv`.
+    pub bars: bool,
 }
 
 /// Where configuration comes from.
@@ -779,6 +937,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 100,
                 86_400_000,
             )?,
+            record: f.record.unwrap_or(d.record),
+            source: FeedSource::WebSocket,
         });
     }
     // feeds_defaults keys are validated even when every feed overrides them.
@@ -812,6 +972,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         threads.insert(name.clone(), p);
     }
 
+    let writer = validate_writer(&raw.writer, threads.get("writer"))?;
     Ok(Config {
         relay,
         consumer,
@@ -819,17 +980,137 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         replay,
         threads,
         status_interval: ms("status.interval_ms", raw.status.interval_ms, 100, 3_600_000)?,
-        http_listen: if raw.http.enabled {
-            Some(raw.http.listen.parse().map_err(|_| {
-                invalid(
-                    "http.listen",
-                    format!("`{}` is not an ip:port address", raw.http.listen),
-                )
-            })?)
-        } else {
-            None
+        http: validate_http(&raw.http)?,
+        bars: validate_bars(&raw.bars)?,
+        writer,
+        persist: Persist {
+            trades: raw.writer.trades,
+            quotes: raw.writer.quotes,
+            bars: raw.writer.bars,
+        },
+        recording: RecordingConfig {
+            dir: nonempty_path("recording.dir", &raw.recording.dir)?,
+            capacity_messages: range(
+                "recording.capacity_messages",
+                raw.recording.capacity_messages,
+                1,
+                1 << 24,
+                "messages",
+            )? as usize,
+            flush_interval: ms(
+                "recording.flush_interval_ms",
+                raw.recording.flush_interval_ms,
+                10,
+                3_600_000,
+            )?,
         },
     })
+}
+
+fn nonempty_path(key: &str, s: &str) -> Result<PathBuf, ConfigError> {
+    if s.is_empty() {
+        Err(invalid(key, "must not be empty"))
+    } else {
+        Ok(PathBuf::from(s))
+    }
+}
+
+fn validate_http(h: &RawHttp) -> Result<Option<HttpConfig>, ConfigError> {
+    let snapshot_interval = ms(
+        "http.snapshot_interval_ms",
+        h.snapshot_interval_ms,
+        10,
+        60_000,
+    )?;
+    let book_depth = range("http.book_depth", h.book_depth, 1, 5000, "levels")? as usize;
+    if !h.enabled {
+        return Ok(None);
+    }
+    let listen = h.listen.parse().map_err(|_| {
+        invalid(
+            "http.listen",
+            format!("`{}` is not an ip:port address", h.listen),
+        )
+    })?;
+    Ok(Some(HttpConfig {
+        listen,
+        snapshot_interval,
+        book_depth,
+    }))
+}
+
+fn validate_bars(b: &RawBars) -> Result<BarsConfig, ConfigError> {
+    let mut intervals = Vec::with_capacity(b.intervals_ms.len());
+    for (i, &v) in b.intervals_ms.iter().enumerate() {
+        intervals.push(ms(
+            &format!("bars.intervals_ms[{i}]"),
+            v,
+            1,
+            7 * 86_400_000,
+        )?);
+    }
+    let history = range("bars.history_bars", b.history_bars, 0, 1_000_000, "bars")? as usize;
+    let grace = ms("bars.close_grace_ms", b.close_grace_ms, 0, 3_600_000)?;
+    let bars = crate::bars::BarConfig::new(&intervals, history, grace)
+        .map_err(|e| invalid("bars.intervals_ms", e.to_string()))?;
+    Ok(BarsConfig {
+        bars,
+        timer_interval: ms("bars.timer_interval_ms", b.timer_interval_ms, 1, 60_000)?,
+        close_on_shutdown: b.close_on_shutdown,
+        clock: BarClock::Wall,
+    })
+}
+
+fn validate_writer(
+    w: &RawWriter,
+    placement: Option<&Placement>,
+) -> Result<Option<crate::writer::WriterConfig>, ConfigError> {
+    let retry_initial = ms("writer.retry_initial_ms", w.retry_initial_ms, 1, 3_600_000)?;
+    let retry_max = ms("writer.retry_max_ms", w.retry_max_ms, 1, 3_600_000)?;
+    if retry_max < retry_initial {
+        return Err(invalid(
+            "writer.retry_max_ms",
+            format!("{} is below writer.retry_initial_ms", w.retry_max_ms),
+        ));
+    }
+    let cfg = crate::writer::WriterConfig {
+        data_dir: nonempty_path("writer.data_dir", &w.data_dir)?,
+        capacity_records: range(
+            "writer.capacity_records",
+            w.capacity_records,
+            1,
+            1 << 24,
+            "records",
+        )? as usize,
+        flush_interval: ms(
+            "writer.flush_interval_ms",
+            w.flush_interval_ms,
+            1,
+            3_600_000,
+        )?,
+        flush_bytes: range("writer.flush_bytes", w.flush_bytes, 1, 1 << 30, "bytes")? as usize,
+        max_open_files: range(
+            "writer.max_open_files",
+            w.max_open_files,
+            1,
+            65_536,
+            "files",
+        )? as usize,
+        fsync_on_close: w.fsync_on_close,
+        retry_initial,
+        retry_max,
+        error_log_interval: ms(
+            "writer.error_log_interval_ms",
+            w.error_log_interval_ms,
+            1,
+            86_400_000,
+        )?,
+        core: match placement {
+            Some(Placement::Core(c)) => Some(*c),
+            _ => None,
+        },
+    };
+    Ok(w.enabled.then_some(cfg))
 }
 
 #[cfg(test)]

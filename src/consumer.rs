@@ -24,6 +24,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
+use crate::analytics::Analytics;
 use crate::cache::{Cache, Refusal};
 use crate::clock;
 use crate::config::{ConsumerConfig, IdleStrategy, RelayConfig};
@@ -119,6 +120,8 @@ pub struct Consumer {
     /// (possible only after `drop_oldest` evicted it): refused events, plus the counts carried
     /// by refused `dropped` reports. Reported as one `dropped` right after the definition.
     undefined: FxHashMap<(usize, InstrumentId), u64>,
+    /// Bars, CSV records, query snapshot.
+    analytics: Analytics,
 }
 
 impl Consumer {
@@ -133,6 +136,7 @@ impl Consumer {
         relay_counters: Arc<RelayCounters>,
         published: SharedPublished,
         stop: Arc<StopFlag>,
+        analytics: Analytics,
     ) -> Self {
         let n = feeds.len();
         Consumer {
@@ -158,6 +162,7 @@ impl Consumer {
             scratch: FrameBuf::new(),
             waker,
             undefined: FxHashMap::default(),
+            analytics,
         }
     }
 
@@ -166,6 +171,10 @@ impl Consumer {
         self.waker.register_current();
         let mut next_heartbeat = clock::mono_ns() + self.heartbeat_interval_ns;
         let mut next_publish = clock::mono_ns() + PUBLISH_INTERVAL.as_nanos() as u64;
+        let bar_timer_ns = self.analytics.timer_interval_ns();
+        let snapshot_ns = self.analytics.snapshot_interval_ns();
+        let mut next_bar_timer = clock::mono_ns().saturating_add(bar_timer_ns);
+        let mut next_snapshot = clock::mono_ns().saturating_add(snapshot_ns);
         loop {
             while let Ok(s) = self.new_subs.try_recv() {
                 self.subs.add(s, &self.cache);
@@ -195,6 +204,16 @@ impl Consumer {
                 self.publish(false);
                 next_publish = now + PUBLISH_INTERVAL.as_nanos() as u64;
             }
+            if now >= next_bar_timer {
+                self.analytics
+                    .on_timer(clock::wall_ns_at(now), &mut self.subs);
+                self.subs.flush();
+                next_bar_timer = now.saturating_add(bar_timer_ns);
+            }
+            if now >= next_snapshot {
+                self.analytics.publish(&self.cache, false);
+                next_snapshot = now.saturating_add(snapshot_ns);
+            }
             if n > 0 {
                 self.idle.turns = 0;
                 self.idle.park = Duration::from_micros(1);
@@ -203,9 +222,14 @@ impl Consumer {
             if self.stop.is_stopped() && self.inputs.iter().all(|i| !i.open) {
                 break;
             }
-            self.wait(next_heartbeat.min(next_publish).saturating_sub(now));
+            let next_timer = next_heartbeat
+                .min(next_publish)
+                .min(next_bar_timer)
+                .min(next_snapshot);
+            self.wait(next_timer.saturating_sub(now));
         }
         self.publish(true);
+        let writer = self.analytics.finish(&self.cache, &mut self.subs);
         let unfinished = self
             .subs
             .drain_and_close(Instant::now() + self.drain_timeout);
@@ -214,6 +238,12 @@ impl Consumer {
                 unfinished,
                 "drain timeout: subscribers still had bytes pending"
             );
+        }
+        // After the subscribers: the writer writes, flushes and fsyncs what is queued.
+        if let Some(w) = writer {
+            if w.close().is_err() {
+                tracing::error!("the csv writer thread panicked");
+            }
         }
     }
 
@@ -235,6 +265,7 @@ impl Consumer {
                         match self.cache.apply(idx, &h, frame) {
                             Ok(()) => {
                                 self.subs.broadcast(frame);
+                                self.analytics.on_frame(idx, &h, frame, &mut self.subs);
                                 c.relayed.inc();
                                 if is_event(h.msg_type) {
                                     c.relayed_events.inc();

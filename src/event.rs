@@ -140,11 +140,14 @@ pub enum StatusCode {
     CrossedBook = 9,
     /// Frames were dropped before reaching subscribers (count: how many).
     Dropped = 10,
+    /// Records were not persisted (CSV writer behind or failing, raw recorder behind); count:
+    /// how many since the last such report. Relay-wide (instrument 0). Subscribers lost nothing.
+    NotPersisted = 11,
 }
 
 impl StatusCode {
     /// Every code, in wire order.
-    pub const ALL: [StatusCode; 10] = [
+    pub const ALL: [StatusCode; 11] = [
         StatusCode::Connected,
         StatusCode::Subscribed,
         StatusCode::Disconnected,
@@ -155,6 +158,7 @@ impl StatusCode {
         StatusCode::ChecksumMismatch,
         StatusCode::CrossedBook,
         StatusCode::Dropped,
+        StatusCode::NotPersisted,
     ];
 
     /// Wire code → status, `None` for codes this build does not know.
@@ -175,6 +179,7 @@ impl StatusCode {
             StatusCode::ChecksumMismatch => "checksum_mismatch",
             StatusCode::CrossedBook => "crossed_book",
             StatusCode::Dropped => "dropped",
+            StatusCode::NotPersisted => "not_persisted",
         }
     }
 }

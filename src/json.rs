@@ -10,8 +10,11 @@ use std::io::{self, Write};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 
+use crate::bars::{Decimal128, IntervalLabel};
 use crate::event::{BookUpdate, Event, Level, Quote, Status, Trade};
 use crate::fixed::{Decimal, ABSENT};
+use crate::protocol::BarFrame;
+use crate::timefmt::format_rfc3339_ns;
 
 /// An exact decimal string, or `null` for [`ABSENT`].
 struct Dec(i64);
@@ -95,6 +98,87 @@ struct StatusJson<'a> {
     event: &'static str,
     count: u64,
     detail: &'a str,
+}
+
+/// A closed bar as JSON: the line `tail --json` prints and the element of `/v1/bars`.
+#[derive(Serialize)]
+pub struct BarJson<'a> {
+    r#type: &'static str,
+    venue: &'a str,
+    symbol: Option<&'a str>,
+    interval: String,
+    interval_ns: u64,
+    start: String,
+    start_ns: u64,
+    end_ns: u64,
+    open: Dec,
+    high: Dec,
+    low: Dec,
+    close: Dec,
+    volume: String,
+    vwap: Dec,
+    trade_count: u64,
+    first_trade_ns: u64,
+    last_trade_ns: u64,
+}
+
+impl<'a> BarJson<'a> {
+    /// The JSON form of `b`, a bar of `o`'s instrument.
+    pub fn new(o: &Origin<'a>, b: &BarFrame) -> Self {
+        BarJson {
+            r#type: "bar",
+            venue: o.venue,
+            symbol: o.symbol,
+            interval: IntervalLabel(b.interval_ns).to_string(),
+            interval_ns: b.interval_ns,
+            start: format_rfc3339_ns(b.start_ns),
+            start_ns: b.start_ns,
+            end_ns: b.start_ns.saturating_add(b.interval_ns),
+            open: Dec(b.open),
+            high: Dec(b.high),
+            low: Dec(b.low),
+            close: Dec(b.close),
+            volume: Decimal128(b.volume).to_string(),
+            vwap: Dec(b.vwap),
+            trade_count: b.trade_count,
+            first_trade_ns: b.first_trade_ns,
+            last_trade_ns: b.last_trade_ns,
+        }
+    }
+}
+
+/// Writes a closed bar as one JSON line (with the trailing newline).
+pub fn write_bar<W: Write>(w: &mut W, o: &Origin<'_>, b: &BarFrame) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, &BarJson::new(o, b)).map_err(io::Error::from)?;
+    w.write_all(b"\n")
+}
+
+/// A human-readable one-line rendering of a closed bar (for `mdrelay tail`).
+pub struct HumanBar<'a> {
+    /// Where it came from.
+    pub origin: Origin<'a>,
+    /// The bar.
+    pub bar: &'a BarFrame,
+}
+
+impl fmt::Display for HumanBar<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (o, b) = (&self.origin, self.bar);
+        write!(
+            f,
+            "{} {} {:<10} bar    {} o={} h={} l={} c={} v={} n={}",
+            format_rfc3339_ns(b.start_ns),
+            o.venue,
+            o.symbol.unwrap_or("*"),
+            IntervalLabel(b.interval_ns),
+            Decimal(b.open),
+            Decimal(b.high),
+            Decimal(b.low),
+            Decimal(b.close),
+            Decimal128(b.volume),
+            b.trade_count
+        )
+    }
 }
 
 /// Where an event came from, for its JSON line.

@@ -6,6 +6,7 @@
 //! bounded [`queue`]s; one [`consumer`] thread owns the [`cache`] and the [`relay`] socket and
 //! fans frames out to subscribers, who read them with [`client`].
 
+pub mod analytics;
 pub mod bars;
 pub mod book;
 pub mod cache;
@@ -23,9 +24,12 @@ pub mod metrics;
 pub mod netutil;
 pub mod protocol;
 pub mod publisher;
+pub mod query;
 pub mod queue;
+pub mod recorder;
 pub mod recording;
 pub mod relay;
+pub mod replay;
 pub mod replay_exchange;
 pub mod run;
 pub mod stats;

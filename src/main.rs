@@ -17,6 +17,8 @@ use mdrelay::json::{self, Human, Origin};
 use mdrelay::protocol::Message;
 use mdrelay::{recording, run, venue};
 
+mod bars_cli;
+
 #[derive(Parser)]
 #[command(name = "mdrelay", version, about = "Low-latency market-data relay")]
 struct Cli {
@@ -58,6 +60,48 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Replay recordings (`<recv_ns> <message>` lines, .gz or plain: the bundled captures, or
+    /// mdrelay's raw recordings) through the whole pipeline: relay socket, bars, CSV, HTTP API.
+    /// Exits when every recording has been replayed (or on Ctrl-C).
+    Replay {
+        /// Recording files; several of one venue are merged by receive time.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Pace multiplier of the recorded timing (1 = as recorded).
+        #[arg(long, default_value_t = 1.0, conflicts_with = "max")]
+        speed: f64,
+        /// As fast as the pipeline takes it.
+        #[arg(long)]
+        max: bool,
+        /// Venue protocol of every file (default: each file's directory name, e.g. binance/).
+        #[arg(long)]
+        venue: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print recent OHLCV bars of one instrument from a running relay (its HTTP API).
+    Bars {
+        /// Venue symbol, e.g. ETHUSDT or XBT/USD.
+        #[arg(long)]
+        symbol: String,
+        /// Venue (default: the one venue that has the symbol).
+        #[arg(long)]
+        venue: Option<String>,
+        /// Bar interval as configured: 1s, 1m, 1h, 1d, …
+        #[arg(long, default_value = "1m")]
+        interval: String,
+        /// Most bars to print.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Include the bar still open (last row, marked).
+        #[arg(long)]
+        open: bool,
+        /// HTTP address of the relay (default: http.listen from the configuration).
+        #[arg(long)]
+        http: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Decode raw venue messages (one a line; bare JSON or `<recv_ns> <json>`; .gz ok) with the
     /// collectors' parser and print normalized JSON lines.
     Decode {
@@ -88,6 +132,35 @@ fn main() -> ExitCode {
             config,
         } => cmd_tail(socket, json, count, &config),
         Command::Decode { venue, file } => cmd_decode(&venue, &file),
+        Command::Replay {
+            files,
+            speed,
+            max,
+            venue,
+            config,
+        } => cmd_replay(
+            &files,
+            if max { 0.0 } else { speed },
+            venue.as_deref(),
+            &config,
+        ),
+        Command::Bars {
+            symbol,
+            venue,
+            interval,
+            limit,
+            open,
+            http,
+            config,
+        } => bars_cli::run(&bars_cli::Query {
+            symbol: &symbol,
+            venue: venue.as_deref(),
+            interval: &interval,
+            limit,
+            open,
+            http: http.as_deref(),
+            config: &config,
+        }),
     };
     match result {
         Ok(code) => code,
@@ -111,7 +184,55 @@ fn load_config(a: &ConfigArgs) -> Result<config::Config, config::ConfigError> {
 }
 
 fn cmd_run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(args)?;
+    serve(load_config(args)?, false)
+}
+
+fn parse_venue(name: &str) -> anyhow::Result<Venue> {
+    Venue::from_name(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown venue `{name}`: expected one of binance, coinbase, kraken, kraken_v1"
+        )
+    })
+}
+
+fn cmd_replay(
+    files: &[PathBuf],
+    speed: f64,
+    venue: Option<&str>,
+    args: &ConfigArgs,
+) -> anyhow::Result<ExitCode> {
+    if !(speed >= 0.0 && speed.is_finite()) {
+        anyhow::bail!("--speed must be a positive number");
+    }
+    let forced = venue.map(parse_venue).transpose()?;
+    let mut groups: Vec<(Venue, Vec<PathBuf>)> = Vec::new();
+    for f in files {
+        let v = match forced.or_else(|| mdrelay::replay::venue_from_path(f)) {
+            Some(v) => v,
+            None => anyhow::bail!(
+                "{}: cannot tell the venue from the directory name; pass --venue",
+                f.display()
+            ),
+        };
+        match groups.iter_mut().find(|(g, _)| *g == v) {
+            Some((_, paths)) => paths.push(f.clone()),
+            None => groups.push((v, vec![f.clone()])),
+        }
+    }
+    let mut cfg = load_config(args)?;
+    cfg.replay = None;
+    cfg.feeds = groups
+        .into_iter()
+        .map(|(v, paths)| config::FeedConfig::replay(v.name(), v, paths, speed))
+        .collect();
+    // The recording's clock closes bars, and its end closes the last ones: deterministic.
+    cfg.bars.clock = config::BarClock::Data;
+    cfg.bars.close_on_shutdown = true;
+    serve(cfg, true)
+}
+
+/// Runs a relay until a signal (or, with `until_feeds_end`, until every feed has ended).
+fn serve(cfg: config::Config, until_feeds_end: bool) -> anyhow::Result<ExitCode> {
     let status_interval = cfg.status_interval;
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<()>(1);
     let mut signals = 0u32;
@@ -133,11 +254,24 @@ fn cmd_run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = running.http_addr() {
         eprintln!("mdrelay: metrics http://{addr}/metrics, health http://{addr}/health");
     }
+    let tick = if until_feeds_end {
+        status_interval.min(std::time::Duration::from_millis(50))
+    } else {
+        status_interval
+    };
+    let mut next_status = std::time::Instant::now() + status_interval;
     loop {
-        match sig_rx.recv_timeout(status_interval) {
+        match sig_rx.recv_timeout(tick) {
             Ok(()) => break,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                tracing::info!("{}", running.status_line());
+                if until_feeds_end && running.feeds_finished() {
+                    tracing::info!("every recording replayed");
+                    break;
+                }
+                if std::time::Instant::now() >= next_status {
+                    tracing::info!("{}", running.status_line());
+                    next_status += status_interval;
+                }
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                 tracing::error!("signal handler thread is gone; stopping");
@@ -191,7 +325,36 @@ fn cmd_tail(
                 continue;
             }
         };
+        let (venue, symbol) = match (&msg, rx.instrument) {
+            (_, Some(name)) => (name.venue.as_str(), Some(name.symbol.as_str())),
+            (Message::Status { venue, .. }, None) => (*venue, None),
+            _ => ("?", None),
+        };
+        let origin = Origin {
+            venue,
+            symbol,
+            recv_ts_ns: Some(h.recv_ts_ns),
+        };
         let ev = match msg {
+            Message::Bar(bar) => {
+                let ok = if as_json {
+                    match json::write_bar(&mut out, &origin, &bar) {
+                        Ok(()) => true,
+                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => false,
+                        Err(e) => return Err(e.into()),
+                    }
+                } else {
+                    emit(&mut out, json::HumanBar { origin, bar: &bar })?
+                };
+                if !ok {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                n += 1;
+                if count.is_some_and(|c| n >= c) {
+                    break;
+                }
+                continue;
+            }
             Message::Trade(t) => Event::Trade(t),
             Message::Quote(q) => Event::Quote(q),
             Message::Status { status, .. } => Event::Status(status),
@@ -210,16 +373,6 @@ fn cmd_tail(
                 })
             }
             Message::InstrumentDef { .. } | Message::Heartbeat | Message::Unknown(_) => continue,
-        };
-        let (venue, symbol) = match (&msg, rx.instrument) {
-            (_, Some(name)) => (name.venue.as_str(), Some(name.symbol.as_str())),
-            (Message::Status { venue, .. }, None) => (*venue, None),
-            _ => ("?", None),
-        };
-        let origin = Origin {
-            venue,
-            symbol,
-            recv_ts_ns: Some(h.recv_ts_ns),
         };
         let ok = if as_json {
             match json::write_event(&mut out, &origin, &ev) {
@@ -259,11 +412,7 @@ fn cmd_tail(
 }
 
 fn cmd_decode(venue_name: &str, file: &Path) -> anyhow::Result<ExitCode> {
-    let v = Venue::from_name(venue_name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown venue `{venue_name}`: expected one of binance, coinbase, kraken, kraken_v1"
-        )
-    })?;
+    let v = parse_venue(venue_name)?;
     let mut parser = venue::parser_for(v);
     let reader = recording::open(file).with_context(|| format!("opening {}", file.display()))?;
     let stdout = io::stdout();

@@ -24,11 +24,14 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::analytics::AnalyticsCounters;
 use crate::clock;
 use crate::consumer::SharedPublished;
 use crate::instrument::Venue;
 use crate::queue::QueueMonitor;
+use crate::recorder::RecorderStats;
 use crate::stats::{AcceptCounters, FeedStats, RelayCounters};
+use crate::writer::WriterStats;
 
 /// `Content-Type` of [`render_prometheus`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -74,6 +77,12 @@ pub struct MetricsSources {
     /// [`clock::mono_ns`] when the relay started (same clock as `last_data_mono_ns`); ≤ every
     /// later reading of that clock.
     pub started_mono_ns: u64,
+    /// Bars and query snapshot counters (consumer-written).
+    pub analytics: Arc<AnalyticsCounters>,
+    /// CSV writer counters, when CSV is on.
+    pub writer: Option<Arc<WriterStats>>,
+    /// Raw recorder counters, when a feed records.
+    pub recorder: Option<Arc<RecorderStats>>,
 }
 
 /// Seconds (as f64) from nanoseconds.
@@ -563,6 +572,23 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
         o.u64(name, "", value(src));
     }
 
+    for &(name, help, value) in ANALYTICS {
+        o.family(name, Kind::Counter, help);
+        o.u64(name, "", value(&src.analytics));
+    }
+    if let Some(w) = &src.writer {
+        for &(name, kind, help, value) in WRITER {
+            o.family(name, kind, help);
+            o.u64(name, "", value(w));
+        }
+    }
+    if let Some(r) = &src.recorder {
+        for &(name, help, value) in RECORDER {
+            o.family(name, Kind::Counter, help);
+            o.u64(name, "", value(r));
+        }
+    }
+
     let name = "mdrelay_relay_latency_seconds";
     o.family(
         name,
@@ -586,6 +612,117 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
         }
     }
 }
+
+type AnalyticsMetric = (&'static str, &'static str, fn(&AnalyticsCounters) -> u64);
+
+/// Bars and query snapshot counters.
+const ANALYTICS: &[AnalyticsMetric] = &[
+    (
+        "mdrelay_bars_closed_total",
+        "OHLCV bars closed and relayed.",
+        |a| a.bars_closed.get(),
+    ),
+    (
+        "mdrelay_bars_late_trades_total",
+        "Trades left out of a bar whose interval had already closed.",
+        |a| a.late_trades.get(),
+    ),
+    (
+        "mdrelay_bars_rejected_trades_total",
+        "Trades the bar builder refused (absent price, negative size).",
+        |a| a.rejected_trades.get(),
+    ),
+    (
+        "mdrelay_query_snapshots_published_total",
+        "Query API snapshots published by the consumer.",
+        |a| a.snapshots_published.get(),
+    ),
+    (
+        "mdrelay_query_snapshots_skipped_total",
+        "Query API snapshot publishes skipped because the HTTP thread held the snapshot.",
+        |a| a.snapshots_skipped.get(),
+    ),
+    (
+        "mdrelay_not_persisted_reports_total",
+        "not_persisted status frames sent to subscribers.",
+        |a| a.not_persisted_reports.get(),
+    ),
+];
+
+type WriterMetric = (&'static str, Kind, &'static str, fn(&WriterStats) -> u64);
+
+/// CSV writer counters.
+const WRITER: &[WriterMetric] = &[
+    (
+        "mdrelay_writer_records_sent_total",
+        Kind::Counter,
+        "Records queued to the CSV writer.",
+        |w| w.producer.sent.get(),
+    ),
+    (
+        "mdrelay_writer_queue_full_total",
+        Kind::Counter,
+        "Records not persisted because the CSV writer's queue was full.",
+        |w| w.producer.full.get(),
+    ),
+    (
+        "mdrelay_writer_rows_written_total",
+        Kind::Counter,
+        "CSV rows handed to the OS.",
+        |w| w.writer.rows_written.get(),
+    ),
+    (
+        "mdrelay_writer_bytes_written_total",
+        Kind::Counter,
+        "CSV bytes handed to the OS.",
+        |w| w.writer.bytes_written.get(),
+    ),
+    (
+        "mdrelay_writer_io_errors_total",
+        Kind::Counter,
+        "Failed CSV file operations (create directory, open, write, fsync).",
+        |w| w.writer.io_errors.get(),
+    ),
+    (
+        "mdrelay_writer_rows_dropped_io_total",
+        Kind::Counter,
+        "CSV rows lost to I/O errors.",
+        |w| w.writer.dropped_io.get(),
+    ),
+    (
+        "mdrelay_writer_torn_lines_repaired_total",
+        Kind::Counter,
+        "CSV files whose torn last line was cut off before appending.",
+        |w| w.writer.torn_repaired.get(),
+    ),
+    (
+        "mdrelay_writer_open_files",
+        Kind::Gauge,
+        "CSV files open now.",
+        |w| w.writer.open_files.get(),
+    ),
+];
+
+type RecorderMetric = (&'static str, &'static str, fn(&RecorderStats) -> u64);
+
+/// Raw recorder counters.
+const RECORDER: &[RecorderMetric] = &[
+    (
+        "mdrelay_recorder_messages_total",
+        "Raw messages written to recordings.",
+        |r| r.written.get(),
+    ),
+    (
+        "mdrelay_recorder_dropped_total",
+        "Raw messages not recorded (recorder queue full).",
+        |r| r.dropped.get(),
+    ),
+    (
+        "mdrelay_recorder_io_errors_total",
+        "Failed recording file operations.",
+        |r| r.io_errors.get(),
+    ),
+];
 
 // ---------------------------------------------------------------------------------------------
 // Health
@@ -943,6 +1080,9 @@ pub(crate) mod tests {
             accept: Arc::new(AcceptCounters::default()),
             published: Arc::new(Mutex::new(Published::new(n))),
             started_mono_ns,
+            analytics: Arc::default(),
+            writer: None,
+            recorder: None,
         }
     }
 

@@ -50,6 +50,8 @@ pub enum MsgType {
     BookSnapshot = 6,
     /// Book changes (size 0 removes a level).
     BookDelta = 7,
+    /// A closed OHLCV bar, derived by the relay from the instrument's trades.
+    Bar = 8,
 }
 
 impl MsgType {
@@ -63,6 +65,7 @@ impl MsgType {
             5 => MsgType::Heartbeat,
             6 => MsgType::BookSnapshot,
             7 => MsgType::BookDelta,
+            8 => MsgType::Bar,
             _ => return None,
         })
     }
@@ -185,6 +188,39 @@ impl<'a> BookFrame<'a> {
     }
 }
 
+/// A Bar frame's payload: one closed OHLCV bar (see [`crate::bars`] for how bars are built).
+/// Prices and the volume are fixed-point at [`PRICE_EXPONENT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarFrame {
+    /// Bar length, ns.
+    pub interval_ns: u64,
+    /// Start of the bar, ns since epoch (a multiple of `interval_ns`); it covers
+    /// `[start_ns, start_ns + interval_ns)`.
+    pub start_ns: u64,
+    /// Price of the earliest trade.
+    pub open: i64,
+    /// Highest price.
+    pub high: i64,
+    /// Lowest price.
+    pub low: i64,
+    /// Price of the latest trade.
+    pub close: i64,
+    /// Sum of trade sizes (exact, 128-bit).
+    pub volume: i128,
+    /// Volume-weighted average price, rounded half to even; [`crate::fixed::ABSENT`] when the
+    /// notional overflowed 128 bits.
+    pub vwap: i64,
+    /// Trades in the bar.
+    pub trade_count: u64,
+    /// Time of the earliest and latest trade in the bar, ns since epoch.
+    pub first_trade_ns: u64,
+    /// See `first_trade_ns`.
+    pub last_trade_ns: u64,
+}
+
+/// Payload bytes of a Bar frame.
+pub const BAR_PAYLOAD_LEN: usize = 96;
+
 /// A decoded payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -212,6 +248,8 @@ pub enum Message<'a> {
     Heartbeat,
     /// Book snapshot or delta (see the header's SNAPSHOT flag).
     Book(BookFrame<'a>),
+    /// A closed OHLCV bar.
+    Bar(BarFrame),
     /// A type this build does not know; skipped by length.
     Unknown(u8),
 }
@@ -354,6 +392,24 @@ pub fn encode_status(buf: &mut FrameBuf, m: &Meta, venue: &str, s: &Status<'_>) 
     let dl = put_str16(buf, s.detail);
     buf[at + 2..at + 4].copy_from_slice(&vl.to_le_bytes());
     buf[at + 4..at + 6].copy_from_slice(&dl.to_le_bytes());
+    finish(buf);
+}
+
+/// Encodes a Bar frame. `m.sequence` is the instrument's latest event sequence (a bar does not
+/// advance it); the header's `exchange_ts_ns` is 0 and `recv_ts_ns` is when the bar closed.
+pub fn encode_bar(buf: &mut FrameBuf, m: &Meta, b: &BarFrame) {
+    put_header(buf, MsgType::Bar, m, None);
+    for v in [b.interval_ns, b.start_ns] {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [b.open, b.high, b.low, b.close] {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+    buf.extend_from_slice(&b.volume.to_le_bytes());
+    buf.extend_from_slice(&b.vwap.to_le_bytes());
+    for v in [b.trade_count, b.first_trade_ns, b.last_trade_ns] {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
     finish(buf);
 }
 
@@ -563,6 +619,24 @@ impl<'a> FrameRef<'a> {
                 }
             }
             MsgType::Heartbeat => Message::Heartbeat,
+            MsgType::Bar => {
+                need(p, BAR_PAYLOAD_LEN, t)?;
+                let mut v = [0u8; 16];
+                v.copy_from_slice(&p[48..64]);
+                Message::Bar(BarFrame {
+                    interval_ns: u64_at(p, 0),
+                    start_ns: u64_at(p, 8),
+                    open: i64_at(p, 16),
+                    high: i64_at(p, 24),
+                    low: i64_at(p, 32),
+                    close: i64_at(p, 40),
+                    volume: i128::from_le_bytes(v),
+                    vwap: i64_at(p, 64),
+                    trade_count: u64_at(p, 72),
+                    first_trade_ns: u64_at(p, 80),
+                    last_trade_ns: u64_at(p, 88),
+                })
+            }
             MsgType::BookSnapshot | MsgType::BookDelta => {
                 need(p, 16, t)?;
                 let nb = u32_at(p, 8) as usize;
@@ -636,6 +710,55 @@ mod tests {
         let (f, n) = decode_frame(&buf).unwrap();
         assert_eq!(n, 76);
         assert_eq!(f.header.sequence, 7);
+    }
+
+    /// Golden vector 10.8 of docs/PROTOCOL.md (computed independently with Python's struct and
+    /// zlib.crc32).
+    #[test]
+    fn golden_bar_frame() {
+        let mut buf = FrameBuf::new();
+        let bar = BarFrame {
+            interval_ns: 60_000_000_000,
+            start_ns: 1_723_161_240_000_000_000,
+            open: 268_380_000_000,
+            high: 268_400_000_000,
+            low: 268_350_000_000,
+            close: 268_390_000_000,
+            volume: 1_234_500_000,
+            vwap: 268_381_234_568,
+            trade_count: 57,
+            first_trade_ns: 1_723_161_240_123_000_000,
+            last_trade_ns: 1_723_161_299_876_000_000,
+        };
+        let m = Meta {
+            recv_ts_ns: 1_723_161_300_001_000_000,
+            ..meta()
+        };
+        encode_bar(&mut buf, &m, &bar);
+        assert_eq!(
+            hex(&buf),
+            concat!(
+                "4d44524c01080000600000009cc2f6a4", // magic, v1, type 8, flags 0, len 96, id
+                "0700000000000000",                 // sequence 7 (the instrument's latest)
+                "0000000000000000",                 // exchange_ts_ns 0
+                "408a429912e6e917",                 // recv_ts_ns: when the bar closed
+                "005847f80d000000",                 // interval 60 s
+                "00f0eba004e6e917",                 // start 2024-08-08T23:54:00Z
+                "00cfb17c3e000000",                 // open 2683.8
+                "00fce27d3e000000",                 // high 2684
+                "800be87a3e000000",                 // low 2683.5
+                "80654a7d3e000000",                 // close 2683.9
+                "a0f99449000000000000000000000000", // volume 12.345 (i128)
+                "88a5c47c3e000000",                 // vwap 2683.81234568
+                "3900000000000000",                 // 57 trades
+                "c0c440a804e6e917",                 // first trade
+                "0031cf9112e6e917",                 // last trade
+                "edc99b06",                         // crc32
+            )
+        );
+        let (f, n) = decode_frame(&buf).unwrap();
+        assert_eq!(n, 140);
+        assert_eq!(f.message().unwrap(), Message::Bar(bar));
     }
 
     #[test]

@@ -205,7 +205,7 @@ impl Publisher {
                     }
                 }
             }
-            Some(MsgType::Heartbeat) | None => {}
+            Some(MsgType::Heartbeat | MsgType::Bar) | None => {}
         }
     }
 

@@ -21,16 +21,21 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
+use crate::analytics::{Analytics, AnalyticsCounters};
 use crate::collector::{pin_current_thread, Collector};
-use crate::config::{Config, FeedConfig, Placement};
+use crate::config::{Config, FeedConfig, FeedSource, Placement};
 use crate::consumer::{Consumer, FeedInput, Published, SharedPublished};
 use crate::http::{self, HttpServer};
 use crate::metrics::{FeedMetrics, MetricsSources};
+use crate::query::{self, QueryState};
 use crate::queue::{self, QueueMonitor, QueueSpec, Waker};
+use crate::recorder::{Recorder, RecorderStats};
 use crate::relay::{self, RelayError, SocketGuard};
+use crate::replay::FileCollector;
 use crate::replay_exchange::{ReplayExchange, ReplayOptions};
 use crate::stats::{AcceptCounters, FeedStats, RelayCounters, StopFlag};
 use crate::venue;
+use crate::writer::{WriterHandle, WriterStats};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,12 @@ pub enum StartError {
     /// The HTTP endpoint could not listen.
     #[error("http endpoint: {0}")]
     Http(std::io::Error),
+    /// The CSV writer could not start.
+    #[error("csv writer: {0}")]
+    Writer(#[from] crate::writer::WriterError),
+    /// The raw recorder could not start.
+    #[error("raw recorder: {0}")]
+    Recorder(std::io::Error),
     /// The OS refused a thread.
     #[error("cannot spawn thread {name}: {source}")]
     Spawn {
@@ -81,6 +92,10 @@ pub struct Running {
     relay_counters: Arc<RelayCounters>,
     accept_counters: Arc<AcceptCounters>,
     published: SharedPublished,
+    analytics: Arc<AnalyticsCounters>,
+    writer: Option<Arc<WriterStats>>,
+    recorder: Option<Recorder>,
+    recorder_stats: Option<Arc<RecorderStats>>,
     started: Instant,
     /// (time, total events relayed) at the last status line.
     last_status: (Instant, u64),
@@ -146,12 +161,23 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
 
     let waker = Arc::new(Waker::default());
     let started_mono_ns = crate::clock::mono_ns();
+    let recorder = if cfg.feeds.iter().any(|f| f.record) {
+        let names = cfg
+            .feeds
+            .iter()
+            .map(|f| (f.venue.name().to_owned(), f.name.clone()))
+            .collect();
+        Some(Recorder::spawn(&cfg.recording, names).map_err(StartError::Recorder)?)
+    } else {
+        None
+    };
+    let recorder_stats = recorder.as_ref().map(|r| r.stats().clone());
     let mut metric_feeds = Vec::new();
     let mut feeds = Vec::new();
     let mut inputs = Vec::new();
     let mut collectors = Vec::new();
     let mut pending_collectors = Vec::new();
-    for f in &cfg.feeds {
+    for (i, f) in cfg.feeds.iter().enumerate() {
         let mut fc = f.clone();
         if let Some(addr) = replay_addr {
             let a = addr.to_string();
@@ -196,29 +222,76 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
             ),
             None => None,
         };
-        pending_collectors.push(Collector::new(
-            fc,
-            parser,
-            producer,
-            stats,
-            stop.clone(),
-            tls,
-        ));
+        pending_collectors.push(match fc.source.clone() {
+            FeedSource::WebSocket => {
+                let rec = if fc.record {
+                    recorder.as_ref().and_then(|r| r.sender(i))
+                } else {
+                    None
+                };
+                Feed::Live(Collector::new(
+                    fc,
+                    parser,
+                    producer,
+                    stats,
+                    stop.clone(),
+                    tls,
+                    rec,
+                ))
+            }
+            FeedSource::Files { paths, speed } => Feed::Replay(FileCollector::new(
+                fc,
+                paths,
+                speed,
+                parser,
+                producer,
+                stats,
+                stop.clone(),
+            )),
+        });
     }
 
+    let writer = match &cfg.writer {
+        Some(w) => Some(WriterHandle::spawn(w.clone())?),
+        None => None,
+    };
+    let writer_stats = writer.as_ref().map(|w| w.stats().clone());
+    let analytics_counters = Arc::new(AnalyticsCounters::default());
+    let query = cfg.http.as_ref().map(|h| {
+        let state = QueryState::new(
+            cfg.bars.bars.intervals_ns(),
+            cfg.bars.bars.history_bars(),
+            h.book_depth,
+        );
+        (Arc::new(Mutex::new(state)), h.snapshot_interval)
+    });
+    let analytics = Analytics::new(
+        cfg.bars.clone(),
+        cfg.persist,
+        cfg.feeds.iter().map(|f| f.name.clone()).collect(),
+        writer,
+        recorder_stats.clone(),
+        query.clone(),
+        analytics_counters.clone(),
+    );
+
     // Before any thread starts, so a port in use fails start-up cleanly.
-    let http = match cfg.http_listen {
-        Some(addr) => {
+    let http = match (&cfg.http, query) {
+        (Some(h), Some((q, _))) => {
             let router = http::Router::new(MetricsSources {
                 feeds: metric_feeds,
                 relay: relay_counters.clone(),
                 accept: accept_counters.clone(),
                 published: published.clone(),
                 started_mono_ns,
-            });
-            Some(http::start(addr, Arc::new(router), stop.clone()).map_err(StartError::Http)?)
+                analytics: analytics_counters.clone(),
+                writer: writer_stats.clone(),
+                recorder: recorder_stats.clone(),
+            })
+            .with_fallback(Box::new(move |req| query::handle(&q, req)));
+            Some(http::start(h.listen, Arc::new(router), stop.clone()).map_err(StartError::Http)?)
         }
-        None => None,
+        _ => None,
     };
     let (sub_tx, sub_rx) = crossbeam_channel::bounded(64);
     let consumer = Consumer::new(
@@ -230,6 +303,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         relay_counters.clone(),
         published.clone(),
         stop.clone(),
+        analytics,
     );
     let consumer_core = core_for(&cfg, "consumer");
     let consumer = spawn("consumer", move || {
@@ -257,7 +331,10 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
             name.clone(),
             spawn(&name, move || {
                 pin_current_thread(&n, core);
-                collector.run();
+                match collector {
+                    Feed::Live(c) => c.run(),
+                    Feed::Replay(c) => c.run(),
+                }
             })?,
         ));
     }
@@ -279,9 +356,19 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         relay_counters,
         accept_counters,
         published,
+        analytics: analytics_counters,
+        writer: writer_stats,
+        recorder,
+        recorder_stats,
         started: Instant::now(),
         last_status: (Instant::now(), 0),
     })
+}
+
+/// A feed's collector before its thread starts.
+enum Feed {
+    Live(Collector),
+    Replay(FileCollector),
 }
 
 fn pct(h: &Histogram<u64>, q: f64) -> u64 {
@@ -333,6 +420,22 @@ impl Running {
     /// Relay-wide counters.
     pub fn relay_counters(&self) -> &RelayCounters {
         &self.relay_counters
+    }
+
+    /// The CSV writer's counters, when CSV is on.
+    pub fn writer_stats(&self) -> Option<&WriterStats> {
+        self.writer.as_deref()
+    }
+
+    /// Bars and query snapshot counters.
+    pub fn analytics_counters(&self) -> &AnalyticsCounters {
+        &self.analytics
+    }
+
+    /// True once every collector has ended on its own (a replay reached the end of its
+    /// recordings); live collectors end only at shutdown.
+    pub fn feeds_finished(&self) -> bool {
+        self.collectors.iter().all(|(_, h)| h.is_finished())
     }
 
     /// One status line: events/s since the last call, latency over the last publish interval,
@@ -389,6 +492,12 @@ impl Running {
                 panicked.push(name);
             }
         }
+        // Every sender went with its collector: the recorder finishes its files and ends.
+        if let Some(r) = self.recorder.take() {
+            if !r.join() {
+                panicked.push("recorder".into());
+            }
+        }
         if let Some(h) = self.consumer.take() {
             if h.join().is_err() {
                 panicked.push("consumer".into());
@@ -435,12 +544,26 @@ impl Running {
                         queue_high_water: f.queue.counters().producer.high_water.get(),
                         queue_capacity: f.queue.capacity() as u64,
                         reconnects: c.reconnects.get(),
+                        gaps: c.gaps.get(),
                         p50_ns: h.map_or(0, |h| pct(h, 0.5)),
                         p99_ns: h.map_or(0, |h| pct(h, 0.99)),
                         max_ns: h.map_or(0, |h| if h.is_empty() { 0 } else { h.max() }),
                     }
                 })
                 .collect(),
+            persistence: Persistence {
+                bars_closed: self.analytics.bars_closed.get(),
+                csv_rows: self.writer.as_ref().map(|w| w.writer.rows_written.get()),
+                csv_not_persisted: self.writer.as_ref().map_or(0, |w| {
+                    w.producer.full.get()
+                        + w.producer.disconnected.get()
+                        + w.writer.dropped_io.get()
+                        + w.writer.dropped_unknown.get()
+                }),
+                csv_io_errors: self.writer.as_ref().map_or(0, |w| w.writer.io_errors.get()),
+                raw_recorded: self.recorder_stats.as_ref().map(|r| r.written.get()),
+                raw_dropped: self.recorder_stats.as_ref().map_or(0, |r| r.dropped.get()),
+            },
             subscribers_accepted: self.relay_counters.accepted.get(),
             slow_disconnects: self.relay_counters.slow_disconnects.get(),
             refused: self.accept_counters.refused_full.get(),
@@ -492,6 +615,8 @@ pub struct FeedSummary {
     pub queue_capacity: u64,
     /// Reconnects.
     pub reconnects: u64,
+    /// Venue sequence gaps seen.
+    pub gaps: u64,
     /// Latency percentiles, frame read → subscriber write, ns (0 when nothing was relayed to a
     /// subscriber).
     pub p50_ns: u64,
@@ -501,6 +626,23 @@ pub struct FeedSummary {
     pub max_ns: u64,
 }
 
+/// What went to disk and into bars.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persistence {
+    /// Bars closed and relayed.
+    pub bars_closed: u64,
+    /// CSV rows written; `None` when CSV is off.
+    pub csv_rows: Option<u64>,
+    /// Records not persisted to CSV (queue full, I/O errors).
+    pub csv_not_persisted: u64,
+    /// Failed CSV file operations.
+    pub csv_io_errors: u64,
+    /// Raw messages recorded; `None` when no feed records.
+    pub raw_recorded: Option<u64>,
+    /// Raw messages not recorded.
+    pub raw_dropped: u64,
+}
+
 /// What a relay did, printed at shutdown.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -508,6 +650,8 @@ pub struct Summary {
     pub uptime_s: f64,
     /// Per feed.
     pub feeds: Vec<FeedSummary>,
+    /// Bars, CSV and raw recording.
+    pub persistence: Persistence,
     /// Subscribers accepted.
     pub subscribers_accepted: u64,
     /// Subscribers disconnected as too slow.
@@ -568,6 +712,28 @@ impl fmt::Display for Summary {
             .max_by_key(|s| s.dropped)
         {
             writeln!(f, "most drops: {} ({})", worst.name, worst.dropped)?;
+        }
+        if let Some(worst) = self
+            .feeds
+            .iter()
+            .filter(|s| s.gaps > 0)
+            .max_by_key(|s| s.gaps)
+        {
+            writeln!(f, "most venue gaps: {} ({})", worst.name, worst.gaps)?;
+        }
+        let p = &self.persistence;
+        write!(f, "bars closed {}", p.bars_closed)?;
+        match p.csv_rows {
+            Some(n) => write!(
+                f,
+                " | csv rows {n}, not persisted {}, io errors {}",
+                p.csv_not_persisted, p.csv_io_errors
+            )?,
+            None => write!(f, " | csv off")?,
+        }
+        match p.raw_recorded {
+            Some(n) => writeln!(f, " | raw recorded {n}, not recorded {}", p.raw_dropped)?,
+            None => writeln!(f, " | raw recording off")?,
         }
         write!(
             f,

@@ -63,6 +63,7 @@ STATUS = 4
 HEARTBEAT = 5
 BOOK_SNAPSHOT = 6
 BOOK_DELTA = 7
+BAR = 8
 TYPE_NAMES = {
     INSTRUMENT_DEF: "InstrumentDef",
     TRADE: "Trade",
@@ -71,6 +72,7 @@ TYPE_NAMES = {
     HEARTBEAT: "Heartbeat",
     BOOK_SNAPSHOT: "BookSnapshot",
     BOOK_DELTA: "BookDelta",
+    BAR: "Bar",
 }
 MARKET_DATA_TYPES = (TRADE, QUOTE, BOOK_SNAPSHOT, BOOK_DELTA)
 
@@ -95,6 +97,7 @@ STATUS_CODES = {
     8: "checksum_mismatch",
     9: "crossed_book",
     10: "dropped",
+    11: "not_persisted",
 }
 STATUS_DROPPED = 10
 
@@ -289,6 +292,24 @@ class BookDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class Bar:
+    """A closed OHLCV bar derived by the relay from trades (§4.7)."""
+
+    header: Header
+    interval_ns: int
+    start_ns: int
+    open: Optional[Decimal]
+    high: Optional[Decimal]
+    low: Optional[Decimal]
+    close: Optional[Decimal]
+    volume: Decimal
+    vwap: Optional[Decimal]  # None when the relay's notional overflowed (ABSENT)
+    trade_count: int
+    first_trade_ns: int
+    last_trade_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A frame of a type this reader does not know; skipped by length (§4)."""
 
@@ -296,7 +317,8 @@ class Unknown:
     payload: bytes
 
 
-Message = Union[InstrumentDef, Trade, Quote, Status, Heartbeat, BookSnapshot, BookDelta, Unknown]
+Message = Union[InstrumentDef, Trade, Quote, Status, Heartbeat, BookSnapshot, BookDelta, Bar,
+                Unknown]
 
 
 def _need(payload: bytes, n: int, what: str) -> None:
@@ -355,6 +377,14 @@ def decode_message(header: Header, payload: bytes,
         )
         cls = BookSnapshot if t == BOOK_SNAPSHOT else BookDelta
         return cls(header, vseq or None, levels[:nb], levels[nb:])
+    if t == BAR:
+        _need(payload, 96, "Bar")
+        interval, start, o, hi, lo, c = struct.unpack_from("<QQqqqq", payload)
+        volume = int.from_bytes(payload[48:64], "little", signed=True)
+        vwap, n, first, last = struct.unpack_from("<qQQQ", payload, 64)
+        return Bar(header, interval, start, fixed(o, exponent), fixed(hi, exponent),
+                   fixed(lo, exponent), fixed(c, exponent), Decimal(volume).scaleb(exponent),
+                   fixed(vwap, exponent), n, first, last)
     return Unknown(header, bytes(payload))
 
 
@@ -802,6 +832,13 @@ def to_json(msg: Message, names: dict[int, tuple[str, str]]) -> dict:
         out = {"type": "book", **base, "snapshot": isinstance(msg, BookSnapshot),
                "bids": _levels(msg.bids), "asks": _levels(msg.asks),
                "venue_sequence": msg.venue_sequence, "may_be_bad": h.book_may_be_bad}
+    elif isinstance(msg, Bar):
+        out = {"type": "bar", **base, "interval_ns": msg.interval_ns, "start_ns": msg.start_ns,
+               "open": fmt_decimal(msg.open), "high": fmt_decimal(msg.high),
+               "low": fmt_decimal(msg.low), "close": fmt_decimal(msg.close),
+               "volume": fmt_decimal(msg.volume), "vwap": fmt_decimal(msg.vwap),
+               "trade_count": msg.trade_count, "first_trade_ns": msg.first_trade_ns,
+               "last_trade_ns": msg.last_trade_ns}
     else:
         out = {"type": "unknown", **base, "msg_type": h.msg_type, "payload_len": h.payload_len}
     return out
@@ -836,6 +873,10 @@ def to_text(msg: Message, names: dict[int, tuple[str, str]]) -> str:
         fl = lambda lv: " ".join(f"{d(x.size)}@{d(x.price)}" for x in lv) or "-"  # noqa: E731
         body = (f"book-{kind} {who} seq={h.sequence} vseq={msg.venue_sequence or '-'} "
                 f"bids [{fl(msg.bids)}] asks [{fl(msg.asks)}] {ts}")
+    elif isinstance(msg, Bar):
+        body = (f"bar {who} {msg.interval_ns // 1_000_000}ms start={msg.start_ns} "
+                f"o={d(msg.open)} h={d(msg.high)} l={d(msg.low)} c={d(msg.close)} "
+                f"v={d(msg.volume)} vwap={d(msg.vwap) or '-'} n={msg.trade_count}")
     else:
         body = f"unknown type={h.msg_type} len={h.payload_len}"
     return body + tags
@@ -855,6 +896,7 @@ GOLDEN = {
     "10.5 heartbeat": "4d44524c01050000000000000000000000000000000000000000000000000000005a339608e6e917d0749964",
     "10.6 book_snapshot": "4d44524c01060100400000009cc2f6a4090000000000000000ceac4e08e6e9174010bc4e08e6e917efc4df02000000000200000001000000c08ca27c3e00000080d1f00800000000804a937c3e00000040787d010000000000cfb17c3e00000000c2eb0b00000000006766b5",
     "10.7 trade_cached": "4d44524c01020800200000009cc2f6a40700000000000000c0e4684308e6e917f82da0e807e6e91700cfb17c3e000000400d0300000000002d95a15a000000000200000000000000e68a3e48",
+    "10.8 bar": "4d44524c01080000600000009cc2f6a407000000000000000000000000000000408a429912e6e917005847f80d00000000f0eba004e6e91700cfb17c3e00000000fce27d3e000000800be87a3e00000080654a7d3e000000a0f9944900000000000000000000000088a5c47c3e0000003900000000000000c0c440a804e6e9170031cf9112e6e917edc99b06",
 }
 
 FNV_GOLDEN = [
@@ -934,7 +976,7 @@ def selftest() -> int:
     # Stated lengths.
     for name, n in (("10.1 trade", 76), ("10.2 instrument_def", 66), ("10.3 quote", 76),
                     ("10.4 status", 77), ("10.5 heartbeat", 44), ("10.6 book_snapshot", 108),
-                    ("10.7 trade_cached", 76)):
+                    ("10.7 trade_cached", 76), ("10.8 bar", 140)):
         c.eq(f"{name}: length", len(bytes.fromhex(GOLDEN[name])), n)
 
     # 10.1 Trade
@@ -1048,9 +1090,27 @@ def selftest() -> int:
     c.eq("10.7 differs only in flags and CRC",
          [i for i in range(len(r1)) if r1[i] != r7[i]], [6, 72, 73, 74, 75])
 
+    # 10.8 Bar
+    h, m = _one(c, "10.8 bar")
+    c.eq("10.8 type", h.msg_type, BAR)
+    c.eq("10.8 payload_len", h.payload_len, 96)
+    c.eq("10.8 sequence", h.sequence, 7)
+    c.eq("10.8 recv_ts_ns", h.recv_ts_ns, 1723161300001000000)
+    c.eq("10.8 crc", h.crc32, 0x069BC9ED)
+    assert isinstance(m, Bar)
+    c.eq("10.8 interval", m.interval_ns, 60_000_000_000)
+    c.eq("10.8 start", m.start_ns, 1723161240000000000)
+    c.eq("10.8 ohlc", (m.open, m.high, m.low, m.close),
+         (D("2683.8"), D("2684"), D("2683.5"), D("2683.9")))
+    c.eq("10.8 volume", m.volume, D("12.345"))
+    c.eq("10.8 vwap", m.vwap, D("2683.81234568"))
+    c.eq("10.8 trades", m.trade_count, 57)
+    c.eq("10.8 first/last", (m.first_trade_ns, m.last_trade_ns),
+         (1723161240123000000, 1723161299876000000))
+
     # The stream: all vectors back to back, whole and byte by byte.
     order = ["10.2 instrument_def", "10.7 trade_cached", "10.1 trade", "10.3 quote",
-             "10.6 book_snapshot", "10.4 status", "10.5 heartbeat"]
+             "10.6 book_snapshot", "10.4 status", "10.8 bar", "10.5 heartbeat"]
     stream = b"".join(bytes.fromhex(GOLDEN[n]) for n in order)
     whole = _decode_all(stream)
     c.eq("stream frames", len(whole), len(order))

@@ -306,6 +306,7 @@ fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
         Arc::default(),
         Arc::new(parking_lot::Mutex::new(Published::new(1))),
         stop,
+        mdrelay::analytics::Analytics::relay_only(1),
     );
     let h = thread::spawn(move || consumer.run());
     h.join().unwrap();

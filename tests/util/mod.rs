@@ -183,6 +183,7 @@ impl Pipeline {
             relay_counters.clone(),
             Arc::new(parking_lot::Mutex::new(Published::new(specs.len()))),
             stop.clone(),
+            mdrelay::analytics::Analytics::relay_only(specs.len()),
         );
         let consumer = thread::Builder::new()
             .name("consumer".into())

@@ -46,6 +46,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
+use mdrelay::analytics::{Analytics, AnalyticsCounters};
 use mdrelay::cache::Cache;
 use mdrelay::clock::mono_ns;
 use mdrelay::collector::Collector;
@@ -437,6 +438,8 @@ fn relay_config(socket: &Path, url: &str, transport: Transport, idle: &str) -> C
         sets: vec![
             "replay.enabled=false".into(),
             "http.enabled=false".into(),
+            // CSV persistence runs on its own thread off the relay path; not measured here.
+            "writer.enabled=false".into(),
             format!("relay.socket_path={:?}", socket.display().to_string()),
             format!("consumer.idle=\"{idle}\""),
             format!("feeds.binance.url=\"{url}\""),
@@ -484,7 +487,26 @@ impl RelayPipeline {
         let stats = Arc::new(FeedStats::default());
         let parser = venue::parser_for(fc.venue);
         let name = fc.name.clone();
-        let collector = Collector::new(fc, parser, producer, stats.clone(), stop.clone(), None);
+        let collector = Collector::new(
+            fc,
+            parser,
+            producer,
+            stats.clone(),
+            stop.clone(),
+            None,
+            None,
+        );
+        // As run::start builds it with the writer, recorder and HTTP query API off: bars are
+        // still derived on the consumer.
+        let analytics = Analytics::new(
+            cfg.bars.clone(),
+            cfg.persist,
+            vec![name.clone()],
+            None,
+            None,
+            None,
+            Arc::new(AnalyticsCounters::default()),
+        );
         let (sub_tx, sub_rx) = crossbeam_channel::bounded(64);
         let consumer = Consumer::new(
             vec![FeedInput {
@@ -499,6 +521,7 @@ impl RelayPipeline {
             relay_counters.clone(),
             published.clone(),
             stop.clone(),
+            analytics,
         );
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             thread::Builder::new()

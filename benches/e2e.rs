@@ -1177,11 +1177,33 @@ fn json(points: &[Point], s: &Settings, machine: &str) -> serde_json::Value {
     serde_json::json!({
         "what": "t_write - t_recv: WebSocket frame read on the collector -> write(2) to the subscriber socket returned",
         "machine": machine,
+        "load_average_at_end": loadavg(),
         "warmup_ms": s.warmup.as_millis() as u64,
         "measure_ms": s.measure.as_millis() as u64,
         "source_spin_us": s.spin_ns / 1000,
         "points": rows,
     })
+}
+
+/// Line colour and width of a variant: one hue per idle strategy (channel solid, ring dashed),
+/// baselines thick grey (std) and black (tokio).
+fn series_style(name: &str) -> ((u8, u8, u8), u32) {
+    let ring = name.contains(" ring ");
+    match () {
+        _ if name.starts_with("tokio") => ((0, 0, 0), 4),
+        _ if name.starts_with("std") => ((127, 127, 127), 4),
+        _ if name.ends_with("busy_spin") => (if ring { (227, 119, 194) } else { (214, 39, 40) }, 2),
+        _ if name.ends_with("yield") => (if ring { (188, 189, 34) } else { (255, 127, 14) }, 2),
+        _ if name.ends_with("backoff") => (if ring { (23, 190, 207) } else { (44, 160, 44) }, 2),
+        _ => (
+            if ring {
+                (148, 103, 189)
+            } else {
+                (31, 119, 180)
+            },
+            2,
+        ),
+    }
 }
 
 fn svg(points: &[Point], rate: Rate, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
@@ -1220,6 +1242,13 @@ fn svg(points: &[Point], rate: Rate, path: &Path) -> Result<(), Box<dyn std::err
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("latency, µs (log)")
+        .y_label_formatter(&|y| {
+            if *y < 10.0 {
+                format!("{y:.1}")
+            } else {
+                format!("{y:.0}")
+            }
+        })
         .x_label_formatter(&|x| {
             let p = 100.0 * (1.0 - 1.0 / x);
             if p < 1.0 {
@@ -1231,14 +1260,20 @@ fn svg(points: &[Point], rate: Rate, path: &Path) -> Result<(), Box<dyn std::err
             }
         })
         .draw()?;
-    for (i, (name, pts)) in series.into_iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let baseline = name.starts_with("std") || name.starts_with("tokio");
-        let style = color.stroke_width(if baseline { 4 } else { 2 });
-        chart
-            .draw_series(LineSeries::new(pts, style))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    for (name, pts) in series {
+        let (rgb, width) = series_style(&name);
+        let style = RGBColor(rgb.0, rgb.1, rgb.2).stroke_width(width);
+        if name.contains(" ring ") {
+            chart
+                .draw_series(DashedLineSeries::new(pts, 8, 4, style))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        } else {
+            chart
+                .draw_series(LineSeries::new(pts, style))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
     }
     chart
         .configure_series_labels()
@@ -1259,12 +1294,19 @@ fn machine() -> String {
         .map_or("unknown", |(_, m)| m.trim())
         .to_owned();
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     format!(
         "{cores} logical CPUs, {model}; load average at start {}",
-        load.join(" ")
+        loadavg()
     )
+}
+
+/// The 1, 5 and 15 minute load averages (other builds on this shared machine show up here).
+fn loadavg() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1347,7 +1389,11 @@ fn main() {
             points.push(p);
         }
     }
-    let md = table(&points);
+    let md = format!(
+        "{}\nMachine: {machine}; load average at end {}.\n",
+        table(&points),
+        loadavg()
+    );
     println!("\n{md}");
     if s.smoke {
         for p in &points {

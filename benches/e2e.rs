@@ -1235,6 +1235,7 @@ fn svg(points: &[Point], rate: Rate, path: &Path) -> Result<(), Box<dyn std::err
             ("sans-serif", 20),
         )
         .margin(15)
+        .margin_right(45)
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d((1f64..1e5f64).log_scale(), (ymin..ymax).log_scale())?;

@@ -26,7 +26,8 @@
 //! Output: a markdown table on stdout, `target/bench-report/e2e.json`, and
 //! `target/bench-report/latency.svg` (percentile curves at 50k msg/s). Progress goes to stderr.
 //! Knobs (environment): `E2E_RATES` (`10000,50000,100000,max`), `E2E_WARMUP_MS` (500),
-//! `E2E_MEASURE_MS` (2500), `E2E_VARIANTS` (comma-separated name filters), `E2E_SOURCE_SPIN_US`.
+//! `E2E_MEASURE_MS` (2500), `E2E_VARIANTS` (comma-separated name filters), `E2E_SOURCE_SPIN_US`;
+//! `E2E_REPLOT=path/to/e2e.json` redraws the 50k picture of an earlier run without measuring.
 //! Under `cargo test` (no `--bench` argument) it runs a short smoke pass of every variant and
 //! writes no report.
 
@@ -1206,13 +1207,42 @@ fn series_style(name: &str) -> ((u8, u8, u8), u32) {
     }
 }
 
-fn svg(points: &[Point], rate: Rate, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    use plotters::prelude::*;
-    let series: Vec<(String, Vec<(f64, f64)>)> = points
+/// (variant name, percentile curve) of every variant measured at `rate`.
+fn curves_at(points: &[Point], rate: Rate) -> Vec<(String, Vec<(f64, f64)>)> {
+    points
         .iter()
         .filter(|p| p.rate == rate && !p.hist.is_empty())
         .map(|p| (p.variant.name(), curve(&p.hist)))
-        .collect();
+        .collect()
+}
+
+/// The same curves from an `e2e.json` written earlier (`E2E_REPLOT`), for redrawing a picture.
+fn curves_from_json(path: &Path, rate: u64) -> Vec<(String, Vec<(f64, f64)>)> {
+    let text = std::fs::read_to_string(path).expect("E2E_REPLOT file");
+    let j: serde_json::Value = serde_json::from_str(&text).expect("e2e.json");
+    j["points"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| p["offered_rate"].as_u64() == Some(rate))
+                .map(|p| {
+                    let name = p["variant"].as_str().unwrap_or("?").to_owned();
+                    let pts = serde_json::from_value::<Vec<(f64, f64)>>(p["curve_us"].clone())
+                        .unwrap_or_default();
+                    (name, pts)
+                })
+                .filter(|(_, pts)| !pts.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn svg(
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    rate: Rate,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
     let ymax = series
         .iter()
         .flat_map(|(_, c)| c.iter().map(|p| p.1))
@@ -1362,6 +1392,20 @@ fn settings() -> Settings {
 
 fn main() {
     mdrelay::clock::init();
+    if let Some(from) = std::env::var_os("E2E_REPLOT") {
+        // Redraw the picture of an earlier run's e2e.json; measure nothing.
+        let dir = report_dir();
+        std::fs::create_dir_all(&dir).expect("report dir");
+        let out = dir.join("latency.svg");
+        svg(
+            curves_from_json(Path::new(&from), 50_000),
+            Rate::Fixed(50_000),
+            &out,
+        )
+        .expect("svg");
+        eprintln!("e2e: redrew {}", out.display());
+        return;
+    }
     let s = settings();
     let machine = machine();
     let started = Instant::now();
@@ -1427,7 +1471,11 @@ fn main() {
     } else {
         s.rates[0]
     };
-    if let Err(e) = svg(&points, plot_rate, &dir.join("latency.svg")) {
+    if let Err(e) = svg(
+        curves_at(&points, plot_rate),
+        plot_rate,
+        &dir.join("latency.svg"),
+    ) {
         eprintln!("e2e: svg: {e}");
     }
     eprintln!(

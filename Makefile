@@ -31,7 +31,7 @@ unit:
 	$(CARGO) test --locked --all-targets
 
 bench:
-	$(CARGO) bench --locked --bench codec --bench parse --bench hop
+	$(CARGO) bench --locked --bench codec --bench parse --bench hop --bench fanout
 	$(CARGO) bench --locked --bench e2e
 	@echo "bench report: target/criterion/ (micro-benchmarks), target/bench-report/ (e2e.md, e2e.json, latency.svg)"
 
@@ -40,3 +40,17 @@ bench-idle: build
 
 clean:
 	$(CARGO) clean
+
+.PHONY: fuzz soak
+
+# Property-based fuzzing of the decoder, venue parsers, request parser and config loader
+# (tests/it/fuzz.rs) with many more cases than `make test` runs (about 5 minutes here).
+FUZZ_CASES ?= 20000
+fuzz:
+	MDRELAY_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --test it fuzz
+
+# Soak: the relay binary at full speed with reconnecting feeds and a slow subscriber; resident
+# memory and descriptors must stay flat (tests/it/soak.rs; 60 s of it run in `make test`).
+SOAK_SECS ?= 300
+soak:
+	MDRELAY_SOAK_SECS=$(SOAK_SECS) $(CARGO) test --locked --release --test it soak -- --nocapture

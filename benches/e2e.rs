@@ -47,6 +47,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
+use mdrelay::acceptor::{self, AcceptConfig};
 use mdrelay::analytics::{Analytics, AnalyticsCounters};
 use mdrelay::cache::Cache;
 use mdrelay::clock::mono_ns;
@@ -508,7 +509,7 @@ impl RelayPipeline {
             None,
             Arc::new(AnalyticsCounters::default()),
         );
-        let (sub_tx, sub_rx) = crossbeam_channel::bounded(64);
+        let (sub_tx, sub_rx) = crossbeam_channel::bounded(1024);
         let consumer = Consumer::new(
             vec![FeedInput {
                 name,
@@ -530,25 +531,18 @@ impl RelayPipeline {
                 .spawn(f)
                 .expect("spawn")
         };
-        let (rc, st, max) = (
-            relay_counters.clone(),
-            stop.clone(),
-            cfg.relay.max_subscribers,
-        );
+        let (rc, st) = (relay_counters.clone(), stop.clone());
+        let acfg = AcceptConfig {
+            max_subscribers: cfg.relay.max_subscribers,
+            hello_timeout: cfg.relay.hello_timeout,
+            allowed_uids: cfg.relay.allowed_uids.clone(),
+        };
         let threads = vec![
             spawn("consumer", Box::new(move || consumer.run())),
             spawn(
                 "relay-accept",
                 Box::new(move || {
-                    mdrelay::relay::accept_loop(
-                        listener,
-                        sub_tx,
-                        max,
-                        rc,
-                        Arc::default(),
-                        waker,
-                        st,
-                    )
+                    acceptor::accept_loop(listener, sub_tx, acfg, rc, Arc::default(), waker, st)
                 }),
             ),
             spawn("collector-binance", Box::new(move || collector.run())),

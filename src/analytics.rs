@@ -73,6 +73,8 @@ pub struct Analytics {
     feed_names: Vec<String>,
     /// Per feed: latest receive time seen (the bar clock of a replay).
     data_clock: Vec<u64>,
+    /// Per feed, with [`BarClock::Data`]: the data time of the feed's next bar-timer run.
+    next_data_timer: Vec<u64>,
     writer: Option<WriterHandle>,
     /// Raw recorder counters, read for `not_persisted` reports.
     recorder: Option<Arc<RecorderStats>>,
@@ -116,6 +118,7 @@ impl Analytics {
             insts: FxHashMap::default(),
             feed_names,
             data_clock: vec![0; feeds],
+            next_data_timer: vec![0; feeds],
             writer,
             recorder,
             reported_lost: 0,
@@ -166,15 +169,29 @@ impl Analytics {
 
     /// Takes in a frame of `feed` that the cache accepted and subscribers were given.
     #[inline]
-    pub fn on_frame(&mut self, feed: usize, h: &Header, frame: &[u8], subs: &mut Subscribers) {
+    pub fn on_frame(
+        &mut self,
+        feed: usize,
+        h: &Header,
+        frame: &[u8],
+        subs: &mut Subscribers,
+        cache: &mut Cache,
+    ) {
         if h.instrument_id == 0 {
             return;
         }
         if let Some(c) = self.data_clock.get_mut(feed) {
             *c = (*c).max(h.recv_ts_ns);
+            // On the recording's clock the timer runs at fixed points of the feed's own data,
+            // so a replay closes the same bars at the same places in the stream every time.
+            if self.cfg.clock == BarClock::Data && *c >= self.next_data_timer[feed] {
+                let now = *c;
+                self.next_data_timer[feed] = now.saturating_add(self.timer_interval_ns());
+                self.close_due(Some(feed), now, subs, cache);
+            }
         }
         match MsgType::from_code(h.msg_type) {
-            Some(MsgType::Trade) => self.on_trade(h, frame, subs),
+            Some(MsgType::Trade) => self.on_trade(h, frame, subs, cache),
             Some(MsgType::Quote) => {
                 let Some(inst) = self.insts.get_mut(&h.instrument_id) else {
                     return;
@@ -238,7 +255,7 @@ impl Analytics {
     }
 
     #[inline]
-    fn on_trade(&mut self, h: &Header, frame: &[u8], subs: &mut Subscribers) {
+    fn on_trade(&mut self, h: &Header, frame: &[u8], subs: &mut Subscribers, cache: &mut Cache) {
         let Some(inst) = self.insts.get_mut(&h.instrument_id) else {
             return;
         };
@@ -269,7 +286,14 @@ impl Analytics {
         }
         if !self.closed.is_empty() {
             let closed = std::mem::take(&mut self.closed);
-            self.emit_bars(h.instrument_id, h.sequence, h.recv_ts_ns, &closed, subs);
+            self.emit_bars(
+                h.instrument_id,
+                h.sequence,
+                h.recv_ts_ns,
+                &closed,
+                subs,
+                cache,
+            );
             self.closed = closed;
         }
     }
@@ -282,6 +306,7 @@ impl Analytics {
         closed_at_ns: u64,
         bars: &[Bar],
         subs: &mut Subscribers,
+        cache: &mut Cache,
     ) {
         for bar in bars {
             protocol::encode_bar(
@@ -295,6 +320,7 @@ impl Analytics {
                 &BarFrame::from(bar),
             );
             subs.broadcast(&self.scratch);
+            cache.store_bar(id, bar.interval_ns, &self.scratch);
             self.counters.bars_closed.inc();
             if self.persist.bars {
                 self.send(WriterRecord::Bar {
@@ -317,28 +343,43 @@ impl Analytics {
         }
     }
 
-    /// Closes the bars whose end + grace has passed on the bar clock (`now_wall_ns` for live
-    /// feeds, each feed's latest receive time in a replay), and reports unpersisted records.
-    pub fn on_timer(&mut self, now_wall_ns: u64, subs: &mut Subscribers) {
+    /// The wall-clock timer: with [`BarClock::Wall`] closes the bars whose end + grace has
+    /// passed; reports unpersisted records.
+    pub fn on_timer(&mut self, now_wall_ns: u64, subs: &mut Subscribers, cache: &mut Cache) {
+        if self.cfg.clock == BarClock::Wall {
+            self.close_due(None, now_wall_ns, subs, cache);
+        }
+        self.report_losses(now_wall_ns, subs, false);
+    }
+
+    /// Closes the due bars of the instruments of `feed` (`None`: of every feed) at `now`.
+    fn close_due(
+        &mut self,
+        feed: Option<usize>,
+        now: u64,
+        subs: &mut Subscribers,
+        cache: &mut Cache,
+    ) {
         let mut closed = std::mem::take(&mut self.closed);
-        let ids: Vec<InstrumentId> = self.insts.keys().copied().collect();
+        let mut ids: Vec<InstrumentId> = self
+            .insts
+            .iter()
+            .filter(|(_, i)| feed.is_none_or(|f| i.feed == f))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
         for id in ids {
             let Some(inst) = self.insts.get_mut(&id) else {
                 continue;
             };
-            let now = match self.cfg.clock {
-                BarClock::Wall => now_wall_ns,
-                BarClock::Data => self.data_clock.get(inst.feed).copied().unwrap_or(0),
-            };
             closed.clear();
             if inst.bars.on_timer(now, &mut closed) > 0 {
                 let seq = inst.sequence;
-                self.emit_bars(id, seq, now, &closed, subs);
+                self.emit_bars(id, seq, now, &closed, subs, cache);
             }
         }
         closed.clear();
         self.closed = closed;
-        self.report_losses(now_wall_ns, subs, false);
     }
 
     /// Sends one `not_persisted` status when records were lost since the last report (at most
@@ -442,10 +483,11 @@ impl Analytics {
 
     /// At shutdown: closes the open bars if configured, reports the last losses, publishes the
     /// final snapshot, and hands the writer back for closing (it writes everything queued).
-    pub fn finish(&mut self, cache: &Cache, subs: &mut Subscribers) -> Option<WriterHandle> {
+    pub fn finish(&mut self, cache: &mut Cache, subs: &mut Subscribers) -> Option<WriterHandle> {
         if self.cfg.close_on_shutdown {
             let mut closed = Vec::new();
-            let ids: Vec<InstrumentId> = self.insts.keys().copied().collect();
+            let mut ids: Vec<InstrumentId> = self.insts.keys().copied().collect();
+            ids.sort_unstable();
             for id in ids {
                 let Some(inst) = self.insts.get_mut(&id) else {
                     continue;
@@ -457,7 +499,7 @@ impl Analytics {
                     BarClock::Data => self.data_clock.get(inst.feed).copied().unwrap_or(0),
                 };
                 let seq = inst.sequence;
-                self.emit_bars(id, seq, at, &closed, subs);
+                self.emit_bars(id, seq, at, &closed, subs, cache);
             }
         }
         self.report_losses(clock::wall_ns(), subs, true);

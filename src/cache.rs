@@ -13,6 +13,7 @@ use crate::book::L2Book;
 use crate::event::{BookUpdate, Level};
 use crate::instrument::InstrumentId;
 use crate::protocol::{self, flags, FrameBuf, Header, Message, Meta, MsgType};
+use crate::subscription::kinds;
 
 /// What the cache holds for one instrument.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct Entry {
     pub last_quote: Option<FrameBuf>,
     /// The book from every BookSnapshot/BookDelta of the id, with its last frame's header.
     pub book: Option<CachedBook>,
+    /// The last closed Bar frame per interval (interval ns, frame), in order of first close.
+    pub bars: Vec<(u64, FrameBuf)>,
 }
 
 /// An instrument's book as its frames built it.
@@ -81,6 +84,7 @@ impl Cache {
                             last_trade: None,
                             last_quote: None,
                             book: None,
+                            bars: Vec::new(),
                         },
                     );
                     self.order.push(h.instrument_id);
@@ -127,27 +131,67 @@ impl Cache {
         Ok(())
     }
 
+    /// Keeps `frame`, a Bar of `id` just relayed, as its last closed bar of `interval_ns`.
+    pub fn store_bar(&mut self, id: InstrumentId, interval_ns: u64, frame: &[u8]) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        match e.bars.iter_mut().find(|(i, _)| *i == interval_ns) {
+            Some((_, f)) => {
+                f.clear();
+                f.extend_from_slice(frame);
+            }
+            None => e.bars.push((interval_ns, FrameBuf::from_slice(frame))),
+        }
+    }
+
     /// Appends what a new subscriber needs before live frames: every definition, then the
     /// cached latest quote and trade of each instrument, flagged CACHED.
     pub fn write_snapshot(&self, out: &mut Vec<u8>) {
-        for id in &self.order {
-            if let Some(e) = self.entries.get(id) {
-                out.extend_from_slice(&e.def);
-            }
-        }
-        let mut buf = FrameBuf::new();
+        self.write_snapshot_selected(out, &mut |_, _, _| (true, kinds::ALL));
+    }
+
+    /// [`write_snapshot`](Self::write_snapshot) of a selection: `select(id, venue, symbol)`
+    /// says whether to send the instrument's definition and which [`kinds`] of its cached state
+    /// (book, quote, trade) to send.
+    pub fn write_snapshot_selected(
+        &self,
+        out: &mut Vec<u8>,
+        select: &mut dyn FnMut(InstrumentId, &str, &str) -> (bool, u8),
+    ) {
+        let mut chosen: Vec<(InstrumentId, u8)> = Vec::new();
         for id in &self.order {
             let Some(e) = self.entries.get(id) else {
                 continue;
             };
-            if let Some(cb) = &e.book {
+            let Ok((f, _)) = protocol::decode_frame(&e.def) else {
+                continue;
+            };
+            let Ok(Message::InstrumentDef { venue, symbol, .. }) = f.message() else {
+                continue;
+            };
+            let (def, mask) = select(*id, venue, symbol);
+            if def {
+                out.extend_from_slice(&e.def);
+            }
+            if mask != 0 {
+                chosen.push((*id, mask));
+            }
+        }
+        let mut buf = FrameBuf::new();
+        for (id, mask) in chosen {
+            let Some(e) = self.entries.get(&id) else {
+                continue;
+            };
+            let book = e.book.as_ref().filter(|_| mask & kinds::BOOK != 0);
+            if let Some(cb) = book {
                 let bids: Vec<Level> = cb.book.bids().collect();
                 let asks: Vec<Level> = cb.book.asks().collect();
                 let keep = cb.last.flags & flags::BOOK_MAY_BE_BAD;
                 protocol::encode_book(
                     &mut buf,
                     &Meta {
-                        instrument_id: *id,
+                        instrument_id: id,
                         sequence: cb.last.sequence,
                         recv_ts_ns: cb.last.recv_ts_ns,
                         flags: flags::CACHED | keep,
@@ -164,7 +208,14 @@ impl Cache {
                 );
                 out.extend_from_slice(&buf);
             }
-            for f in [&e.last_quote, &e.last_trade].into_iter().flatten() {
+            let quote = e.last_quote.as_ref().filter(|_| mask & kinds::QUOTE != 0);
+            let trade = e.last_trade.as_ref().filter(|_| mask & kinds::TRADE != 0);
+            let bars = e
+                .bars
+                .iter()
+                .filter(|_| mask & kinds::BAR != 0)
+                .map(|(_, f)| f);
+            for f in [quote, trade].into_iter().flatten().chain(bars) {
                 let at = out.len();
                 out.extend_from_slice(f);
                 protocol::add_flags(&mut out[at..], flags::CACHED);

@@ -5,7 +5,7 @@
 //! each frame's CRC and hands it out borrowed from the buffer. It keeps the id → name table from
 //! the InstrumentDefs it has seen. Blocks in `read(2)` (optionally with a timeout); one thread.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap;
 
 use crate::instrument::{InstrumentId, InstrumentName};
 use crate::protocol::{self, DecodeError, FrameRef, Message};
+use crate::subscription::{self, Filter};
 
 /// Why the client stopped.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,8 @@ pub struct Received<'a> {
     pub frame: FrameRef<'a>,
     /// Venue and symbol of `frame.header.instrument_id`.
     pub instrument: Option<&'a InstrumentName>,
+    /// The whole frame as received: header, payload, CRC.
+    pub raw: &'a [u8],
 }
 
 /// A connected subscriber.
@@ -54,6 +57,34 @@ impl RelayClient {
     /// Connects to the relay socket at `path`.
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
         Ok(Self::from_stream(UnixStream::connect(path)?))
+    }
+
+    /// Connects and subscribes (docs/PROTOCOL.md §6.5): the requests go out at once, within the
+    /// relay's hello window, so the join snapshot already follows them. No filter: everything.
+    pub fn connect_filtered(path: &Path, filters: &[Filter]) -> Result<Self, ClientError> {
+        let c = Self::connect(path)?;
+        for f in filters {
+            c.subscribe(f)?;
+        }
+        Ok(c)
+    }
+
+    /// Sends a subscribe request; the relay answers with a `request_ok` (or `request_error`)
+    /// status frame in the stream.
+    pub fn subscribe(&self, f: &Filter) -> Result<(), ClientError> {
+        self.request(true, f)
+    }
+
+    /// Sends an unsubscribe request for a subscription equal to `f`.
+    pub fn unsubscribe(&self, f: &Filter) -> Result<(), ClientError> {
+        self.request(false, f)
+    }
+
+    fn request(&self, subscribe: bool, f: &Filter) -> Result<(), ClientError> {
+        let mut buf = protocol::FrameBuf::new();
+        subscription::encode_request(&mut buf, subscribe, f);
+        (&self.stream).write_all(&buf)?;
+        Ok(())
     }
 
     /// Wraps an already connected stream.
@@ -129,7 +160,9 @@ impl RelayClient {
                 Err(e) => return Err(e.into()),
             }
         }
-        let (frame, n) = protocol::decode_frame(&self.buf[self.start..self.end])?;
+        let at = self.start;
+        let (frame, n) = protocol::decode_frame(&self.buf[at..self.end])?;
+        let raw = &self.buf[at..at + n];
         self.start += n;
         if self.start == self.end {
             self.start = 0;
@@ -147,6 +180,7 @@ impl RelayClient {
         Ok(Some(Received {
             frame,
             instrument: self.names.get(&frame.header.instrument_id),
+            raw,
         }))
     }
 }

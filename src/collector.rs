@@ -137,6 +137,7 @@ impl Collector {
                 self.session(ws, &mut attempt)
             });
             self.out.stats().collector.connected.set(0);
+            self.out.stats().collector.subscribed.set(0);
             {
                 // Per-connection venue state (books) is void: tell subscribers.
                 let out = &mut self.out;
@@ -404,6 +405,7 @@ pub(crate) fn parse_message(
     match result {
         Ok(Parsed::Data) => {
             c.last_data_mono_ns.set(t_recv);
+            c.subscribed.set(1);
             true
         }
         Ok(Parsed::Control) => {

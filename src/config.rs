@@ -76,6 +76,8 @@ pub struct RawRelay {
     max_pending_bytes: u64,
     heartbeat_interval_ms: u64,
     drain_timeout_ms: u64,
+    hello_timeout_ms: u64,
+    allowed_uids: Vec<u64>,
 }
 
 /// `[consumer]` as written.
@@ -275,6 +277,10 @@ pub struct RelayConfig {
     pub heartbeat_interval: Duration,
     /// How long shutdown waits for subscribers to take their last bytes.
     pub drain_timeout: Duration,
+    /// How long a new connection may send subscription requests before it is admitted.
+    pub hello_timeout: Duration,
+    /// Peer uids allowed to connect; empty: any the socket's permissions let in.
+    pub allowed_uids: Vec<u32>,
 }
 
 /// The consumer thread.
@@ -327,7 +333,13 @@ pub struct FeedConfig {
 impl FeedConfig {
     /// A feed replaying `paths` (recordings of `venue`) at `speed` (0 = as fast as possible).
     /// Its queue blocks rather than drops (up to a minute): a replay waits for the pipeline.
-    pub fn replay(name: &str, venue: Venue, paths: Vec<PathBuf>, speed: f64) -> FeedConfig {
+    pub fn replay(
+        name: &str,
+        venue: Venue,
+        paths: Vec<PathBuf>,
+        speed: f64,
+        wait_subscribers: u64,
+    ) -> FeedConfig {
         FeedConfig {
             name: name.to_owned(),
             venue,
@@ -348,7 +360,11 @@ impl FeedConfig {
             reconnect_max: Duration::from_secs(30),
             stale_after: Duration::from_secs(86_400),
             record: false,
-            source: FeedSource::Files { paths, speed },
+            source: FeedSource::Files {
+                paths,
+                speed,
+                wait_subscribers,
+            },
         }
     }
 }
@@ -365,6 +381,8 @@ pub enum FeedSource {
         paths: Vec<PathBuf>,
         /// Pace multiplier of the recorded timing; 0 = as fast as possible.
         speed: f64,
+        /// Start only once this many subscribers are connected (so they miss nothing).
+        wait_subscribers: u64,
     },
 }
 
@@ -708,6 +726,22 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             3_600_000,
         )?,
         drain_timeout: ms("relay.drain_timeout_ms", r.drain_timeout_ms, 0, 600_000)?,
+        hello_timeout: ms("relay.hello_timeout_ms", r.hello_timeout_ms, 0, 10_000)?,
+        allowed_uids: r
+            .allowed_uids
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| {
+                range(
+                    &format!("relay.allowed_uids[{i}]"),
+                    u,
+                    0,
+                    u64::from(u32::MAX),
+                    "uid",
+                )
+                .map(|u| u as u32)
+            })
+            .collect::<Result<_, _>>()?,
     };
 
     let c = &raw.consumer;

@@ -15,7 +15,6 @@
 //! consumer empties every queue, writes what subscribers still have pending (up to the drain
 //! timeout), closes them and returns.
 
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
+use crate::acceptor::Admission;
 use crate::analytics::Analytics;
 use crate::cache::{Cache, Refusal};
 use crate::clock;
@@ -67,6 +67,13 @@ pub struct Published {
     pub latency_total: Vec<Histogram<u64>>,
     /// Per feed: latency over the last publish interval, ns.
     pub latency_recent: Vec<Histogram<u64>>,
+    /// Per feed: frame read → frame queued (parse, normalize, encode, and the earlier frames
+    /// of the same venue message), ns, since start.
+    pub parse_total: Vec<Histogram<u64>>,
+    /// Per feed: frame queued → taken by the consumer, ns, since start.
+    pub queue_wait_total: Vec<Histogram<u64>>,
+    /// Per subscriber, as of the last publish.
+    pub subscribers: Vec<crate::relay::SubscriberStats>,
 }
 
 impl Published {
@@ -75,6 +82,9 @@ impl Published {
         Published {
             latency_total: (0..feeds).map(|_| new_histogram()).collect(),
             latency_recent: (0..feeds).map(|_| new_histogram()).collect(),
+            parse_total: (0..feeds).map(|_| new_histogram()).collect(),
+            queue_wait_total: (0..feeds).map(|_| new_histogram()).collect(),
+            subscribers: Vec::new(),
         }
     }
 }
@@ -102,13 +112,17 @@ pub struct Consumer {
     inputs: Vec<Input>,
     cache: Cache,
     subs: Subscribers,
-    new_subs: Receiver<UnixStream>,
+    new_subs: Receiver<Admission>,
     cfg: ConsumerConfig,
     heartbeat_interval_ns: u64,
     drain_timeout: Duration,
     stop: Arc<StopFlag>,
     /// Per feed: latency since the last publish.
     interval: Vec<Histogram<u64>>,
+    /// Per feed: read → queued since the last publish.
+    parse: Vec<Histogram<u64>>,
+    /// Per feed: queued → dequeued since the last publish.
+    queue_wait: Vec<Histogram<u64>>,
     published: SharedPublished,
     /// (feed index, t_recv) of the frames of the current turn, for latency after the writes.
     turn: Vec<(usize, u64)>,
@@ -129,7 +143,7 @@ impl Consumer {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         feeds: Vec<FeedInput>,
-        new_subs: Receiver<UnixStream>,
+        new_subs: Receiver<Admission>,
         waker: Arc<Waker>,
         cfg: ConsumerConfig,
         relay: &RelayConfig,
@@ -157,6 +171,8 @@ impl Consumer {
             drain_timeout: relay.drain_timeout,
             stop,
             interval: (0..n).map(|_| new_histogram()).collect(),
+            parse: (0..n).map(|_| new_histogram()).collect(),
+            queue_wait: (0..n).map(|_| new_histogram()).collect(),
             published,
             turn: Vec::with_capacity(4096),
             scratch: FrameBuf::new(),
@@ -176,8 +192,18 @@ impl Consumer {
         let mut next_bar_timer = clock::mono_ns().saturating_add(bar_timer_ns);
         let mut next_snapshot = clock::mono_ns().saturating_add(snapshot_ns);
         loop {
-            while let Ok(s) = self.new_subs.try_recv() {
-                self.subs.add(s, &self.cache);
+            while let Ok(a) = self.new_subs.try_recv() {
+                match a {
+                    Admission::New {
+                        stream,
+                        serial,
+                        filters,
+                    } => self.subs.add(stream, serial, filters, &self.cache),
+                    Admission::Requests { serial, requests } => {
+                        self.subs.apply(serial, requests, &self.cache)
+                    }
+                    Admission::Refuse { serial, reason } => self.subs.refuse(serial, &reason),
+                }
             }
             let n = self.take_turn();
             if n > 0 || self.subs.any_pending() {
@@ -206,7 +232,7 @@ impl Consumer {
             }
             if now >= next_bar_timer {
                 self.analytics
-                    .on_timer(clock::wall_ns_at(now), &mut self.subs);
+                    .on_timer(clock::wall_ns_at(now), &mut self.subs, &mut self.cache);
                 self.subs.flush();
                 next_bar_timer = now.saturating_add(bar_timer_ns);
             }
@@ -229,7 +255,7 @@ impl Consumer {
             self.wait(next_timer.saturating_sub(now));
         }
         self.publish(true);
-        let writer = self.analytics.finish(&self.cache, &mut self.subs);
+        let writer = self.analytics.finish(&mut self.cache, &mut self.subs);
         let unfinished = self
             .subs
             .drain_and_close(Instant::now() + self.drain_timeout);
@@ -251,6 +277,9 @@ impl Consumer {
     #[inline]
     fn take_turn(&mut self) -> usize {
         let mut taken = 0;
+        // One clock read per turn: frames taken later in the turn waited a little longer than
+        // recorded (by the time to relay the frames before them, ~100 ns each).
+        let t_dequeue = clock::mono_ns();
         for (idx, input) in self.inputs.iter_mut().enumerate() {
             if !input.open {
                 continue;
@@ -259,13 +288,25 @@ impl Consumer {
                 match input.feed.rx.try_pop() {
                     Ok(env) => {
                         taken += 1;
+                        if env.t_enqueue_ns != 0 {
+                            let _ = self.parse[idx]
+                                .record(env.t_enqueue_ns.saturating_sub(env.t_recv_ns).max(1));
+                            let _ = self.queue_wait[idx]
+                                .record(t_dequeue.saturating_sub(env.t_enqueue_ns).max(1));
+                        }
                         let frame = &env.frame[..];
                         let h = protocol::peek_header(frame);
                         let c = &input.feed.stats.consumer;
                         match self.cache.apply(idx, &h, frame) {
                             Ok(()) => {
                                 self.subs.broadcast(frame);
-                                self.analytics.on_frame(idx, &h, frame, &mut self.subs);
+                                self.analytics.on_frame(
+                                    idx,
+                                    &h,
+                                    frame,
+                                    &mut self.subs,
+                                    &mut self.cache,
+                                );
                                 c.relayed.inc();
                                 if is_event(h.msg_type) {
                                     c.relayed_events.inc();
@@ -366,6 +407,15 @@ impl Consumer {
             self.published.try_lock()
         };
         let Some(mut p) = guard else { return };
+        for (total, h) in p.parse_total.iter_mut().zip(&mut self.parse) {
+            let _ = total.add(&*h);
+            h.reset();
+        }
+        for (total, h) in p.queue_wait_total.iter_mut().zip(&mut self.queue_wait) {
+            let _ = total.add(&*h);
+            h.reset();
+        }
+        self.subs.stats_into(&mut p.subscribers);
         for (i, h) in self.interval.iter_mut().enumerate() {
             if let Some(total) = p.latency_total.get_mut(i) {
                 let _ = total.add(&*h);

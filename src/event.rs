@@ -143,11 +143,20 @@ pub enum StatusCode {
     /// Records were not persisted (CSV writer behind or failing, raw recorder behind); count:
     /// how many since the last such report. Relay-wide (instrument 0). Subscribers lost nothing.
     NotPersisted = 11,
+    /// A subscription request was applied (to this connection only); count: subscriptions the
+    /// connection now holds; detail: the request.
+    RequestOk = 12,
+    /// A subscription request was refused (to this connection only); detail: why. A malformed
+    /// or oversized request is followed by the relay closing the connection.
+    RequestError = 13,
+    /// This connection is being closed because it read too slowly (to this connection only);
+    /// count: its unread bytes.
+    TooSlow = 14,
 }
 
 impl StatusCode {
     /// Every code, in wire order.
-    pub const ALL: [StatusCode; 11] = [
+    pub const ALL: [StatusCode; 14] = [
         StatusCode::Connected,
         StatusCode::Subscribed,
         StatusCode::Disconnected,
@@ -159,6 +168,9 @@ impl StatusCode {
         StatusCode::CrossedBook,
         StatusCode::Dropped,
         StatusCode::NotPersisted,
+        StatusCode::RequestOk,
+        StatusCode::RequestError,
+        StatusCode::TooSlow,
     ];
 
     /// Wire code → status, `None` for codes this build does not know.
@@ -180,6 +192,9 @@ impl StatusCode {
             StatusCode::CrossedBook => "crossed_book",
             StatusCode::Dropped => "dropped",
             StatusCode::NotPersisted => "not_persisted",
+            StatusCode::RequestOk => "request_ok",
+            StatusCode::RequestError => "request_error",
+            StatusCode::TooSlow => "too_slow",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! bounded [`queue`]s; one [`consumer`] thread owns the [`cache`] and the [`relay`] socket and
 //! fans frames out to subscribers, who read them with [`client`].
 
+pub mod acceptor;
 pub mod analytics;
 pub mod bars;
 pub mod book;
@@ -33,7 +34,9 @@ pub mod replay;
 pub mod replay_exchange;
 pub mod run;
 pub mod stats;
+pub mod subscription;
 pub mod timefmt;
+pub mod top;
 pub mod venue;
 pub mod writer;
 

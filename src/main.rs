@@ -11,10 +11,11 @@ use clap::{Parser, Subcommand};
 
 use mdrelay::client::RelayClient;
 use mdrelay::config::{self, Sources};
-use mdrelay::event::{BookUpdate, Event, Level};
+use mdrelay::event::{BookUpdate, Event, Level, StatusCode};
 use mdrelay::instrument::Venue;
 use mdrelay::json::{self, Human, Origin};
 use mdrelay::protocol::Message;
+use mdrelay::subscription::{self, Filter};
 use mdrelay::{recording, run, venue};
 
 mod bars_cli;
@@ -57,6 +58,15 @@ enum Command {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<u64>,
+        /// Only this venue.
+        #[arg(long)]
+        venue: Option<String>,
+        /// Only symbols matching this (exact, or a glob with * and ?).
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Only these kinds, comma-separated: trade, quote, book, bar, status.
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -76,6 +86,9 @@ enum Command {
         /// Venue protocol of every file (default: each file's directory name, e.g. binance/).
         #[arg(long)]
         venue: Option<String>,
+        /// Start replaying only once this many subscribers are connected.
+        #[arg(long, default_value_t = 0)]
+        wait_subscribers: u64,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -96,6 +109,18 @@ enum Command {
         /// Include the bar still open (last row, marked).
         #[arg(long)]
         open: bool,
+        /// HTTP address of the relay (default: http.listen from the configuration).
+        #[arg(long)]
+        http: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Live terminal dashboard of a running relay: instruments, feeds, queues, latency.
+    /// Keys: s sort, r reverse, v venue filter, q quit.
+    Top {
+        /// Relay socket (default: relay.socket_path from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
         /// HTTP address of the relay (default: http.listen from the configuration).
         #[arg(long)]
         http: Option<String>,
@@ -129,19 +154,32 @@ fn main() -> ExitCode {
             socket,
             json,
             count,
+            venue,
+            symbol,
+            kind,
             config,
-        } => cmd_tail(socket, json, count, &config),
+        } => tail_filter(venue, symbol, &kind)
+            .and_then(|f| cmd_tail(socket, json, count, f, &config)),
         Command::Decode { venue, file } => cmd_decode(&venue, &file),
+        Command::Top {
+            socket,
+            http,
+            config,
+        } => mdrelay::top::Target::resolve(socket, http, || load_config(&config))
+            .map_err(anyhow::Error::from)
+            .and_then(|t| Ok(mdrelay::top::run(&t).map(|()| ExitCode::SUCCESS)?)),
         Command::Replay {
             files,
             speed,
             max,
             venue,
+            wait_subscribers,
             config,
         } => cmd_replay(
             &files,
             if max { 0.0 } else { speed },
             venue.as_deref(),
+            wait_subscribers,
             &config,
         ),
         Command::Bars {
@@ -199,6 +237,7 @@ fn cmd_replay(
     files: &[PathBuf],
     speed: f64,
     venue: Option<&str>,
+    wait_subscribers: u64,
     args: &ConfigArgs,
 ) -> anyhow::Result<ExitCode> {
     if !(speed >= 0.0 && speed.is_finite()) {
@@ -223,7 +262,7 @@ fn cmd_replay(
     cfg.replay = None;
     cfg.feeds = groups
         .into_iter()
-        .map(|(v, paths)| config::FeedConfig::replay(v.name(), v, paths, speed))
+        .map(|(v, paths)| config::FeedConfig::replay(v.name(), v, paths, speed, wait_subscribers))
         .collect();
     // The recording's clock closes bars, and its end closes the last ones: deterministic.
     cfg.bars.clock = config::BarClock::Data;
@@ -298,18 +337,47 @@ fn emit(out: &mut impl Write, line: impl std::fmt::Display) -> io::Result<bool> 
     }
 }
 
+/// The subscription `tail`'s filter flags ask for; `None` without any (everything).
+fn tail_filter(
+    venue: Option<String>,
+    symbol: Option<String>,
+    kind: &[String],
+) -> anyhow::Result<Option<Filter>> {
+    if venue.is_none() && symbol.is_none() && kind.is_empty() {
+        return Ok(None);
+    }
+    let mut kinds = 0u8;
+    for k in kind {
+        match subscription::KIND_NAMES.iter().find(|(_, n)| n == k) {
+            Some((bit, _)) => kinds |= bit,
+            None => anyhow::bail!("--kind {k}: expected trade, quote, book, bar or status"),
+        }
+    }
+    Ok(Some(Filter {
+        venue: venue.unwrap_or_default(),
+        symbol: symbol.unwrap_or_default(),
+        kinds: if kinds == 0 {
+            subscription::kinds::ALL
+        } else {
+            kinds
+        },
+        lossy: false,
+    }))
+}
+
 fn cmd_tail(
     socket: Option<PathBuf>,
     as_json: bool,
     count: Option<u64>,
+    filter: Option<Filter>,
     cfg: &ConfigArgs,
 ) -> anyhow::Result<ExitCode> {
     let path = match socket {
         Some(p) => p,
         None => load_config(cfg)?.relay.socket_path,
     };
-    let mut client =
-        RelayClient::connect(&path).with_context(|| format!("connecting to {}", path.display()))?;
+    let mut client = RelayClient::connect_filtered(&path, filter.as_slice())
+        .with_context(|| format!("connecting to {}", path.display()))?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut levels: Vec<Level> = Vec::new();
@@ -357,6 +425,8 @@ fn cmd_tail(
             }
             Message::Trade(t) => Event::Trade(t),
             Message::Quote(q) => Event::Quote(q),
+            // The relay's answer to tail's own subscription is not part of the stream shown.
+            Message::Status { status, .. } if status.code == StatusCode::RequestOk => continue,
             Message::Status { status, .. } => Event::Status(status),
             Message::Book(b) => {
                 levels.clear();

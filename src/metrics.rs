@@ -30,6 +30,7 @@ use crate::consumer::SharedPublished;
 use crate::instrument::Venue;
 use crate::queue::QueueMonitor;
 use crate::recorder::RecorderStats;
+use crate::relay::SubscriberStats;
 use crate::stats::{AcceptCounters, FeedStats, RelayCounters};
 use crate::writer::WriterStats;
 
@@ -589,6 +590,38 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
         }
     }
 
+    if let Some(p) = src.published.try_lock_for(PUBLISHED_LOCK_TIMEOUT) {
+        for (name, help, hs) in [
+            (
+                "mdrelay_parse_encode_seconds",
+                "Venue frame read to frame queued: parse, normalize, encode (and the earlier frames of the same venue message), since start.",
+                &p.parse_total,
+            ),
+            (
+                "mdrelay_queue_wait_seconds",
+                "Frame queued by the collector to taken by the consumer, since start.",
+                &p.queue_wait_total,
+            ),
+        ] {
+            o.family(name, Kind::Summary, help);
+            for (l, h) in labels.iter().zip(hs) {
+                let s = LatencySummary::of(h);
+                for (q, v) in LATENCY_QUANTILES.iter().zip(s.quantiles_ns) {
+                    let value = if s.count == 0 { f64::NAN } else { secs(v) };
+                    o.f64(name, &format!("{l},quantile=\"{q}\""), value);
+                }
+                o.f64(&format!("{name}_sum"), l, s.sum_ns as f64 / 1e9);
+                o.u64(&format!("{name}_count"), l, s.count);
+            }
+        }
+        for (name, kind, help, value) in SUBSCRIBER {
+            o.family(name, *kind, help);
+            for s in &p.subscribers {
+                o.u64(name, &format!("subscriber=\"{}\"", s.serial), value(s));
+            }
+        }
+    }
+
     let name = "mdrelay_relay_latency_seconds";
     o.family(
         name,
@@ -612,6 +645,35 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
         }
     }
 }
+
+type SubscriberMetric = (
+    &'static str,
+    Kind,
+    &'static str,
+    fn(&SubscriberStats) -> u64,
+);
+
+/// Per connected subscriber (as of the consumer's last publish, every 500 ms).
+const SUBSCRIBER: &[SubscriberMetric] = &[
+    (
+        "mdrelay_subscriber_frames_total",
+        Kind::Counter,
+        "Frames queued for this subscriber since it joined.",
+        |s| s.frames,
+    ),
+    (
+        "mdrelay_subscriber_sent_bytes_total",
+        Kind::Counter,
+        "Bytes written to this subscriber.",
+        |s| s.bytes,
+    ),
+    (
+        "mdrelay_subscriber_pending_bytes",
+        Kind::Gauge,
+        "Bytes queued for this subscriber and not yet written.",
+        |s| s.pending_bytes,
+    ),
+];
 
 type AnalyticsMetric = (&'static str, &'static str, fn(&AnalyticsCounters) -> u64);
 
@@ -740,6 +802,8 @@ struct FeedHealth<'a> {
     feed: &'a str,
     venue: &'static str,
     connected: bool,
+    /// The current connection has delivered market data.
+    subscribed: bool,
     stale: bool,
     /// `null` before the first data message.
     last_message_age_ms: Option<u64>,
@@ -761,6 +825,7 @@ pub fn health(src: &MetricsSources, now_mono_ns: u64) -> (u16, String) {
             feed: &f.name,
             venue: f.venue.name(),
             connected: f.is_connected(),
+            subscribed: f.stats.collector.subscribed.get() == 1,
             stale: f.is_stale(now_mono_ns, src.started_mono_ns),
             last_message_age_ms: f.last_data_age_ns(now_mono_ns).map(|ns| ns / 1_000_000),
             stale_after_ms: u64::try_from(f.stale_after.as_millis()).unwrap_or(u64::MAX),
@@ -1244,7 +1309,29 @@ pub(crate) mod tests {
         assert_eq!(f["last_message_age_ms"], 1000);
         assert_eq!(f["stale_after_ms"], 30_000);
         assert_eq!(f["queue_saturation"], "healthy");
-        assert!(f.get("subscribed").is_none());
+        assert_eq!(f["subscribed"], false, "no data on this connection yet");
+    }
+
+    #[test]
+    fn per_subscriber_series_come_from_the_published_snapshot() {
+        let src = sources(Vec::new(), 0);
+        src.published.lock().subscribers.push(SubscriberStats {
+            serial: 3,
+            frames: 10,
+            bytes: 760,
+            pending_bytes: 76,
+        });
+        let mut out = String::new();
+        render_prometheus_at(&src, 0, &mut out);
+        for line in [
+            "# TYPE mdrelay_subscriber_frames_total counter",
+            "mdrelay_subscriber_frames_total{subscriber=\"3\"} 10",
+            "mdrelay_subscriber_sent_bytes_total{subscriber=\"3\"} 760",
+            "# TYPE mdrelay_subscriber_pending_bytes gauge",
+            "mdrelay_subscriber_pending_bytes{subscriber=\"3\"} 76",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} in\n{out}");
+        }
     }
 
     #[test]

@@ -413,6 +413,15 @@ pub fn encode_bar(buf: &mut FrameBuf, m: &Meta, b: &BarFrame) {
     finish(buf);
 }
 
+/// Encodes a frame of type code `msg_type` around `payload` as given (subscription requests,
+/// tests of unknown types).
+pub fn encode_raw(buf: &mut FrameBuf, msg_type: u8, m: &Meta, payload: &[u8]) {
+    put_header(buf, MsgType::Heartbeat, m, None);
+    buf[5] = msg_type;
+    buf.extend_from_slice(payload);
+    finish(buf);
+}
+
 /// Encodes a Heartbeat frame.
 pub fn encode_heartbeat(buf: &mut FrameBuf, recv_ts_ns: u64) {
     put_header(

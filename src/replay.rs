@@ -31,7 +31,7 @@ use crate::instrument::Venue;
 use crate::publisher::Publisher;
 use crate::queue::Producer;
 use crate::recording;
-use crate::stats::{FeedStats, StopFlag};
+use crate::stats::{FeedStats, RelayCounters, StopFlag};
 use crate::venue::{Subscription, VenueParser};
 
 /// Lines scanned for Binance stream names before a replay starts.
@@ -163,10 +163,13 @@ pub struct FileCollector {
     snapshot_requests: Vec<String>,
     /// Discarded subscribe replies the parser wants to send.
     outgoing: Vec<String>,
+    /// Subscribers to wait for before the first line, and where to count them.
+    wait_subscribers: (u64, Arc<RelayCounters>),
 }
 
 impl FileCollector {
     /// A replay of `paths` at `speed` (0 = as fast as possible) into `producer`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: FeedConfig,
         paths: Vec<PathBuf>,
@@ -175,9 +178,11 @@ impl FileCollector {
         producer: Producer,
         stats: Arc<FeedStats>,
         stop: Arc<StopFlag>,
+        wait_subscribers: (u64, Arc<RelayCounters>),
     ) -> Self {
         let venue = cfg.venue;
         FileCollector {
+            wait_subscribers,
             cfg,
             paths,
             speed,
@@ -216,6 +221,16 @@ impl FileCollector {
                 })
                 .collect::<io::Result<_>>()?,
         };
+        let (want, subs) = &self.wait_subscribers;
+        if *want > 0 {
+            tracing::info!(feed = %self.cfg.name, "waiting for {want} subscriber(s)");
+            while subs.subscribers.get() < *want {
+                if self.stop.is_stopped() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         self.out.stats().collector.connects.inc();
         self.out.stats().collector.connected.set(1);
         let files = self.paths.len();
@@ -283,6 +298,7 @@ impl FileCollector {
         }
         self.out.flush_pending();
         self.out.stats().collector.connected.set(0);
+        self.out.stats().collector.subscribed.set(0);
         self.out
             .feed_status(StatusCode::Disconnected, 0, "end of recording");
         Ok(())

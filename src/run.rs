@@ -21,6 +21,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
+use crate::acceptor::{self, AcceptConfig};
 use crate::analytics::{Analytics, AnalyticsCounters};
 use crate::collector::{pin_current_thread, Collector};
 use crate::config::{Config, FeedConfig, FeedSource, Placement};
@@ -239,7 +240,11 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                     rec,
                 ))
             }
-            FeedSource::Files { paths, speed } => Feed::Replay(FileCollector::new(
+            FeedSource::Files {
+                paths,
+                speed,
+                wait_subscribers,
+            } => Feed::Replay(FileCollector::new(
                 fc,
                 paths,
                 speed,
@@ -247,6 +252,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                 producer,
                 stats,
                 stop.clone(),
+                (wait_subscribers, relay_counters.clone()),
             )),
         });
     }
@@ -293,7 +299,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         }
         _ => None,
     };
-    let (sub_tx, sub_rx) = crossbeam_channel::bounded(64);
+    let (sub_tx, sub_rx) = crossbeam_channel::bounded(1024);
     let consumer = Consumer::new(
         inputs,
         sub_rx,
@@ -311,15 +317,19 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         consumer.run();
     })?;
     let acceptor = {
-        let (rc, ac, wk, st, max) = (
+        let (rc, ac, wk, st) = (
             relay_counters.clone(),
             accept_counters.clone(),
             waker.clone(),
             stop.clone(),
-            cfg.relay.max_subscribers,
         );
+        let acfg = AcceptConfig {
+            max_subscribers: cfg.relay.max_subscribers,
+            hello_timeout: cfg.relay.hello_timeout,
+            allowed_uids: cfg.relay.allowed_uids.clone(),
+        };
         spawn("relay-accept", move || {
-            relay::accept_loop(listener, sub_tx, max, rc, ac, wk, st)
+            acceptor::accept_loop(listener, sub_tx, acfg, rc, ac, wk, st)
         })?
     };
     for c in pending_collectors.into_iter().zip(&feeds) {

@@ -105,6 +105,8 @@ pub struct CollectorCounters {
     pub id_collisions: Counter,
     /// 1 while a WebSocket connection is up.
     pub connected: Gauge,
+    /// 1 once the current connection has delivered market data (the subscription works).
+    pub subscribed: Gauge,
     /// Monotonic ns of the last data (non-control) message; 0 before the first.
     pub last_data_mono_ns: Gauge,
 }
@@ -143,6 +145,12 @@ pub struct RelayCounters {
     pub slow_disconnects: Counter,
     /// Subscribers that went away (EOF, reset).
     pub closed: Counter,
+    /// Subscribers closed after a malformed or oversized request.
+    pub refused_requests: Counter,
+    /// Times a lossy subscriber fell behind and had its unwritten frames skipped.
+    pub lossy_skips: Counter,
+    /// Frames skipped that way.
+    pub lossy_frames_skipped: Counter,
     /// Frames written (counted once per subscriber).
     pub frames_sent: Counter,
     /// Bytes written to subscribers.
@@ -156,8 +164,14 @@ pub struct RelayCounters {
 /// Counters written by the acceptor thread.
 #[derive(Debug, Default)]
 pub struct AcceptCounters {
-    /// Connections refused because `max_subscribers` were connected.
+    /// Connections refused because `max_subscribers` were connected (or too many were waiting).
     pub refused_full: Counter,
+    /// Connections refused because the peer's uid is not in `relay.allowed_uids`.
+    pub refused_uid: Counter,
+    /// Subscription requests read.
+    pub requests: Counter,
+    /// Malformed or oversized requests (the connection was closed).
+    pub bad_requests: Counter,
 }
 
 /// Process-wide stop flag: set once by the signal handler or an owner, read by every thread.

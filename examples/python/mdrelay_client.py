@@ -98,7 +98,25 @@ STATUS_CODES = {
     9: "crossed_book",
     10: "dropped",
     11: "not_persisted",
+    12: "request_ok",
+    13: "request_error",
+    14: "too_slow",
 }
+
+# Subscription requests (§6.5): client -> relay.
+SUBSCRIBE = 64
+UNSUBSCRIBE = 65
+KIND_BITS = {"trade": 1, "quote": 2, "book": 4, "bar": 8, "status": 16}
+
+
+def encode_request(venue: str = "", symbol: str = "", kinds: int = 0,
+                   subscribe: bool = True) -> bytes:
+    """A Subscribe (or Unsubscribe) frame (§6.5): empty venue/symbol = any, kinds 0 = all."""
+    v, s = venue.encode("utf-8"), symbol.encode("utf-8")
+    payload = struct.pack("<BBHHH", kinds, 0, len(v), len(s), 0) + v + s
+    body = HEADER.pack(MAGIC, VERSION, SUBSCRIBE if subscribe else UNSUBSCRIBE, 0,
+                       len(payload), 0, 0, 0, 0) + payload
+    return body + CRC.pack(zlib.crc32(body))
 STATUS_DROPPED = 10
 
 
@@ -598,6 +616,12 @@ class RelayClient:
     first).
     """
 
+    def subscribe(self, venue: str = "", symbol: str = "", kinds: int = 0) -> None:
+        """Send a Subscribe request (§6.5); the answer arrives in the stream as a Status."""
+        if self.sock is None:
+            raise ValueError("connection closed")
+        self.sock.sendall(encode_request(venue, symbol, kinds))
+
     def __init__(self, path: Optional[str] = None, *, sock: Optional[socket.socket] = None,
                  timeout: Optional[float] = None, strict: bool = False,
                  recv_size: int = 1 << 16) -> None:
@@ -1090,6 +1114,11 @@ def selftest() -> int:
     c.eq("10.7 differs only in flags and CRC",
          [i for i in range(len(r1)) if r1[i] != r7[i]], [6, 72, 73, 74, 75])
 
+    # 10.9 Subscribe request (client -> relay), encoded here and compared with the document.
+    c.eq("10.9 subscribe request", encode_request("binance", "ETH*", 0x09).hex(),
+         "4d44524c014000001300000000000000000000000000000000000000000000000000000000000000"
+         "090007000400000062696e616e63654554482a41cbdb1e")
+
     # 10.8 Bar
     h, m = _one(c, "10.8 bar")
     c.eq("10.8 type", h.msg_type, BAR)
@@ -1268,6 +1297,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="do not print one line per event")
     ap.add_argument("--timeout", type=float, default=None,
                     help="give up when no byte arrives for this many seconds")
+    ap.add_argument("--venue", default="", help="subscribe to this venue only (§6.5)")
+    ap.add_argument("--symbol", default="", help="subscribe to symbols matching this glob")
+    ap.add_argument("--kind", default="",
+                    help="comma-separated kinds to subscribe to: trade,quote,book,bar,status")
     ap.add_argument("--selftest", action="store_true",
                     help="check the decoder against the golden vectors of PROTOCOL.md")
     args = ap.parse_args(argv)
@@ -1291,8 +1324,15 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     out = sys.stdout
     path = args.socket or default_socket_path()
+    kinds = 0
+    for k in filter(None, args.kind.split(",")):
+        if k not in KIND_BITS:
+            ap.error(f"--kind {k}: expected one of {', '.join(KIND_BITS)}")
+        kinds |= KIND_BITS[k]
     try:
         client = RelayClient(path, timeout=args.timeout)
+        if args.venue or args.symbol or kinds:
+            client.subscribe(args.venue, args.symbol, kinds)
     except OSError as e:
         print(f"mdrelay_client: cannot connect to {path}: {e}", file=sys.stderr)
         return 1

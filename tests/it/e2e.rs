@@ -337,6 +337,24 @@ fn metrics_parse_and_health_turns_503_when_the_feed_goes_stale() {
         })
         .unwrap_or_else(|| panic!("relayed events counter in:\n{body}"));
     assert!(relayed.ends_with(" 30183"), "{relayed}");
+    // Per-feed stage histograms: parse+encode and queue wait (published every 500 ms).
+    // Every relayed frame (events, definitions, status) is in both.
+    let frames = relay.feed_stats(0).unwrap().consumer.relayed.get();
+    assert!(util::wait_until(Duration::from_secs(10), || {
+        let b = util::http_get(addr, "/metrics").1;
+        [
+            "mdrelay_parse_encode_seconds_count{",
+            "mdrelay_queue_wait_seconds_count{",
+        ]
+        .iter()
+        .all(|m| {
+            b.lines().any(|l| {
+                l.starts_with(m)
+                    && l.contains("feed=\"binance\"")
+                    && l.ends_with(&format!(" {frames}"))
+            })
+        })
+    }));
 
     // The capture is over and the exchange stays silent: stale after 1.5 s.
     assert!(util::wait_until(

@@ -8,11 +8,16 @@ mod util;
 
 mod cli;
 mod e2e;
+mod fuzz;
 mod hygiene;
 mod kraken_v2;
+mod persist;
 mod python;
 mod queues;
 mod reliability;
 mod shutdown;
+mod soak;
+mod subscribe;
 mod tls;
+mod top;
 mod venues;

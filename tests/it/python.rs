@@ -292,7 +292,40 @@ fn python_client_late_join_gets_cached_snapshot_then_clean_eof() {
         "the last event of the capture is cached: {s:#}"
     );
     let cached: Vec<&Value> = events.iter().filter(|e| e["cached"] == true).collect();
-    assert_eq!(cached.len(), 2, "{s:#}");
+    // Quote and trade, then the last closed bar of each interval that has one.
+    let (bars, rest): (Vec<&Value>, Vec<&Value>) = cached.iter().partition(|e| e["type"] == "bar");
+    assert_eq!(rest.len(), 2, "{s:#}");
+    assert!(bars.len() <= 4, "at most one bar per interval: {s:#}");
     assert!(cached.iter().all(|e| u(&e["flags"]) & 0x0008 != 0));
     exchange.stop();
+}
+
+/// The Python client subscribes (docs/PROTOCOL.md §6.5) to trades only and gets exactly the
+/// capture's trades, acknowledged by a `request_ok` status.
+#[test]
+fn python_client_subscribes_to_trades_only() {
+    let _wd = util::Watchdog::new("python_subscribe", 300);
+    let exchange = exchange(true);
+    let (_dir, sock) = util::temp_socket();
+    let mut sets = util::binance_only(&sock, exchange.local_addr());
+    sets.push("relay.max_pending_bytes=268435456".into());
+    sets.push("relay.hello_timeout_ms=500".into());
+    let relay = run::start(util::config(&sets)).unwrap();
+    let total = TRADES.to_string();
+    let mut child = spawn_client(
+        &sock,
+        &[
+            "--quiet", "--count", &total, "--venue", "binance", "--symbol", "ETH*", "--kind",
+            "trade",
+        ],
+    );
+    wait_admitted(&relay, &mut child, 1);
+    exchange.resume();
+    let out = child.wait_with_output().expect("python client output");
+    let (s, _) = finish(out);
+    assert_eq!(s["end"], "count", "{s:#}");
+    assert_eq!(u(&s["counts"]["Trade"]), TRADES, "{s:#}");
+    assert_eq!(u(&s["counts"]["Quote"]), 0, "{s:#}");
+    assert_eq!(u(&s["status_codes"]["request_ok"]), 1, "{s:#}");
+    relay.shutdown();
 }

@@ -286,6 +286,8 @@ fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
         max_pending_bytes: 1 << 20,
         heartbeat_interval: Duration::from_millis(100),
         drain_timeout: Duration::from_millis(100),
+        hello_timeout: Duration::ZERO,
+        allowed_uids: Vec::new(),
     };
     let stop = Arc::new(mdrelay::stats::StopFlag::default());
     stop.stop();

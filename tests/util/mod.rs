@@ -57,13 +57,57 @@ pub fn binance_only(socket: &Path, replay: std::net::SocketAddr) -> Vec<String> 
     ]
 }
 
-/// Built-in defaults plus `sets` (each `key=value`, values in TOML syntax).
+/// Built-in defaults plus `sets` (each `key=value`, values in TOML syntax). CSV is off unless
+/// `sets` turns it on (with a temporary `writer.data_dir`): tests never write into the tree.
 pub fn config(sets: &[String]) -> Config {
+    let mut all = vec!["writer.enabled=false".to_owned()];
+    all.extend_from_slice(sets);
     config::load(&Sources {
-        sets: sets.to_vec(),
+        sets: all,
         ..Sources::default()
     })
     .expect("test config is valid")
+}
+
+/// `--set` overrides that turn CSV on under `dir`.
+pub fn csv_into(dir: &Path) -> Vec<String> {
+    vec![
+        "writer.enabled=true".into(),
+        format!("writer.data_dir={:?}", dir.display().to_string()),
+    ]
+}
+
+/// Every row (header excluded) of the CSV files named `file` under `dir` (any depth), in path
+/// order, read with the csv crate; also checks each file ends with a newline (no torn line).
+pub fn read_csv_rows(dir: &Path, file: &str) -> Vec<csv::StringRecord> {
+    fn walk(d: &Path, file: &str, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, file, out);
+            } else if p.file_name().is_some_and(|n| n == file) {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, file, &mut files);
+    let mut rows = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).expect("read csv");
+        assert!(
+            bytes.ends_with(b"\n"),
+            "{} ends with a complete line",
+            f.display()
+        );
+        let mut r = csv::Reader::from_reader(&bytes[..]);
+        for rec in r.records() {
+            rows.push(rec.expect("valid csv row"));
+        }
+    }
+    rows
 }
 
 /// Fails the whole test binary if the guard is not dropped within `secs`: a hung test must not
@@ -134,6 +178,20 @@ impl Pipeline {
         Vec<mdrelay::publisher::Publisher>,
         Vec<std::sync::Arc<mdrelay::stats::FeedStats>>,
     ) {
+        Self::sized(specs, idle, 8, 256 << 20)
+    }
+
+    /// [`Pipeline::new`] admitting up to `max_subscribers`, each buffering `max_pending_bytes`.
+    pub fn sized(
+        specs: &[mdrelay::queue::QueueSpec],
+        idle: mdrelay::config::IdleStrategy,
+        max_subscribers: usize,
+        max_pending_bytes: usize,
+    ) -> (
+        Self,
+        Vec<mdrelay::publisher::Publisher>,
+        Vec<std::sync::Arc<mdrelay::stats::FeedStats>>,
+    ) {
         use mdrelay::config::{ConsumerConfig, RelayConfig};
         use mdrelay::consumer::{Consumer, FeedInput, Published};
         use mdrelay::queue::{bounded, Waker};
@@ -143,10 +201,12 @@ impl Pipeline {
         let relay_cfg = RelayConfig {
             socket_path: socket.clone(),
             socket_mode: 0o600,
-            max_subscribers: 8,
-            max_pending_bytes: 256 << 20,
+            max_subscribers,
+            max_pending_bytes,
             heartbeat_interval: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(20),
+            hello_timeout: Duration::ZERO,
+            allowed_uids: Vec::new(),
         };
         let (listener, guard) = mdrelay::relay::bind(&relay_cfg).expect("bind");
         let waker = Arc::new(Waker::default());
@@ -170,7 +230,7 @@ impl Pipeline {
             });
             stats.push(st);
         }
-        let (sub_tx, sub_rx) = crossbeam_channel::bounded(8);
+        let (sub_tx, sub_rx) = crossbeam_channel::bounded(max_subscribers.max(8));
         let consumer = Consumer::new(
             inputs,
             sub_rx,
@@ -193,7 +253,19 @@ impl Pipeline {
         let acceptor = thread::Builder::new()
             .name("relay-accept".into())
             .spawn(move || {
-                mdrelay::relay::accept_loop(listener, sub_tx, 8, rc, Arc::default(), waker, st)
+                mdrelay::acceptor::accept_loop(
+                    listener,
+                    sub_tx,
+                    mdrelay::acceptor::AcceptConfig {
+                        max_subscribers,
+                        hello_timeout: Duration::ZERO,
+                        allowed_uids: Vec::new(),
+                    },
+                    rc,
+                    Arc::default(),
+                    waker,
+                    st,
+                )
             })
             .expect("spawn acceptor");
         (

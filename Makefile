@@ -2,7 +2,8 @@
 #   make run    build (release) and run the relay on the built-in demo config (no internet)
 #   make test   everything CI checks: format, lints, docs, all tests (installs nats-server from
 #               the Debian packages when it is missing: the NATS bridge tests run a real one)
-#   make bench  criterion micro-benchmarks (results in target/criterion)
+#   make bench  criterion micro-benchmarks (results in target/criterion), then the end-to-end
+#               latency harness (table on stdout; e2e.md, e2e.json, latency.svg in target/bench-report)
 #   make bench-idle  relay latency per consumer idle strategy (about 2 minutes)
 
 CARGO ?= cargo
@@ -40,7 +41,9 @@ nats-server:
 	   (sudo -E apt-get update -qq && sudo -E apt-get install -y -qq nats-server))
 
 bench:
-	$(CARGO) bench --locked
+	$(CARGO) bench --locked --bench codec --bench parse --bench hop --bench fanout
+	$(CARGO) bench --locked --bench e2e
+	@echo "bench report: target/criterion/ (micro-benchmarks), target/bench-report/ (e2e.md, e2e.json, latency.svg)"
 
 bench-idle: build
 	benches/idle_latency.sh

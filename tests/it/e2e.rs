@@ -339,8 +339,9 @@ fn metrics_parse_and_health_turns_503_when_the_feed_goes_stale() {
     assert!(relayed.ends_with(" 30183"), "{relayed}");
     // Per-feed stage histograms: parse+encode and queue wait (published every 500 ms).
     // Every relayed frame (events, definitions, status) is in both.
-    let frames = relay.feed_stats(0).unwrap().consumer.relayed.get();
-    assert!(util::wait_until(Duration::from_secs(10), || {
+    // (Read together each time: a `stale` status relayed meanwhile adds a frame to both.)
+    assert!(util::wait_until(Duration::from_secs(20), || {
+        let frames = relay.feed_stats(0).unwrap().consumer.relayed.get();
         let b = util::http_get(addr, "/metrics").1;
         [
             "mdrelay_parse_encode_seconds_count{",

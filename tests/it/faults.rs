@@ -43,6 +43,8 @@ struct Expect {
     close_codes: Vec<u16>,
     /// The feed's stale limit, ms.
     stale_after_ms: u64,
+    /// Words a `disconnected` report must contain (lower case).
+    disconnect_detail: Option<&'static str>,
 }
 
 /// What the subscriber saw.
@@ -196,6 +198,21 @@ fn run_case(name: &'static str, plan: FaultPlan, expect: &Expect) {
         );
     }
 
+    for (code, detail, _) in &seen.statuses {
+        if matches!(code, StatusCode::Disconnected | StatusCode::Stale) {
+            eprintln!("{name}: FAULT_SEED={seed} {code:?}: {detail}");
+        }
+    }
+    if let Some(want) = expect.disconnect_detail {
+        assert!(
+            seen.statuses
+                .iter()
+                .any(|(c, d, _)| *c == StatusCode::Disconnected && d.to_lowercase().contains(want)),
+            "FAULT_SEED={seed}: {name}: a disconnect says {want:?}: {:?}",
+            seen.statuses
+        );
+    }
+
     // Each reconnect reported in order: (stale →) disconnected → reconnecting → connected.
     for f in &fired[expect.fires - expect.reconnects..expect.fires] {
         let mut at = 0;
@@ -315,6 +332,7 @@ fn expect(fires: usize, reconnects: usize) -> Expect {
         stale: false,
         close_codes: Vec::new(),
         stale_after_ms: STALE_AFTER_MS,
+        disconnect_detail: None,
     }
 }
 
@@ -366,7 +384,9 @@ fn a_reset_mid_frame_reconnects() {
             after_bytes: offset(rng),
         }]
     });
-    run_case("faults_reset_mid_frame", plan, &expect(1, 1));
+    let mut e = expect(1, 1);
+    e.disconnect_detail = Some("reset by peer");
+    run_case("faults_reset_mid_frame", plan, &e);
 }
 
 #[test]
@@ -379,6 +399,7 @@ fn garbage_frames_are_counted_and_bad_utf8_reconnects() {
     });
     let mut e = expect(2, 1);
     e.parse_errors = true;
+    e.disconnect_detail = Some("utf-8");
     run_case("faults_garbage", plan, &e);
 }
 

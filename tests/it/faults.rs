@@ -131,7 +131,7 @@ fn run_case(name: &'static str, plan: FaultPlan, expect: &Expect) {
         true,
         false,
     );
-    let proxy = FaultProxy::start(exchange.local_addr(), plan);
+    let proxy = FaultProxy::start_held(exchange.local_addr(), plan);
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, proxy.local_addr());
     sets.push(format!(
@@ -147,16 +147,31 @@ fn run_case(name: &'static str, plan: FaultPlan, expect: &Expect) {
     client
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    // The subscriber must see the feed's first status: admitted before the feed can connect.
+    assert!(util::wait_until(Duration::from_secs(20), || relay
+        .relay_counters()
+        .accepted
+        .get()
+        >= 1));
+    proxy.release();
 
-    let bound = Duration::from_millis(expect.stale_after_ms + RECONNECT_MAX_MS) + SLACK;
+    let bound = recovery_bound(expect);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Seen::default();
     let recoveries: Vec<Duration> = loop {
         assert!(
             Instant::now() < deadline,
-            "FAULT_SEED={seed}: {name}: not done in 60 s; fired {:?}; statuses {:?}",
+            "FAULT_SEED={seed}: {name}: not done in 60 s; connections {}, fired {:?}; \
+             statuses {:?}; market frames {}; collector {:?}",
+            proxy.connections(),
             proxy.fired(),
-            seen.statuses
+            seen.statuses,
+            seen.market.len(),
+            relay.feed_stats(0).map(|s| (
+                s.collector.frames.get(),
+                s.collector.reconnects.get(),
+                s.collector.parse_errors.get()
+            )),
         );
         seen.read(&mut client, seed);
         let fired = proxy.fired();
@@ -170,7 +185,12 @@ fn run_case(name: &'static str, plan: FaultPlan, expect: &Expect) {
             }
             continue;
         }
-        let ends = &fired[expect.fires - expect.reconnects..expect.fires];
+        let ends = &ending(&fired[..expect.fires]);
+        assert_eq!(
+            ends.len(),
+            expect.reconnects,
+            "FAULT_SEED={seed}: {name}: faults that end a connection: {fired:?}"
+        );
         let Some(rec): Option<Vec<Instant>> = ends.iter().map(|f| seen.recovered(f.at)).collect()
         else {
             continue;
@@ -181,15 +201,18 @@ fn run_case(name: &'static str, plan: FaultPlan, expect: &Expect) {
         }
     };
     let fired = proxy.fired();
-    for (f, r) in fired[expect.fires - expect.reconnects..expect.fires]
-        .iter()
-        .zip(&recoveries)
-    {
+    let ends = if expect.reconnects == 0 {
+        Vec::new()
+    } else {
+        ending(&fired[..expect.fires])
+    };
+    for (f, r) in ends.iter().zip(&recoveries) {
         eprintln!(
-            "{name}: FAULT_SEED={seed} [{}] {}: data again after {} ms",
+            "{name}: FAULT_SEED={seed} [{}] {}: data again after {} ms (bound {} ms)",
             f.conn,
             f.what,
-            r.as_millis()
+            r.as_millis(),
+            bound.as_millis()
         );
         assert!(
             *r < bound,
@@ -214,7 +237,7 @@ fn run_case(name: &'static str, plan: FaultPlan, expect: &Expect) {
     }
 
     // Each reconnect reported in order: (stale →) disconnected → reconnecting → connected.
-    for f in &fired[expect.fires - expect.reconnects..expect.fires] {
+    for f in &ends {
         let mut at = 0;
         if expect.stale {
             at = seen.find(at, StatusCode::Stale, f.at).unwrap_or_else(|| {
@@ -244,21 +267,17 @@ fn run_case(name: &'static str, plan: FaultPlan, expect: &Expect) {
 
     // Every reconnect and venue gap the collector counted reached the subscriber.
     let stats = relay.feed_stats(0).unwrap();
-    let all_reported = util::wait_until(Duration::from_secs(20), || {
-        while client.buffered() > 0
-            || seen.reconnecting < stats.collector.reconnects.get()
-            || seen.gaps < stats.collector.gaps.get()
-        {
-            seen.read(&mut client, seed);
-            if seen.reconnecting >= stats.collector.reconnects.get()
-                && seen.gaps >= stats.collector.gaps.get()
-            {
-                break;
-            }
+    let drain_until = Instant::now() + Duration::from_secs(20);
+    let all_reported = loop {
+        let (r, g) = (stats.collector.reconnects.get(), stats.collector.gaps.get());
+        if seen.reconnecting == r && seen.gaps == g {
+            break true;
         }
-        seen.reconnecting == stats.collector.reconnects.get()
-            && seen.gaps == stats.collector.gaps.get()
-    });
+        if Instant::now() > drain_until {
+            break false;
+        }
+        seen.read(&mut client, seed);
+    };
     assert!(
         all_reported,
         "FAULT_SEED={seed}: {name}: subscriber saw {} reconnects / {} gaps, collector counted {} / {}",
@@ -322,6 +341,27 @@ fn run_case(name: &'static str, plan: FaultPlan, expect: &Expect) {
     );
     drop(proxy);
     exchange.stop();
+}
+
+/// How long data may take to flow again after the first of `reconnects` connections in a row
+/// die: each may go stale first (+ a read poll), then waits its backoff (attempt 1: none, attempt
+/// a: at most `min(initial · 2^(a-2), max)`), plus one more `max` and [`SLACK`] for connecting,
+/// subscribing and a loaded machine.
+fn recovery_bound(e: &Expect) -> Duration {
+    let n = e.reconnects.max(1) as u64;
+    let backoff: u64 = (2..=n)
+        .map(|a| (RECONNECT_INITIAL_MS << (a - 2)).min(RECONNECT_MAX_MS))
+        .sum();
+    Duration::from_millis(n * (e.stale_after_ms + 50) + backoff + RECONNECT_MAX_MS) + SLACK
+}
+
+/// The applied faults that end their connection (all but the invalid-JSON half of garbage).
+fn ending(fired: &[faults::Fired]) -> Vec<faults::Fired> {
+    fired
+        .iter()
+        .filter(|f| !f.what.starts_with("invalid JSON"))
+        .cloned()
+        .collect()
 }
 
 fn expect(fires: usize, reconnects: usize) -> Expect {
@@ -446,4 +486,45 @@ fn the_proxy_frames_what_it_injects() {
         (0..8).map(|_| b.next_u64()).collect::<Vec<_>>(),
         "same seed, same schedule"
     );
+}
+
+#[test]
+fn a_run_of_connections_killed_before_any_data_backs_off_and_recovers() {
+    // Five connections in a row die before their first data message (at the subscription ack):
+    // the attempt count is never reset, so the backoff grows (0, ≤50, ≤100, ≤200, ≤400 ms) and
+    // recovery must still come within the bound. Each connection's fault is drawn from the seed.
+    let mut garbage = false;
+    let plan = FaultPlan::seeded(faults::seed(), |rng| {
+        (0..5)
+            .map(|_| match rng.range(0, 4) {
+                0 => Fault::ResetMidFrame { after_bytes: 0 },
+                1 => Fault::Close {
+                    after_bytes: 0,
+                    code: rng.pick(&[1001, 1011, 1012, 4000]),
+                },
+                2 => Fault::BlackHole {
+                    after_bytes: 0,
+                    for_: Duration::from_secs(30),
+                },
+                _ => {
+                    garbage = true;
+                    Fault::InjectGarbage {
+                        after_bytes: 0,
+                        then_frames: 1,
+                    }
+                }
+            })
+            .collect()
+    });
+    let fires = plan
+        .faults
+        .iter()
+        .map(|f| match f {
+            Fault::InjectGarbage { .. } => 2,
+            _ => 1,
+        })
+        .sum();
+    let mut e = expect(fires, 5);
+    e.parse_errors = garbage;
+    run_case("faults_chaos", plan, &e);
 }

@@ -153,6 +153,8 @@ struct Shared {
     upstream: SocketAddr,
     plan: FaultPlan,
     stop: AtomicBool,
+    /// Connections wait in the listen backlog until this is set.
+    open: AtomicBool,
     /// Connections accepted so far.
     accepted: AtomicUsize,
     /// Faults applied, in order.
@@ -182,6 +184,14 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on 127.0.0.1:0 and forwards each accepted connection to `upstream` under `plan`.
     pub fn start(upstream: SocketAddr, plan: FaultPlan) -> FaultProxy {
+        let p = Self::start_held(upstream, plan);
+        p.release();
+        p
+    }
+
+    /// [`FaultProxy::start`], but connections wait in the listen backlog (not accepted, nothing
+    /// forwarded) until [`FaultProxy::release`]: a test can get its subscriber admitted first.
+    pub fn start_held(upstream: SocketAddr, plan: FaultPlan) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fault proxy");
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("proxy address");
@@ -189,6 +199,7 @@ impl FaultProxy {
             upstream,
             plan,
             stop: AtomicBool::new(false),
+            open: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
             fired: Mutex::new(Vec::new()),
         });
@@ -202,6 +213,11 @@ impl FaultProxy {
             shared,
             acceptor: Some(acceptor),
         }
+    }
+
+    /// Starts accepting connections.
+    pub fn release(&self) {
+        self.shared.open.store(true, Ordering::Release);
     }
 
     /// Where clients connect.
@@ -253,6 +269,10 @@ impl Drop for FaultProxy {
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut pumps: Vec<JoinHandle<()>> = Vec::new();
     while !shared.stop.load(Ordering::Acquire) {
+        if !shared.open.load(Ordering::Acquire) {
+            thread::sleep(POLL / 2);
+            continue;
+        }
         match listener.accept() {
             Ok((client, _)) => {
                 let n = shared.accepted.fetch_add(1, Ordering::AcqRel);

@@ -83,7 +83,10 @@ pub enum Fault {
     Pass,
     /// Delay every chunk, both directions, by this much.
     Latency(Duration),
-    /// Forward the first `bytes` downstream bytes (handshake included) one byte per write.
+    /// Forward the first `bytes` frame bytes after the handshake response one byte per write.
+    /// (Not the handshake response itself: tungstenite refuses a response read in more than 64
+    /// reads averaging under 128 bytes as an "attack attempt"; the collector then reports the
+    /// failed connect and retries, which is not what this fault is meant to show.)
     Slice {
         /// How many bytes go one at a time; the rest pass untouched.
         bytes: u64,
@@ -493,8 +496,6 @@ fn pump_down(mut up: TcpStream, mut client: TcpStream, conn: &Conn, shared: &Sha
 struct DownState {
     /// Still before the end of the handshake response.
     handshake: bool,
-    /// Downstream bytes seen so far (handshake included), forwarded or not.
-    total: u64,
     /// Frame bytes seen after the handshake.
     body: u64,
     /// The fault has fired (its first part, for two-part faults).
@@ -509,7 +510,6 @@ impl Default for DownState {
     fn default() -> Self {
         DownState {
             handshake: true,
-            total: 0,
             body: 0,
             fired: false,
             hole_until: None,
@@ -529,16 +529,15 @@ impl DownState {
         let was_handshake = self.handshake;
         self.handshake = false;
         let at = self.body;
-        self.total += unit.len() as u64;
         if !was_handshake {
             self.body += unit.len() as u64;
         }
         let ok = |r: io::Result<()>| if r.is_ok() { Next::Go } else { Next::Close };
         match conn.fault {
             Fault::Pass | Fault::Latency(_) => ok(client.write_all(unit)),
+            _ if was_handshake => ok(client.write_all(unit)),
             Fault::Slice { bytes } => {
-                let start = self.total - unit.len() as u64;
-                let sliced = usize::try_from(bytes.saturating_sub(start))
+                let sliced = usize::try_from(bytes.saturating_sub(at))
                     .unwrap_or(usize::MAX)
                     .min(unit.len());
                 for b in &unit[..sliced] {
@@ -546,13 +545,12 @@ impl DownState {
                         return Next::Close;
                     }
                 }
-                if sliced > 0 && self.total >= bytes && !self.fired {
+                if sliced > 0 && self.body >= bytes && !self.fired {
                     self.fired = true;
                     shared.fire(conn.n, format!("sliced the first {bytes} bytes"));
                 }
                 ok(client.write_all(&unit[sliced..]))
             }
-            _ if was_handshake => ok(client.write_all(unit)),
             Fault::BlackHole { after_bytes, for_ } => {
                 if !self.fired && at >= after_bytes {
                     self.fired = true;

@@ -8,6 +8,7 @@ mod util;
 
 mod cli;
 mod e2e;
+mod faults;
 mod fuzz;
 mod hygiene;
 mod kraken_v2;

@@ -335,6 +335,7 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, body.to_owned())
 }
+pub mod faults;
 pub mod kraken_v2;
 
 /// A replay exchange on 127.0.0.1:0 serving `sources` once (no loop) at full speed (`speed` 0)

@@ -1,34 +1,44 @@
 # mdrelay: one entry point for people and CI.
 #   make run    build (release) and run the relay on the built-in demo config (no internet)
-#   make test   everything CI checks: format, lints, docs, all tests
+#   make test   everything CI checks: format, lints, docs, all tests (installs nats-server from
+#               the Debian packages when it is missing: the NATS bridge tests run a real one)
 #   make bench  criterion micro-benchmarks (results in target/criterion), then the end-to-end
 #               latency harness (table on stdout; e2e.md, e2e.json, latency.svg in target/bench-report)
 #   make bench-idle  relay latency per consumer idle strategy (about 2 minutes)
 
 CARGO ?= cargo
 CONFIG ?= config/default.toml
+# Cargo features every target builds with (`nats`: the NATS bridge).
+FEATURES ?= nats
 
-.PHONY: run build test fmt lint doc unit bench bench-idle clean
+.PHONY: run build test fmt lint doc unit nats-server bench bench-idle clean
 
 run: build
 	./target/release/mdrelay run --config $(CONFIG)
 
 build:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --features "$(FEATURES)"
 
-test: fmt lint doc unit
+test: fmt lint doc nats-server unit
 
 fmt:
 	$(CARGO) fmt --all -- --check
 
 lint:
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features "$(FEATURES)" -- -D warnings
 
 doc:
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --quiet
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --quiet --features "$(FEATURES)"
 
 unit:
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --all-targets --features "$(FEATURES)"
+
+# The NATS bridge's integration tests start a real nats-server (Debian package; /usr/sbin).
+nats-server:
+	@command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || \
+	  (export DEBIAN_FRONTEND=noninteractive; \
+	   (apt-get update -qq && apt-get install -y -qq nats-server) || \
+	   (sudo -E apt-get update -qq && sudo -E apt-get install -y -qq nats-server))
 
 bench:
 	$(CARGO) bench --locked --bench codec --bench parse --bench hop --bench fanout

@@ -38,7 +38,7 @@ pub struct Received<'a> {
     pub frame: FrameRef<'a>,
     /// Venue and symbol of `frame.header.instrument_id`.
     pub instrument: Option<&'a InstrumentName>,
-    /// The whole frame as received: header, payload, CRC.
+    /// The whole frame as received (header, payload, CRC): what a bridge forwards unchanged.
     pub raw: &'a [u8],
 }
 
@@ -165,6 +165,8 @@ impl RelayClient {
         let raw = &self.buf[at..at + n];
         self.start += n;
         if self.start == self.end {
+            // The next read starts at the front again; this frame's bytes stay untouched until
+            // then (the borrow of `self` below outlives any read).
             self.start = 0;
             self.end = 0;
         }

@@ -67,6 +67,10 @@ pub enum FeedError {
     /// No data message for longer than the feed's stale limit (ms of silence).
     #[error("stale: no data for {0} ms")]
     Stale(u64),
+    /// The connection reached `max_connection_age_ms` (a venue limit such as Binance's 24 h):
+    /// reconnecting before the venue cuts it.
+    #[error("proactive reconnect: connection {0} s old (max_connection_age_ms)")]
+    MaxAge(u64),
 }
 
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
@@ -283,6 +287,11 @@ impl Collector {
         // of each other; a subscription that never delivers is as stale as a feed gone quiet.
         let stale_ns = self.cfg.stale_after.as_nanos() as u64;
         let mut last_data = clock::mono_ns();
+        let connected_at = last_data;
+        let max_age_ns = self
+            .cfg
+            .max_connection_age
+            .map_or(u64::MAX, |d| d.as_nanos() as u64);
         loop {
             if self.stop.is_stopped() {
                 let _ = ws.close(None);
@@ -294,6 +303,13 @@ impl Collector {
             }
             let msg = ws.read();
             let t_recv = clock::mono_ns();
+            if t_recv.saturating_sub(connected_at) >= max_age_ns {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+                return Err(FeedError::MaxAge(
+                    t_recv.saturating_sub(connected_at) / 1_000_000_000,
+                ));
+            }
             match msg {
                 Ok(Message::Text(text)) => {
                     let data = self.on_text(text.as_str(), t_recv);

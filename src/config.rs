@@ -112,6 +112,7 @@ pub struct RawFeed {
     reconnect_max_ms: Option<u64>,
     stale_after_ms: Option<u64>,
     record: Option<bool>,
+    max_connection_age_ms: Option<u64>,
 }
 
 /// `[feed_defaults]`: values a feed takes when its own table omits them.
@@ -224,6 +225,7 @@ pub struct RawConfig {
     replay: RawReplay,
     #[serde(default)]
     threads: BTreeMap<String, toml::Value>,
+    nats: crate::config_nats::RawNats,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,6 +328,9 @@ pub struct FeedConfig {
     pub stale_after: Duration,
     /// Write every raw venue message to the raw recording (`[recording]`).
     pub record: bool,
+    /// Reconnect proactively once a connection is this old (venue connection limits, e.g.
+    /// Binance's 24 h); `None`: never.
+    pub max_connection_age: Option<Duration>,
     /// Where the messages come from: the venue's WebSocket, or recordings (`mdrelay replay`).
     pub source: FeedSource,
 }
@@ -360,6 +365,7 @@ impl FeedConfig {
             reconnect_max: Duration::from_secs(30),
             stale_after: Duration::from_secs(86_400),
             record: false,
+            max_connection_age: None,
             source: FeedSource::Files {
                 paths,
                 speed,
@@ -368,6 +374,10 @@ impl FeedConfig {
         }
     }
 }
+
+/// Default `max_connection_age_ms` of Binance feeds: 23 h 30 m (Binance drops connections at
+/// 24 h).
+pub const BINANCE_MAX_CONNECTION_AGE_MS: u64 = 23 * 3_600_000 + 30 * 60_000;
 
 /// Where a feed's messages come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -469,6 +479,8 @@ pub struct Config {
     pub persist: Persist,
     /// Raw recording (used by the feeds with `record = true`).
     pub recording: RecordingConfig,
+    /// The NATS bridge (`[nats]`, src/config_nats.rs).
+    pub nats: crate::config_nats::NatsConfig,
 }
 
 /// Which records the CSV writer gets.
@@ -972,6 +984,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 86_400_000,
             )?,
             record: f.record.unwrap_or(d.record),
+            max_connection_age: match f.max_connection_age_ms.or(match venue {
+                // Binance closes every connection after 24 h: leave before it does.
+                Venue::Binance => Some(BINANCE_MAX_CONNECTION_AGE_MS),
+                _ => None,
+            }) {
+                None | Some(0) => None,
+                Some(v) => Some(ms(&key("max_connection_age_ms"), v, 1_000, 7 * 86_400_000)?),
+            },
             source: FeedSource::WebSocket,
         });
     }
@@ -1008,6 +1028,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let writer = validate_writer(&raw.writer, threads.get("writer"))?;
     Ok(Config {
+        nats: crate::config_nats::validate(&raw.nats)?,
         relay,
         consumer,
         feeds,

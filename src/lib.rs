@@ -15,6 +15,7 @@ pub mod client;
 pub mod clock;
 pub mod collector;
 pub mod config;
+pub mod config_nats;
 pub mod consumer;
 pub mod event;
 pub mod fixed;
@@ -22,6 +23,8 @@ pub mod http;
 pub mod instrument;
 pub mod json;
 pub mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats_bridge;
 pub mod netutil;
 pub mod protocol;
 pub mod publisher;

@@ -127,6 +127,15 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Republish a running relay's events onto NATS (`[nats]` configuration; needs a build with
+    /// `--features nats`).
+    NatsBridge {
+        /// Relay socket (default: relay.socket_path from the configuration).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Decode raw venue messages (one a line; bare JSON or `<recv_ns> <json>`; .gz ok) with the
     /// collectors' parser and print normalized JSON lines.
     Decode {
@@ -199,6 +208,7 @@ fn main() -> ExitCode {
             http: http.as_deref(),
             config: &config,
         }),
+        Command::NatsBridge { socket, config } => cmd_nats_bridge(socket, &config),
     };
     match result {
         Ok(code) => code,
@@ -479,6 +489,28 @@ fn cmd_tail(
     }
     let _ = out.flush();
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_nats_bridge(socket: Option<PathBuf>, args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(args)?;
+    let socket = socket.unwrap_or(cfg.relay.socket_path);
+    #[cfg(feature = "nats")]
+    {
+        let summary =
+            mdrelay::nats_bridge::run_until_signal(&cfg.nats, &socket, cfg.status_interval)?;
+        eprintln!("{summary}");
+        Ok(ExitCode::from(if summary.panicked.is_empty() {
+            0
+        } else {
+            1
+        }))
+    }
+    #[cfg(not(feature = "nats"))]
+    {
+        let _ = socket;
+        eprintln!("mdrelay: nats-bridge: this mdrelay was built without NATS support; rebuild with `cargo build --features nats`");
+        Ok(ExitCode::from(2))
+    }
 }
 
 fn cmd_decode(venue_name: &str, file: &Path) -> anyhow::Result<ExitCode> {

@@ -178,6 +178,14 @@ impl Kind {
 struct Out<'a>(&'a mut String);
 
 impl Out<'_> {
+    /// Every series of `table`, read from `src`, each its own family.
+    fn table<T>(&mut self, table: &[Metric<T>], src: &T) {
+        for &(name, kind, help, value) in table {
+            self.family(name, kind, help);
+            self.u64(name, "", value(src));
+        }
+    }
+
     /// `# HELP` and `# TYPE` of a family; call once, before its samples.
     fn family(&mut self, name: &str, kind: Kind, help: &str) {
         let o = &mut *self.0;
@@ -573,21 +581,12 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
         o.u64(name, "", value(src));
     }
 
-    for &(name, help, value) in ANALYTICS {
-        o.family(name, Kind::Counter, help);
-        o.u64(name, "", value(&src.analytics));
-    }
+    o.table(ANALYTICS, &src.analytics);
     if let Some(w) = &src.writer {
-        for &(name, kind, help, value) in WRITER {
-            o.family(name, kind, help);
-            o.u64(name, "", value(w));
-        }
+        o.table(WRITER, &**w);
     }
     if let Some(r) = &src.recorder {
-        for &(name, help, value) in RECORDER {
-            o.family(name, Kind::Counter, help);
-            o.u64(name, "", value(r));
-        }
+        o.table(RECORDER, &**r);
     }
 
     if let Some(p) = src.published.try_lock_for(PUBLISHED_LOCK_TIMEOUT) {
@@ -675,43 +674,52 @@ const SUBSCRIBER: &[SubscriberMetric] = &[
     ),
 ];
 
-type AnalyticsMetric = (&'static str, &'static str, fn(&AnalyticsCounters) -> u64);
+/// One unlabelled series read from a counters struct: name, type, help, reader.
+type Metric<T> = (&'static str, Kind, &'static str, fn(&T) -> u64);
+
+type AnalyticsMetric = Metric<AnalyticsCounters>;
 
 /// Bars and query snapshot counters.
 const ANALYTICS: &[AnalyticsMetric] = &[
     (
         "mdrelay_bars_closed_total",
+        Kind::Counter,
         "OHLCV bars closed and relayed.",
         |a| a.bars_closed.get(),
     ),
     (
         "mdrelay_bars_late_trades_total",
+        Kind::Counter,
         "Trades left out of a bar whose interval had already closed.",
         |a| a.late_trades.get(),
     ),
     (
         "mdrelay_bars_rejected_trades_total",
+        Kind::Counter,
         "Trades the bar builder refused (absent price, negative size).",
         |a| a.rejected_trades.get(),
     ),
     (
         "mdrelay_query_snapshots_published_total",
+        Kind::Counter,
         "Query API snapshots published by the consumer.",
         |a| a.snapshots_published.get(),
     ),
     (
         "mdrelay_query_snapshots_skipped_total",
+        Kind::Counter,
         "Query API snapshot publishes skipped because the HTTP thread held the snapshot.",
         |a| a.snapshots_skipped.get(),
     ),
     (
         "mdrelay_not_persisted_reports_total",
+        Kind::Counter,
         "not_persisted status frames sent to subscribers.",
         |a| a.not_persisted_reports.get(),
     ),
 ];
 
-type WriterMetric = (&'static str, Kind, &'static str, fn(&WriterStats) -> u64);
+type WriterMetric = Metric<WriterStats>;
 
 /// CSV writer counters.
 const WRITER: &[WriterMetric] = &[
@@ -765,22 +773,25 @@ const WRITER: &[WriterMetric] = &[
     ),
 ];
 
-type RecorderMetric = (&'static str, &'static str, fn(&RecorderStats) -> u64);
+type RecorderMetric = Metric<RecorderStats>;
 
 /// Raw recorder counters.
 const RECORDER: &[RecorderMetric] = &[
     (
         "mdrelay_recorder_messages_total",
+        Kind::Counter,
         "Raw messages written to recordings.",
         |r| r.written.get(),
     ),
     (
         "mdrelay_recorder_dropped_total",
+        Kind::Counter,
         "Raw messages not recorded (recorder queue full).",
         |r| r.dropped.get(),
     ),
     (
         "mdrelay_recorder_io_errors_total",
+        Kind::Counter,
         "Failed recording file operations.",
         |r| r.io_errors.get(),
     ),

@@ -64,6 +64,10 @@ pub enum StartError {
     /// The raw recorder could not start.
     #[error("raw recorder: {0}")]
     Recorder(std::io::Error),
+    /// The NATS bridge (`[nats] enabled`) could not start.
+    #[cfg(feature = "nats")]
+    #[error("nats bridge: {0}")]
+    Nats(#[from] crate::nats_bridge::BridgeError),
     /// The OS refused a thread.
     #[error("cannot spawn thread {name}: {source}")]
     Spawn {
@@ -89,6 +93,9 @@ pub struct Running {
     acceptor: Option<JoinHandle<()>>,
     replay: Option<ReplayExchange>,
     http: Option<HttpServer>,
+    /// The NATS bridge, a subscriber of our own socket; stopped after the consumer drained.
+    #[cfg(feature = "nats")]
+    nats: Option<crate::nats_bridge::Bridge>,
     socket: Option<SocketGuard>,
     relay_counters: Arc<RelayCounters>,
     accept_counters: Arc<AcceptCounters>,
@@ -299,6 +306,11 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         }
         _ => None,
     };
+    #[cfg(feature = "nats")]
+    let nats = match cfg.nats.enabled {
+        true => Some(crate::nats_bridge::Bridge::start(&cfg.nats, socket.path())?),
+        false => None,
+    };
     let (sub_tx, sub_rx) = crossbeam_channel::bounded(1024);
     let consumer = Consumer::new(
         inputs,
@@ -362,6 +374,8 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         acceptor: Some(acceptor),
         replay,
         http,
+        #[cfg(feature = "nats")]
+        nats,
         socket: Some(socket),
         relay_counters,
         accept_counters,
@@ -522,6 +536,12 @@ impl Running {
             if h.shutdown().is_err() {
                 panicked.push("http".into());
             }
+        }
+        #[cfg(feature = "nats")]
+        if let Some(b) = self.nats.take() {
+            let s = b.shutdown();
+            tracing::info!("{s}");
+            panicked.extend(s.panicked.iter().map(|p| p.to_string()));
         }
         if let Some(r) = self.replay.take() {
             r.stop();

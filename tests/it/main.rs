@@ -11,6 +11,8 @@ mod e2e;
 mod fuzz;
 mod hygiene;
 mod kraken_v2;
+#[cfg(feature = "nats")]
+mod nats;
 mod persist;
 mod python;
 mod queues;

@@ -53,3 +53,42 @@ fn a_silent_feed_is_reported_stale_and_reconnects() {
     assert!(summary.balanced());
     exchange.stop();
 }
+
+/// A connection that reaches `max_connection_age_ms` (Binance's 24 h limit, shortened here) is
+/// closed by the collector itself and replaced at once: subscribers are told why, data goes on.
+#[test]
+fn an_old_connection_is_replaced_before_the_venue_limit() {
+    let _wd = util::Watchdog::new("max_age", 120);
+    let exchange = util::replay_exchange(
+        &[(Venue::Binance, vec![util::binance_capture()])],
+        1.0,
+        false,
+        false,
+    );
+    let (_dir, sock) = util::temp_socket();
+    let mut sets = util::binance_only(&sock, exchange.local_addr());
+    sets.push("feeds.binance.max_connection_age_ms=1000".into());
+    let relay = run::start(util::config(&sets)).unwrap();
+    let mut client = RelayClient::connect(&sock).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (mut proactive, mut trades_after) = (false, 0);
+    while trades_after < 3 {
+        let rx = client.next_frame().unwrap().expect("stream open");
+        match rx.frame.message().unwrap() {
+            Message::Status { status, .. }
+                if status.code == StatusCode::Disconnected
+                    && status.detail.contains("proactive reconnect") =>
+            {
+                proactive = true
+            }
+            Message::Trade(_) if proactive => trades_after += 1,
+            _ => {}
+        }
+    }
+    assert!(exchange.subscribed_sessions() >= 2, "resubscribed");
+    let summary = relay.shutdown();
+    assert!(summary.balanced());
+    exchange.stop();
+}

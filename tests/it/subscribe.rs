@@ -640,20 +640,10 @@ fn a_relay_killed_with_sigkill_leaves_a_socket_the_next_start_replaces() {
     }
     // A crash in the middle of a write leaves at most a torn last line: make one (in the
     // busiest file, which the next run appends to within moments).
-    let mut torn = Vec::new();
-    let mut dirs = vec![csv.clone()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.file_name().is_some_and(|n| n == "trades.csv")
-                && p.to_string_lossy().contains("/binance/ETHUSDT/")
-            {
-                torn.push(p);
-            }
-        }
-    }
+    let torn: Vec<_> = util::files_named(&csv, "trades.csv")
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/binance/ETHUSDT/"))
+        .collect();
     assert!(!torn.is_empty(), "trades were written before the kills");
     for p in &torn {
         let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
@@ -677,4 +667,98 @@ fn a_relay_killed_with_sigkill_leaves_a_socket_the_next_start_replaces() {
     // Every row of every file parses and is complete: the torn lines are gone, nothing else.
     let rows = util::read_csv_rows(&csv, "trades.csv");
     assert!(rows.iter().all(|r| r.len() == 10), "complete rows only");
+}
+
+#[test]
+fn a_subscriber_that_never_reads_is_closed_while_a_fast_one_gets_everything() {
+    let _wd = util::Watchdog::new("slow_closed", 180);
+    let (_dir, sock) = util::temp_socket();
+    let (relay, exchange) = coinbase_relay(
+        &sock,
+        &[
+            "relay.max_pending_bytes=65536",
+            "relay.heartbeat_interval_ms=20",
+        ],
+        0.0,
+    );
+    let fast = RelayClient::connect(&sock).unwrap();
+    fast.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let slow = RelayClient::connect(&sock).unwrap();
+    assert!(util::wait_until(Duration::from_secs(30), || relay
+        .relay_counters()
+        .subscribers
+        .get()
+        == 2));
+    let fast_reader = std::thread::spawn(move || read_checking_heartbeats(fast));
+    exchange.resume();
+    assert!(
+        util::wait_until(Duration::from_secs(60), || relay
+            .relay_counters()
+            .slow_disconnects
+            .get()
+            == 1),
+        "the one that never reads is closed"
+    );
+    wait_done(&relay);
+    let summary = relay.shutdown();
+    let (read, skipped, beats) = fast_reader.join().unwrap();
+    assert_eq!(skipped, 0);
+    assert!(
+        beats > 0 && read > 1000,
+        "{read} frames, {beats} heartbeats checked"
+    );
+    assert!(summary.balanced(), "{summary}");
+    assert_eq!(summary.slow_disconnects, 1);
+    drop(slow);
+}
+
+#[test]
+fn a_second_signal_ends_a_draining_relay_at_once() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let _wd = util::Watchdog::new("second_signal", 120);
+    let (_dir, sock) = util::temp_socket();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mdrelay"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "run",
+            "--set",
+            "http.enabled=false",
+            "--set",
+            "writer.enabled=false",
+        ])
+        .args([
+            "--set",
+            "replay.speed=0",
+            "--set",
+            "relay.drain_timeout_ms=600000",
+        ])
+        .args(["--set", "relay.max_pending_bytes=1073741824", "--set"])
+        .arg(format!(
+            "relay.socket_path={:?}",
+            sock.display().to_string()
+        ))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(util::wait_until(Duration::from_secs(60), || sock.exists()));
+    // A subscriber that never reads: the drain after the first signal waits for it (10 min).
+    let _stuck = RelayClient::connect(&sock).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    kill_process(Pid::from_child(&child), Signal::INT).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "still draining");
+    let t = std::time::Instant::now();
+    kill_process(Pid::from_child(&child), Signal::INT).unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "exits at once");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!("second signal: exited after {:?}", t.elapsed());
+    assert_eq!(status.code(), Some(130));
 }

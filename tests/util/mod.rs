@@ -69,6 +69,25 @@ pub fn config(sets: &[String]) -> Config {
     .expect("test config is valid")
 }
 
+/// Every file named `name` under `dir` (any depth), in path order.
+pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    fn walk(d: &Path, name: &str, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, name, out);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, name, &mut out);
+    out
+}
+
 /// `--set` overrides that turn CSV on under `dir`.
 pub fn csv_into(dir: &Path) -> Vec<String> {
     vec![
@@ -80,22 +99,8 @@ pub fn csv_into(dir: &Path) -> Vec<String> {
 /// Every row (header excluded) of the CSV files named `file` under `dir` (any depth), in path
 /// order, read with the csv crate; also checks each file ends with a newline (no torn line).
 pub fn read_csv_rows(dir: &Path, file: &str) -> Vec<csv::StringRecord> {
-    fn walk(d: &Path, file: &str, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(d) else { return };
-        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, file, out);
-            } else if p.file_name().is_some_and(|n| n == file) {
-                out.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(dir, file, &mut files);
     let mut rows = Vec::new();
-    for f in files {
+    for f in files_named(dir, file) {
         let bytes = std::fs::read(&f).expect("read csv");
         assert!(
             bytes.ends_with(b"\n"),

@@ -160,5 +160,11 @@ fn memory_and_descriptors_stay_flat_under_load_with_reconnects_and_a_slow_subscr
         "rss grew {} KiB: {rss:?}",
         max - first
     );
-    assert!(fd_max - fd_min <= 4, "descriptors {fd:?}");
+    // Descriptors come and go with the reconnecting feeds (a WebSocket each, Binance's REST
+    // snapshot, subscribers): bounded, and no drift upwards over the run.
+    assert!(fd_max - fd_min <= 12, "descriptors {fd:?}");
+    let n = fd.len().min(5);
+    let early = *fd[..n].iter().max().unwrap();
+    let late = *fd[fd.len() - n..].iter().min().unwrap();
+    assert!(late <= early, "descriptors drift upwards: {fd:?}");
 }

@@ -9,8 +9,8 @@
 //! `t_recv`, taken on the collector right after the WebSocket frame read returns (before
 //! parsing), and `t_write`, taken on the consumer right after the write(2) to the subscriber
 //! socket that carried the frame returns. mdrelay variants run the relay's own collector,
-//! publisher, queue, consumer, cache and relay code, wired as `run::start` wires them (which does
-//! not expose the consumer's histograms), and report the consumer's own published HDR histogram.
+//! publisher, queue, consumer, cache and relay code, started by `run::start` itself, and report
+//! the consumer's own published HDR histogram (`Running::published`).
 //! Baselines record `t_write − t_recv` in the same kind of histogram.
 //!
 //! The source is a WebSocket server thread serving real Binance `ethusdt@trade` messages from
@@ -44,21 +44,17 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
-use mdrelay::acceptor::{self, AcceptConfig};
-use mdrelay::analytics::{Analytics, AnalyticsCounters};
 use mdrelay::cache::Cache;
 use mdrelay::clock::mono_ns;
-use mdrelay::collector::Collector;
 use mdrelay::config::{self, Config, Sources};
-use mdrelay::consumer::{new_histogram, Consumer, FeedInput, Published};
+use mdrelay::consumer::{new_histogram, SharedPublished};
 use mdrelay::event::Event;
 use mdrelay::instrument::{instrument_id, Venue};
 use mdrelay::protocol::{self, flags, FrameBuf, Meta, MsgType};
-use mdrelay::queue::{self, Envelope, QueueSpec, Transport, Waker};
-use mdrelay::stats::{FeedStats, RelayCounters, StopFlag};
+use mdrelay::queue::{Envelope, Transport};
+use mdrelay::run;
 use mdrelay::venue::{self, Subscription};
 
 /// Frames a baseline consumer takes per write, as mdrelay's `consumer.batch_frames` default.
@@ -455,114 +451,35 @@ fn relay_config(socket: &Path, url: &str, transport: Transport, idle: &str) -> C
     .expect("bench config is valid")
 }
 
-/// mdrelay: collector, queue, consumer and acceptor exactly as `run::start` builds them.
+/// mdrelay: the relay as `run::start` builds it (writer, recorder, HTTP off in its config).
 struct RelayPipeline {
-    stop: Arc<StopFlag>,
-    threads: Vec<JoinHandle<()>>,
-    published: Arc<Mutex<Published>>,
-    stats: Arc<FeedStats>,
-    relay_counters: Arc<RelayCounters>,
+    running: Option<run::Running>,
+    published: SharedPublished,
     at_window_start: Option<Histogram<u64>>,
-    /// Removes the socket file; dropped before the directory.
-    _socket: mdrelay::relay::SocketGuard,
+    /// Holds the socket directory; dropped after the relay.
     _dir: tempfile::TempDir,
 }
 
 impl RelayPipeline {
     fn start(cfg: &Config, dir: tempfile::TempDir) -> RelayPipeline {
-        let fc = cfg.feeds[0].clone();
-        let (listener, socket) = mdrelay::relay::bind(&cfg.relay).expect("bind relay socket");
-        let stop = Arc::new(StopFlag::default());
-        let relay_counters = Arc::new(RelayCounters::default());
-        let published = Arc::new(Mutex::new(Published::new(1)));
-        let waker = Arc::new(Waker::default());
-        let (producer, rx) = queue::bounded(
-            &QueueSpec {
-                name: fc.name.clone(),
-                transport: fc.transport,
-                capacity_frames: fc.queue_capacity_frames,
-                policy: fc.backpressure,
-                block_timeout: fc.block_timeout,
-            },
-            waker.clone(),
-        );
-        let stats = Arc::new(FeedStats::default());
-        let parser = venue::parser_for(fc.venue);
-        let name = fc.name.clone();
-        let collector = Collector::new(
-            fc,
-            parser,
-            producer,
-            stats.clone(),
-            stop.clone(),
-            None,
-            None,
-        );
-        // As run::start builds it with the writer, recorder and HTTP query API off: bars are
-        // still derived on the consumer.
-        let analytics = Analytics::new(
-            cfg.bars.clone(),
-            cfg.persist,
-            vec![name.clone()],
-            None,
-            None,
-            None,
-            Arc::new(AnalyticsCounters::default()),
-        );
-        let (sub_tx, sub_rx) = crossbeam_channel::bounded(1024);
-        let consumer = Consumer::new(
-            vec![FeedInput {
-                name,
-                rx,
-                stats: stats.clone(),
-            }],
-            sub_rx,
-            waker.clone(),
-            cfg.consumer.clone(),
-            &cfg.relay,
-            relay_counters.clone(),
-            published.clone(),
-            stop.clone(),
-            analytics,
-        );
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            thread::Builder::new()
-                .name(name.into())
-                .spawn(f)
-                .expect("spawn")
-        };
-        let (rc, st) = (relay_counters.clone(), stop.clone());
-        let acfg = AcceptConfig {
-            max_subscribers: cfg.relay.max_subscribers,
-            hello_timeout: cfg.relay.hello_timeout,
-            allowed_uids: cfg.relay.allowed_uids.clone(),
-        };
-        let threads = vec![
-            spawn("consumer", Box::new(move || consumer.run())),
-            spawn(
-                "relay-accept",
-                Box::new(move || {
-                    acceptor::accept_loop(listener, sub_tx, acfg, rc, Arc::default(), waker, st)
-                }),
-            ),
-            spawn("collector-binance", Box::new(move || collector.run())),
-        ];
+        let running = run::start(cfg.clone()).expect("relay starts");
         RelayPipeline {
-            stop,
-            threads,
-            published,
-            stats,
-            relay_counters,
+            published: running.published(),
+            running: Some(running),
             at_window_start: None,
-            _socket: socket,
             _dir: dir,
         }
+    }
+
+    fn running(&self) -> &run::Running {
+        // Present until `finish`, which consumes the pipeline.
+        self.running.as_ref().expect("relay running")
     }
 }
 
 impl Pipeline for RelayPipeline {
     fn admitted(&self) -> bool {
-        self.relay_counters.subscribers.get() >= 1
+        self.running().relay_counters().subscribers.get() >= 1
     }
     fn window_start(&mut self) {
         // The consumer publishes every 500 ms: the window starts at its first publication after
@@ -580,18 +497,17 @@ impl Pipeline for RelayPipeline {
         }
     }
     fn writes(&self) -> (u64, u64) {
-        (
-            self.relay_counters.frames_sent.get(),
-            self.relay_counters.writes.get(),
-        )
+        let c = self.running().relay_counters();
+        (c.frames_sent.get(), c.writes.get())
     }
     fn dropped(&self) -> u64 {
-        self.stats.collector.dropped_events.get()
+        self.running()
+            .feed_stats(0)
+            .map_or(0, |s| s.collector.dropped_events.get())
     }
     fn finish(mut self: Box<Self>, source: Source) -> Histogram<u64> {
-        self.stop.stop();
-        for t in self.threads.drain(..) {
-            t.join().expect("relay thread");
+        if let Some(r) = self.running.take() {
+            r.shutdown();
         }
         source.stop();
         let mut total = self.published.lock().latency_total[0].clone();

@@ -446,6 +446,12 @@ impl Running {
         &self.relay_counters
     }
 
+    /// What the consumer publishes (latency histograms per feed since start, …): a shared
+    /// handle that still holds the final figures after [`shutdown`](Self::shutdown).
+    pub fn published(&self) -> SharedPublished {
+        self.published.clone()
+    }
+
     /// The CSV writer's counters, when CSV is on.
     pub fn writer_stats(&self) -> Option<&WriterStats> {
         self.writer.as_deref()

@@ -10,10 +10,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use mdrelay::event::{Event, Side, Trade};
-use mdrelay::protocol::{decode_frame, encode_trade, FrameBuf, Meta};
-use mdrelay::venue::binance::BinanceParser;
-use mdrelay::venue::VenueParser;
+use mdrelay::feed::venue::binance::BinanceParser;
+use mdrelay::feed::venue::VenueParser;
+use mdrelay::market::event::{Event, Side, Trade};
+use mdrelay::wire::protocol::{decode_frame, encode_trade, FrameBuf, Meta};
 
 const TRADE: &str = r#"{"stream":"ethusdt@trade","data":{"e":"trade","E":1723161255612,"s":"ETHUSDT","t":1520538925,"p":"2683.80000000","q":"0.00200000","T":1723161255611,"m":true,"M":true}}"#;
 const BOOK_TICKER: &str = r#"{"stream":"ethusdt@bookTicker","data":{"u":35346513501,"s":"ETHUSDT","b":"2683.80000000","B":"3.02920000","a":"2683.81000000","A":"31.43950000"}}"#;
@@ -75,9 +75,12 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("fixed");
-    assert_eq!(mdrelay::fixed::parse("2683.80000000"), Ok(268_380_000_000));
+    assert_eq!(
+        mdrelay::market::fixed::parse("2683.80000000"),
+        Ok(268_380_000_000)
+    );
     g.bench_function("parse_price", |b| {
-        b.iter(|| mdrelay::fixed::parse(black_box("2683.80000000")))
+        b.iter(|| mdrelay::market::fixed::parse(black_box("2683.80000000")))
     });
     g.finish();
 }

@@ -5,7 +5,7 @@
 //! built (a tokio multi-thread runtime, tokio-tungstenite, a bounded tokio mpsc channel, a
 //! tokio `UnixStream`).
 //!
-//! Every variant measures the same two points with the same clock ([`mdrelay::clock::mono_ns`]):
+//! Every variant measures the same two points with the same clock ([`mdrelay::base::clock::mono_ns`]):
 //! `t_recv`, taken on the collector right after the WebSocket frame read returns (before
 //! parsing), and `t_write`, taken on the consumer right after the write(2) to the subscriber
 //! socket that carried the frame returns. mdrelay variants run the relay's own collector,
@@ -46,16 +46,16 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rustc_hash::FxHashMap;
 
-use mdrelay::cache::Cache;
-use mdrelay::clock::mono_ns;
+use mdrelay::base::clock::mono_ns;
 use mdrelay::config::{self, Config, Sources};
-use mdrelay::consumer::{new_histogram, SharedPublished};
-use mdrelay::event::Event;
-use mdrelay::instrument::{instrument_id, Venue};
-use mdrelay::protocol::{self, flags, FrameBuf, Meta, MsgType};
+use mdrelay::consumer::thread::{new_histogram, SharedPublished};
+use mdrelay::feed::venue::{self, Subscription};
+use mdrelay::market::event::Event;
+use mdrelay::market::instrument::{instrument_id, Venue};
 use mdrelay::queue::{Envelope, Transport};
+use mdrelay::relay::cache::Cache;
 use mdrelay::run;
-use mdrelay::venue::{self, Subscription};
+use mdrelay::wire::protocol::{self, flags, FrameBuf, Meta, MsgType};
 
 /// Frames a baseline consumer takes per write, as mdrelay's `consumer.batch_frames` default.
 const BATCH_FRAMES: usize = 256;
@@ -167,7 +167,7 @@ impl Point {
 fn trade_templates() -> Vec<(String, String)> {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("data/binance/spot_ethusdt_20240808.txt.gz");
-    let recs = mdrelay::recording::read_all(&path).expect("bundled Binance capture");
+    let recs = mdrelay::persist::recording::read_all(&path).expect("bundled Binance capture");
     let out: Vec<(String, String)> = recs
         .into_iter()
         .filter(|r| r.raw.contains("\"ethusdt@trade\""))
@@ -523,7 +523,7 @@ impl Pipeline for RelayPipeline {
 #[derive(Default)]
 struct MiniPublisher {
     /// symbol → (id, sequence).
-    instruments: FxHashMap<String, (mdrelay::instrument::InstrumentId, u64)>,
+    instruments: FxHashMap<String, (mdrelay::market::instrument::InstrumentId, u64)>,
     buf: FrameBuf,
 }
 
@@ -537,7 +537,7 @@ impl MiniPublisher {
         out: &mut Vec<Envelope>,
     ) {
         let Some(symbol) = symbol else { return };
-        let recv_wall = mdrelay::clock::wall_ns_at(t_recv);
+        let recv_wall = mdrelay::base::clock::wall_ns_at(t_recv);
         if !self.instruments.contains_key(symbol) {
             {
                 let id = instrument_id(Venue::Binance.name(), symbol);
@@ -665,7 +665,7 @@ impl StdPipeline {
                         Ok(tungstenite::Message::Text(text)) => {
                             let _ = parser.parse(
                                 text.as_str(),
-                                mdrelay::clock::wall_ns_at(t_recv),
+                                mdrelay::base::clock::wall_ns_at(t_recv),
                                 &mut |sym, ev| publisher.on_event(sym, ev, t_recv, &mut out),
                             );
                             for env in out.drain(..) {
@@ -799,7 +799,7 @@ impl TokioPipeline {
                     Ok(Message::Text(text)) => {
                         let _ = parser.parse(
                             text.as_str(),
-                            mdrelay::clock::wall_ns_at(t_recv),
+                            mdrelay::base::clock::wall_ns_at(t_recv),
                             &mut |sym, ev| publisher.on_event(sym, ev, t_recv, &mut out),
                         );
                         for env in out.drain(..) {
@@ -1301,7 +1301,7 @@ fn settings() -> Settings {
 }
 
 fn main() {
-    mdrelay::clock::init();
+    mdrelay::base::clock::init();
     if let Some(from) = std::env::var_os("E2E_REPLOT") {
         // Redraw the picture of an earlier run's e2e.json; measure nothing.
         let dir = report_dir();

@@ -15,11 +15,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use mdrelay::clock;
+use mdrelay::base::clock;
 use mdrelay::config::IdleStrategy;
-use mdrelay::event::{Event, Side, Trade};
-use mdrelay::protocol::MsgType;
+use mdrelay::market::event::{Event, Side, Trade};
 use mdrelay::queue::{Backpressure, QueueSpec, Transport};
+use mdrelay::wire::protocol::MsgType;
 
 fn spec() -> QueueSpec {
     QueueSpec {

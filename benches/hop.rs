@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 
-use mdrelay::event::{Side, Trade};
-use mdrelay::protocol::{encode_trade, FrameBuf, Meta};
+use mdrelay::market::event::{Side, Trade};
 use mdrelay::queue::Envelope;
+use mdrelay::wire::protocol::{encode_trade, FrameBuf, Meta};
 
 const N: u64 = 200_000;
 const CAP: usize = 4096;

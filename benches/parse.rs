@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use mdrelay::cache::Cache;
-use mdrelay::event::{Event, StatusCode};
-use mdrelay::instrument::{instrument_id, Venue};
-use mdrelay::protocol::{self, FrameBuf, Meta};
-use mdrelay::venue::kraken_v2::KrakenV2Parser;
-use mdrelay::venue::{parser_for, Subscription, VenueParser};
+use mdrelay::feed::venue::kraken_v2::KrakenV2Parser;
+use mdrelay::feed::venue::{parser_for, Subscription, VenueParser};
+use mdrelay::market::event::{Event, StatusCode};
+use mdrelay::market::instrument::{instrument_id, Venue};
+use mdrelay::relay::cache::Cache;
+use mdrelay::wire::protocol::{self, FrameBuf, Meta};
 
 /// One benchmark case: a venue stream in capture order.
 struct Case {
@@ -55,7 +55,8 @@ fn repo(rel: &str) -> std::path::PathBuf {
 fn capture(rels: &[&str]) -> Vec<String> {
     let mut all = Vec::new();
     for rel in rels {
-        let recs = mdrelay::recording::read_all(&repo(rel)).expect("bundled capture loads");
+        let recs =
+            mdrelay::persist::recording::read_all(&repo(rel)).expect("bundled capture loads");
         all.extend(recs.into_iter().map(|r| (r.recv_ns.unwrap_or(0), r.raw)));
     }
     // Several Kraken files play as one stream, as the replay exchange merges them.
@@ -340,13 +341,15 @@ fn bench_cache(c: &mut Criterion) {
         .find(|l| l.starts_with("{\"lastUpdateId\""))
         .expect("rest snapshot");
     let levels: serde_json::Value = serde_json::from_str(diff).expect("json");
-    let to_levels = |side: &serde_json::Value| -> Vec<mdrelay::event::Level> {
+    let to_levels = |side: &serde_json::Value| -> Vec<mdrelay::market::event::Level> {
         side.as_array()
             .map(|a| {
                 a.iter()
-                    .map(|pq| mdrelay::event::Level {
-                        price: mdrelay::fixed::parse(pq[0].as_str().unwrap_or("0")).unwrap_or(0),
-                        size: mdrelay::fixed::parse(pq[1].as_str().unwrap_or("0")).unwrap_or(0),
+                    .map(|pq| mdrelay::market::event::Level {
+                        price: mdrelay::market::fixed::parse(pq[0].as_str().unwrap_or("0"))
+                            .unwrap_or(0),
+                        size: mdrelay::market::fixed::parse(pq[1].as_str().unwrap_or("0"))
+                            .unwrap_or(0),
                     })
                     .collect()
             })
@@ -362,7 +365,7 @@ fn bench_cache(c: &mut Criterion) {
     protocol::encode_book(
         &mut snap_frame,
         &meta,
-        &mdrelay::event::BookUpdate {
+        &mdrelay::market::event::BookUpdate {
             snapshot: true,
             bids: &sbids,
             asks: &sasks,
@@ -375,7 +378,7 @@ fn bench_cache(c: &mut Criterion) {
     protocol::encode_book(
         &mut f,
         &meta,
-        &mdrelay::event::BookUpdate {
+        &mdrelay::market::event::BookUpdate {
             snapshot: false,
             bids: &bids,
             asks: &asks,

@@ -1,47 +1,34 @@
 //! mdrelay: a low-latency market-data relay.
 //!
-//! Data flow (docs/ARCHITECTURE.md has the whole picture):
-//! collector threads ([`collector`]) read venue WebSockets, parse with [`venue`] parsers into
-//! [`event`]s of exact [`fixed`]-point numbers, encode [`protocol`] frames and push them into
-//! bounded [`queue`]s; one [`consumer`] thread owns the [`cache`] and the [`relay`] socket and
-//! fans frames out to subscribers, who read them with [`client`].
+//! The modules follow the data flow, and each imports only the ones below it in this list
+//! (a test in `tests/it/hygiene.rs` enforces it; docs/ARCHITECTURE.md has the whole picture):
+//!
+//! - [`cli`]: one file per subcommand; `main.rs` only parses and dispatches.
+//! - [`run`]: starts every thread of a relay from a validated configuration, and stops them.
+//! - [`config`]: defaults < file < environment < flags, validated into each owner's config type.
+//! - [`sim`]: the replay exchange — a local WebSocket server that plays recordings as venues do.
+//! - [`bridge`]: republishes the relay stream onto NATS (feature `nats`).
+//! - [`serve`]: the `http` thread: `/metrics`, `/health`, the `/v1/…` query API.
+//! - [`consumer`]: the one thread that owns the cache and the subscribers; analytics (bars).
+//! - [`relay`]: the Unix-domain socket, subscribers, the late-joiner cache, the acceptor, a client.
+//! - [`feed`]: collector threads — WebSocket or recording in, venue parsers, frames out.
+//! - [`persist`]: CSV writer thread, raw recorder thread, recording reader.
+//! - [`queue`]: the bounded collector → consumer hop (channel or ring).
+//! - [`wire`]: the binary protocol, the JSON-lines schema, subscription requests.
+//! - [`market`]: pure values and algorithms: fixed-point, instruments, events, books, bars.
+//! - [`base`]: clocks, time formatting, counters, thread placement, backoff, small helpers.
 
-pub mod acceptor;
-pub mod analytics;
-pub mod bars;
-pub mod book;
-pub mod cache;
-pub mod client;
-pub mod clock;
-pub mod collector;
+pub mod base;
+pub mod bridge;
+pub mod cli;
 pub mod config;
-pub mod config_nats;
 pub mod consumer;
-pub mod event;
-pub mod fixed;
-pub mod http;
-pub mod instrument;
-pub mod json;
-pub mod metrics;
-#[cfg(feature = "nats")]
-pub mod nats_bridge;
-pub mod netutil;
-pub mod protocol;
-pub mod publisher;
-pub mod query;
+pub mod feed;
+pub mod market;
+pub mod persist;
 pub mod queue;
-pub mod recorder;
-pub mod recording;
 pub mod relay;
-pub mod replay;
-pub mod replay_exchange;
 pub mod run;
-pub mod stats;
-pub mod subscription;
-pub mod timefmt;
-pub mod top;
-pub mod venue;
-pub mod writer;
-
-#[cfg(test)]
-pub(crate) mod testutil;
+pub mod serve;
+pub mod sim;
+pub mod wire;

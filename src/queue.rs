@@ -30,8 +30,8 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySen
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
-use crate::protocol::FrameBuf;
-use crate::stats::{Counter, Gauge};
+use crate::base::stats::{Counter, Gauge};
+use crate::wire::protocol::FrameBuf;
 
 /// Which data structure carries a feed's frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub enum Backpressure {
     /// Overwrite the oldest queued frame (ring transport only).
     DropOldest,
     /// Quotes: keep only the latest per instrument until there is room (see
-    /// [`crate::publisher`]); everything else behaves as `Block`.
+    /// [`crate::feed::publisher`]); everything else behaves as `Block`.
     Conflate,
 }
 

@@ -21,22 +21,23 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
-use crate::acceptor::{self, AcceptConfig};
-use crate::analytics::{Analytics, AnalyticsCounters};
-use crate::collector::{pin_current_thread, Collector};
+use crate::base::stats::{AcceptCounters, FeedStats, RelayCounters, StopFlag};
 use crate::config::{Config, FeedConfig, FeedSource, Placement};
-use crate::consumer::{Consumer, FeedInput, Published, SharedPublished};
-use crate::http::{self, HttpServer};
-use crate::metrics::{FeedMetrics, MetricsSources};
-use crate::query::{self, QueryState};
+use crate::consumer::analytics::{Analytics, AnalyticsCounters};
+use crate::consumer::snapshot::QueryState;
+use crate::consumer::thread::{Consumer, FeedInput, Published, SharedPublished};
+use crate::feed::collector::{pin_current_thread, Collector};
+use crate::feed::replay::FileCollector;
+use crate::feed::venue;
+use crate::persist::recorder::{Recorder, RecorderStats};
+use crate::persist::writer::{WriterHandle, WriterStats};
 use crate::queue::{self, QueueMonitor, QueueSpec, Waker};
-use crate::recorder::{Recorder, RecorderStats};
-use crate::relay::{self, RelayError, SocketGuard};
-use crate::replay::FileCollector;
-use crate::replay_exchange::{ReplayExchange, ReplayOptions};
-use crate::stats::{AcceptCounters, FeedStats, RelayCounters, StopFlag};
-use crate::venue;
-use crate::writer::{WriterHandle, WriterStats};
+use crate::relay::acceptor::{self, AcceptConfig};
+use crate::relay::subscribers::{self as relay, RelayError, SocketGuard};
+use crate::serve::http::{self, HttpServer};
+use crate::serve::metrics::{FeedMetrics, MetricsSources};
+use crate::serve::query;
+use crate::sim::{ReplayExchange, ReplayOptions};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,14 +61,14 @@ pub enum StartError {
     Http(std::io::Error),
     /// The CSV writer could not start.
     #[error("csv writer: {0}")]
-    Writer(#[from] crate::writer::WriterError),
+    Writer(#[from] crate::persist::writer::WriterError),
     /// The raw recorder could not start.
     #[error("raw recorder: {0}")]
     Recorder(std::io::Error),
     /// The NATS bridge (`[nats] enabled`) could not start.
     #[cfg(feature = "nats")]
     #[error("nats bridge: {0}")]
-    Nats(#[from] crate::nats_bridge::BridgeError),
+    Nats(#[from] crate::bridge::nats::BridgeError),
     /// The OS refused a thread.
     #[error("cannot spawn thread {name}: {source}")]
     Spawn {
@@ -95,7 +96,7 @@ pub struct Running {
     http: Option<HttpServer>,
     /// The NATS bridge, a subscriber of our own socket; stopped after the consumer drained.
     #[cfg(feature = "nats")]
-    nats: Option<crate::nats_bridge::Bridge>,
+    nats: Option<crate::bridge::nats::Bridge>,
     socket: Option<SocketGuard>,
     relay_counters: Arc<RelayCounters>,
     accept_counters: Arc<AcceptCounters>,
@@ -142,7 +143,7 @@ fn core_for(cfg: &Config, thread_name: &str) -> Option<usize> {
 
 /// Starts a relay from `cfg`.
 pub fn start(cfg: Config) -> Result<Running, StartError> {
-    crate::clock::init();
+    crate::base::clock::init();
     // The replay exchange loads its recordings first: the socket appears only when the relay is
     // about to accept, so a subscriber never waits in the backlog of a relay still starting up.
     let replay = match &cfg.replay {
@@ -168,7 +169,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     let published: SharedPublished = Arc::new(Mutex::new(Published::new(cfg.feeds.len())));
 
     let waker = Arc::new(Waker::default());
-    let started_mono_ns = crate::clock::mono_ns();
+    let started_mono_ns = crate::base::clock::mono_ns();
     let recorder = if cfg.feeds.iter().any(|f| f.record) {
         let names = cfg
             .feeds
@@ -221,15 +222,16 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
             rx,
             stats: stats.clone(),
         });
-        let tls = match &fc.tls_ca_file {
-            Some(p) => Some(
-                crate::collector::tls_config(p).map_err(|reason| StartError::Tls {
-                    feed: fc.name.clone(),
-                    reason,
-                })?,
-            ),
-            None => None,
-        };
+        let tls =
+            match &fc.tls_ca_file {
+                Some(p) => Some(crate::feed::collector::tls_config(p).map_err(|reason| {
+                    StartError::Tls {
+                        feed: fc.name.clone(),
+                        reason,
+                    }
+                })?),
+                None => None,
+            };
         pending_collectors.push(match fc.source.clone() {
             FeedSource::WebSocket => {
                 let rec = if fc.record {
@@ -308,7 +310,10 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     };
     #[cfg(feature = "nats")]
     let nats = match cfg.nats.enabled {
-        true => Some(crate::nats_bridge::Bridge::start(&cfg.nats, socket.path())?),
+        true => Some(crate::bridge::nats::Bridge::start(
+            &cfg.nats,
+            socket.path(),
+        )?),
         false => None,
     };
     let (sub_tx, sub_rx) = crossbeam_channel::bounded(1024);
@@ -490,7 +495,7 @@ impl Running {
         self.last_status = (now, relayed);
         let (p50, p99) = {
             let p = self.published.lock();
-            let mut h = crate::consumer::new_histogram();
+            let mut h = crate::consumer::thread::new_histogram();
             for r in &p.latency_recent {
                 let _ = h.add(r);
             }

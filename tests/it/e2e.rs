@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use mdrelay::event::{Event, Quote, Trade};
-use mdrelay::protocol::{flags, Message};
-use mdrelay::venue::binance::BinanceParser;
-use mdrelay::venue::VenueParser;
-use mdrelay::{client::RelayClient, instrument, recording, run};
+use mdrelay::feed::venue::binance::BinanceParser;
+use mdrelay::feed::venue::VenueParser;
+use mdrelay::market::event::{Event, Quote, Trade};
+use mdrelay::wire::protocol::{flags, Message};
+use mdrelay::{market::instrument, persist::recording, relay::client::RelayClient, run};
 
 use crate::util;
 
@@ -75,7 +75,7 @@ fn every_trade_and_quote_of_the_capture_arrives_once_in_order_exactly() {
                 // connected / subscribed are fine; a drop would be a failure of this test.
                 assert_ne!(
                     status.code,
-                    mdrelay::event::StatusCode::Dropped,
+                    mdrelay::market::event::StatusCode::Dropped,
                     "{status:?}"
                 );
             }
@@ -241,7 +241,7 @@ fn tiny_buffers_of_the_test_overlay_still_balance() {
                 delivered += 1;
             }
             Message::Status { status, .. }
-                if status.code == mdrelay::event::StatusCode::Dropped =>
+                if status.code == mdrelay::market::event::StatusCode::Dropped =>
             {
                 reported += status.count;
             }
@@ -251,7 +251,7 @@ fn tiny_buffers_of_the_test_overlay_still_balance() {
     let summary = relay.shutdown();
     while let Some(rx) = client.next_frame().unwrap() {
         if let Message::Status { status, .. } = rx.frame.message().unwrap() {
-            if status.code == mdrelay::event::StatusCode::Dropped {
+            if status.code == mdrelay::market::event::StatusCode::Dropped {
                 reported += status.count;
             }
         }

@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use mdrelay::event::StatusCode;
-use mdrelay::instrument::Venue;
-use mdrelay::protocol::{flags, Message};
-use mdrelay::{client::RelayClient, run};
+use mdrelay::market::event::StatusCode;
+use mdrelay::market::instrument::Venue;
+use mdrelay::wire::protocol::{flags, Message};
+use mdrelay::{relay::client::RelayClient, run};
 
 use crate::util;
 use crate::util::faults::{self, Fault, FaultPlan, FaultProxy, Rng};

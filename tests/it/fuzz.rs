@@ -9,10 +9,10 @@
 use std::sync::OnceLock;
 
 use mdrelay::config::{self, Sources};
-use mdrelay::instrument::Venue;
-use mdrelay::protocol::{self, FrameBuf, Meta};
-use mdrelay::subscription::{self, Filter};
-use mdrelay::venue;
+use mdrelay::feed::venue;
+use mdrelay::market::instrument::Venue;
+use mdrelay::wire::protocol::{self, FrameBuf, Meta};
+use mdrelay::wire::subscription::{self, Filter};
 use proptest::prelude::*;
 
 use crate::util;
@@ -46,7 +46,7 @@ fn seeds() -> &'static Vec<(Venue, String)> {
             (Venue::KrakenV1, "kraken_v1/book1000_20210417.txt.gz"),
             (Venue::KrakenV1, "kraken_v1/trade_20210417.txt.gz"),
         ] {
-            let recs = mdrelay::recording::read_all(&util::fixture(file)).unwrap();
+            let recs = mdrelay::persist::recording::read_all(&util::fixture(file)).unwrap();
             out.extend(recs.into_iter().take(300).map(|r| (v, r.raw)));
         }
         for (v, file) in [
@@ -129,8 +129,8 @@ fn golden_frames() -> Vec<Vec<u8>> {
         &mut buf,
         &m,
         "binance",
-        &mdrelay::event::Status {
-            code: mdrelay::event::StatusCode::Dropped,
+        &mdrelay::market::event::Status {
+            code: mdrelay::market::event::StatusCode::Dropped,
             count: 3,
             detail: "x",
         },

@@ -20,13 +20,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mdrelay::book::L2Book;
-use mdrelay::event::{Event, Quote, StatusCode, Trade};
-use mdrelay::instrument::Venue;
-use mdrelay::protocol::{flags, Message};
-use mdrelay::venue::kraken_v2::KrakenV2Parser;
-use mdrelay::venue::VenueParser;
-use mdrelay::{client::RelayClient, run};
+use mdrelay::feed::venue::kraken_v2::KrakenV2Parser;
+use mdrelay::feed::venue::VenueParser;
+use mdrelay::market::book::L2Book;
+use mdrelay::market::event::{Event, Quote, StatusCode, Trade};
+use mdrelay::market::instrument::Venue;
+use mdrelay::wire::protocol::{flags, Message};
+use mdrelay::{relay::client::RelayClient, run};
 
 use crate::util::{self, kraken_v2 as conv};
 
@@ -44,7 +44,7 @@ struct Seen {
     bad_statuses: Vec<(Option<String>, StatusCode, u64)>,
 }
 
-fn apply(book: &mut L2Book, snapshot: bool, b: &mdrelay::protocol::BookFrame<'_>) {
+fn apply(book: &mut L2Book, snapshot: bool, b: &mdrelay::wire::protocol::BookFrame<'_>) {
     let bids: Vec<_> = b.bids().collect();
     let asks: Vec<_> = b.asks().collect();
     if snapshot {
@@ -286,16 +286,18 @@ fn converted_v1_capture_end_to_end() {
     assert!(n_trades > 0 && n_quotes > 0 && c.book_messages > 0);
     assert!(c.books.len() >= 5, "{:?}", c.books.keys());
     assert!(c.symbols.contains(&"KSM/BTC".to_owned()), "XBT spelled BTC");
-    let messages = mdrelay::recording::read_all(&c.path).unwrap().len() as u64;
+    let messages = mdrelay::persist::recording::read_all(&c.path)
+        .unwrap()
+        .len() as u64;
 
     // The converted stream verifies under a parser that knows the converter's precisions.
     let mut p = KrakenV2Parser::with_precisions(c.precisions.clone().into_iter().collect());
-    p.subscribe_requests(&mdrelay::venue::Subscription {
+    p.subscribe_requests(&mdrelay::feed::venue::Subscription {
         symbols: c.symbols.clone(),
         channels: vec!["book".into()],
         book_depth: conv::DEPTH as u32,
     });
-    for r in mdrelay::recording::read_all(&c.path).unwrap() {
+    for r in mdrelay::persist::recording::read_all(&c.path).unwrap() {
         p.parse(&r.raw, 0, &mut |_, _| {}).unwrap();
     }
     let st = p.checksum_stats();

@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use futures_util::StreamExt;
-use mdrelay::client::RelayClient;
-use mdrelay::event::StatusCode;
-use mdrelay::instrument::{self, Venue};
-use mdrelay::nats_bridge::Bridge;
-use mdrelay::protocol::{self, Message};
+use mdrelay::bridge::nats::Bridge;
+use mdrelay::market::event::StatusCode;
+use mdrelay::market::instrument::{self, Venue};
+use mdrelay::relay::client::RelayClient;
 use mdrelay::run;
+use mdrelay::wire::protocol::{self, Message};
 
 use crate::util;
 
@@ -212,11 +212,7 @@ async fn collect(
 }
 
 /// Waits until the relay has `n` subscribers and the exchange a subscribed session.
-fn wait_for_subscribers(
-    relay: &run::Running,
-    exchange: &mdrelay::replay_exchange::ReplayExchange,
-    n: u64,
-) {
+fn wait_for_subscribers(relay: &run::Running, exchange: &mdrelay::sim::ReplayExchange, n: u64) {
     assert!(
         util::wait_until(Duration::from_secs(30), || relay
             .relay_counters()
@@ -405,14 +401,14 @@ fn json_payload_is_the_tail_json_line_and_max_msgs_is_enforced() {
     for f in frames.iter().filter(|f| matches!(msg_type(f), 2 | 3)) {
         let (fr, _) = protocol::decode_frame(f).unwrap();
         let ev = match fr.message().unwrap() {
-            Message::Trade(t) => mdrelay::event::Event::Trade(t),
-            Message::Quote(q) => mdrelay::event::Event::Quote(q),
+            Message::Trade(t) => mdrelay::market::event::Event::Trade(t),
+            Message::Quote(q) => mdrelay::market::event::Event::Quote(q),
             _ => unreachable!(),
         };
         let mut line = Vec::new();
-        mdrelay::json::write_event(
+        mdrelay::wire::json::write_event(
             &mut line,
-            &mdrelay::json::Origin {
+            &mdrelay::wire::json::Origin {
                 venue: "binance",
                 symbol: Some("ETHUSDT"),
                 recv_ts_ns: Some(fr.header.recv_ts_ns),
@@ -621,7 +617,7 @@ fn bench_subscriber(
                 };
                 let h = protocol::peek_header(&m.payload);
                 if h.msg_type == 2 {
-                    let now = mdrelay::clock::wall_ns();
+                    let now = mdrelay::base::clock::wall_ns();
                     first.get_or_insert_with(Instant::now);
                     let _ = hist.record(now.saturating_sub(h.recv_ts_ns).max(1));
                     got += 1;
@@ -645,7 +641,7 @@ fn us(ns: u64) -> f64 {
 #[ignore = "benchmark: see docs/BENCHMARKS.md"]
 fn bench_bridge_throughput_and_latency() {
     use mdrelay::config::IdleStrategy;
-    use mdrelay::event::{Event, Side, Trade};
+    use mdrelay::market::event::{Event, Side, Trade};
     use mdrelay::queue::{Backpressure, QueueSpec, Transport};
 
     const PACED: u64 = 10_000;
@@ -684,7 +680,7 @@ fn bench_bridge_throughput_and_latency() {
             >= 2));
         let publisher = &mut publishers[0];
         let mut k = 0u64;
-        let mut trade = |publisher: &mut mdrelay::publisher::Publisher| {
+        let mut trade = |publisher: &mut mdrelay::feed::publisher::Publisher| {
             k += 1;
             let ev = Event::Trade(Trade {
                 price: 100_000_000 + k as i64,
@@ -696,8 +692,8 @@ fn bench_bridge_throughput_and_latency() {
             publisher.on_event(
                 Some("BENCHUSDT"),
                 &ev,
-                mdrelay::clock::mono_ns(),
-                mdrelay::clock::wall_ns(),
+                mdrelay::base::clock::mono_ns(),
+                mdrelay::base::clock::wall_ns(),
             );
             publisher.end_message();
         };
@@ -713,7 +709,7 @@ fn bench_bridge_throughput_and_latency() {
                 let rx = direct.next_frame().unwrap().unwrap();
                 if rx.frame.header.msg_type == 2 {
                     if got < PACED {
-                        let now = mdrelay::clock::wall_ns();
+                        let now = mdrelay::base::clock::wall_ns();
                         let _ = hist.record(now.saturating_sub(rx.frame.header.recv_ts_ns).max(1));
                     }
                     got += 1;

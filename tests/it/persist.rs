@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mdrelay::client::RelayClient;
 use mdrelay::config::{BarClock, FeedConfig};
-use mdrelay::event::StatusCode;
-use mdrelay::instrument::{self, Venue};
-use mdrelay::protocol::{self, Message, MsgType};
+use mdrelay::market::event::StatusCode;
+use mdrelay::market::instrument::{self, Venue};
+use mdrelay::relay::client::RelayClient;
 use mdrelay::run;
+use mdrelay::wire::protocol::{self, Message, MsgType};
 use serde_json::Value;
 
 use crate::util;
@@ -340,7 +340,7 @@ fn record_then_replay_twice_gives_identical_csv_and_stream() {
         "{name}"
     );
     // Every message of the capture, in the capture's line layout.
-    let lines = mdrelay::recording::read_all(recording).unwrap();
+    let lines = mdrelay::persist::recording::read_all(recording).unwrap();
     assert!(lines.len() as u64 >= EVENTS, "{} lines", lines.len());
     assert!(lines.iter().all(|l| l.recv_ns.is_some()));
 

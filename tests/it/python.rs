@@ -6,8 +6,8 @@ use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use mdrelay::replay_exchange::ReplayExchange;
-use mdrelay::{instrument, run};
+use mdrelay::sim::ReplayExchange;
+use mdrelay::{market::instrument, run};
 use serde_json::Value;
 
 use crate::util;

@@ -9,9 +9,9 @@ use std::thread;
 use std::time::Duration;
 
 use mdrelay::config::IdleStrategy;
-use mdrelay::event::{Event, Quote, Side, StatusCode, Trade};
-use mdrelay::protocol::Message;
+use mdrelay::market::event::{Event, Quote, Side, StatusCode, Trade};
 use mdrelay::queue::{Backpressure, QueueSpec, Transport};
+use mdrelay::wire::protocol::Message;
 
 use crate::util::{self, Pipeline};
 
@@ -136,7 +136,10 @@ fn run(transport: Transport, policy: Backpressure) {
     let mut produced: BTreeMap<u32, (u64, u64, i64)> = BTreeMap::new();
     for h in handles {
         for (sym, v) in h.join().unwrap() {
-            produced.insert(mdrelay::instrument::instrument_id("binance", &sym), v);
+            produced.insert(
+                mdrelay::market::instrument::instrument_id("binance", &sym),
+                v,
+            );
         }
     }
     pipe.shutdown();
@@ -242,7 +245,7 @@ fn ring_conflate() {
 #[test]
 fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
     let _wd = util::Watchdog::new("stalled_consumer", 60);
-    use mdrelay::consumer::{Consumer, FeedInput, Published};
+    use mdrelay::consumer::thread::{Consumer, FeedInput, Published};
     use mdrelay::queue::{bounded, Waker};
     use std::sync::Arc;
     let waker = Arc::new(Waker::default());
@@ -254,9 +257,12 @@ fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
         block_timeout: Duration::from_millis(20),
     };
     let (p, rx) = bounded(&spec, waker.clone());
-    let stats = Arc::new(mdrelay::stats::FeedStats::default());
-    let mut publisher =
-        mdrelay::publisher::Publisher::new(mdrelay::instrument::Venue::Binance, p, stats.clone());
+    let stats = Arc::new(mdrelay::base::stats::FeedStats::default());
+    let mut publisher = mdrelay::feed::publisher::Publisher::new(
+        mdrelay::market::instrument::Venue::Binance,
+        p,
+        stats.clone(),
+    );
     let producer = thread::spawn(move || {
         let start = std::time::Instant::now();
         for k in 1..=50 {
@@ -289,7 +295,7 @@ fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
         hello_timeout: Duration::ZERO,
         allowed_uids: Vec::new(),
     };
-    let stop = Arc::new(mdrelay::stats::StopFlag::default());
+    let stop = Arc::new(mdrelay::base::stats::StopFlag::default());
     stop.stop();
     let (_tx, sub_rx) = crossbeam_channel::bounded(1);
     let consumer = Consumer::new(
@@ -308,7 +314,7 @@ fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
         Arc::default(),
         Arc::new(parking_lot::Mutex::new(Published::new(1))),
         stop,
-        mdrelay::analytics::Analytics::relay_only(1),
+        mdrelay::consumer::analytics::Analytics::relay_only(1),
     );
     let h = thread::spawn(move || consumer.run());
     h.join().unwrap();

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use mdrelay::event::StatusCode;
-use mdrelay::instrument::Venue;
-use mdrelay::protocol::Message;
-use mdrelay::{client::RelayClient, run};
+use mdrelay::market::event::StatusCode;
+use mdrelay::market::instrument::Venue;
+use mdrelay::wire::protocol::Message;
+use mdrelay::{relay::client::RelayClient, run};
 
 use crate::util;
 

@@ -8,11 +8,11 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mdrelay::bars::IntervalLabel;
-use mdrelay::client::RelayClient;
-use mdrelay::event::Trade;
-use mdrelay::fixed::Decimal;
-use mdrelay::protocol::{BarFrame, Message};
+use mdrelay::market::bars::IntervalLabel;
+use mdrelay::market::event::Trade;
+use mdrelay::market::fixed::Decimal;
+use mdrelay::relay::client::RelayClient;
+use mdrelay::wire::protocol::{BarFrame, Message};
 use rustix::process::{kill_process, Pid, Signal};
 
 use crate::util;
@@ -88,7 +88,7 @@ fn sigint_under_load_drains_to_the_subscriber_and_exits_zero() {
         let (mut events, mut last_seq) = (0u64, 0u64);
         let mut trades: Vec<(u64, Trade)> = Vec::new();
         let mut bars: Vec<BarFrame> = Vec::new();
-        let binance = mdrelay::instrument::instrument_id("binance", "ETHUSDT");
+        let binance = mdrelay::market::instrument::instrument_id("binance", "ETHUSDT");
         while let Some(rx) = client.next_frame().expect("clean stream") {
             let h = rx.frame.header;
             if h.instrument_id != binance {
@@ -182,7 +182,7 @@ fn sigint_under_load_drains_to_the_subscriber_and_exits_zero() {
             Decimal(c.2).to_string(),
             Decimal(c.3).to_string(),
             Decimal(c.4).to_string(),
-            mdrelay::bars::Decimal128(c.5).to_string(),
+            mdrelay::market::bars::Decimal128(c.5).to_string(),
             c.6.to_string(),
         ])
     };

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mdrelay::client::RelayClient;
-use mdrelay::subscription::Filter;
+use mdrelay::relay::client::RelayClient;
+use mdrelay::wire::subscription::Filter;
 use rustix::process::{kill_process, Pid, Signal};
 
 use crate::util;
@@ -101,7 +101,7 @@ fn memory_and_descriptors_stay_flat_under_load_with_reconnects_and_a_slow_subscr
                     Ok(None) => return n,
                     // At shutdown the relay waits drain_timeout_ms for it, then closes it
                     // wherever its socket buffer was (it reads too slowly to finish).
-                    Err(mdrelay::client::ClientError::Truncated(_)) => return n,
+                    Err(mdrelay::relay::client::ClientError::Truncated(_)) => return n,
                     Err(e) => panic!("slow subscriber: {e}"),
                 }
                 if n % 64 == 0 {

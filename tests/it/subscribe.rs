@@ -8,12 +8,12 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use mdrelay::client::RelayClient;
-use mdrelay::event::StatusCode;
-use mdrelay::instrument::Venue;
-use mdrelay::protocol::{self, flags, Message, MsgType};
+use mdrelay::market::event::StatusCode;
+use mdrelay::market::instrument::Venue;
+use mdrelay::relay::client::RelayClient;
 use mdrelay::run;
-use mdrelay::subscription::{kinds, Filter};
+use mdrelay::wire::protocol::{self, flags, Message, MsgType};
+use mdrelay::wire::subscription::{kinds, Filter};
 
 use crate::util;
 
@@ -23,7 +23,7 @@ fn coinbase_relay(
     sock: &Path,
     extra: &[&str],
     speed: f64,
-) -> (run::Running, mdrelay::replay_exchange::ReplayExchange) {
+) -> (run::Running, mdrelay::sim::ReplayExchange) {
     let exchange = util::replay_exchange(
         &[(
             Venue::Coinbase,
@@ -320,7 +320,7 @@ fn requests_later_change_the_stream_and_bad_ones_close_only_that_connection() {
     }
     // A malformed request (bad CRC): request_error, then the relay closes this connection.
     let mut buf = protocol::FrameBuf::new();
-    mdrelay::subscription::encode_request(&mut buf, true, &nmr);
+    mdrelay::wire::subscription::encode_request(&mut buf, true, &nmr);
     let n = buf.len();
     buf[n - 1] ^= 0xff;
     c.stream().write_all(&buf).unwrap();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use mdrelay::protocol::Message;
-use mdrelay::{client::RelayClient, run};
+use mdrelay::wire::protocol::Message;
+use mdrelay::{relay::client::RelayClient, run};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tungstenite::Message as WsMessage;
 

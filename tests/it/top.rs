@@ -8,18 +8,18 @@ use std::time::Duration;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-use mdrelay::bars::Decimal128;
-use mdrelay::client::RelayClient;
-use mdrelay::event::Event;
-use mdrelay::fixed::Decimal;
-use mdrelay::instrument::Venue;
-use mdrelay::protocol::Message;
-use mdrelay::top::model::{Model, Screen, ViewState};
-use mdrelay::top::scrape::Scraper;
-use mdrelay::top::{ui, Target, Workers};
-use mdrelay::venue::binance::BinanceParser;
-use mdrelay::venue::VenueParser;
-use mdrelay::{clock, recording, run};
+use mdrelay::cli::top::model::{Model, Screen, ViewState};
+use mdrelay::cli::top::scrape::Scraper;
+use mdrelay::cli::top::{ui, Target, Workers};
+use mdrelay::feed::venue::binance::BinanceParser;
+use mdrelay::feed::venue::VenueParser;
+use mdrelay::market::bars::Decimal128;
+use mdrelay::market::event::Event;
+use mdrelay::market::fixed::Decimal;
+use mdrelay::market::instrument::Venue;
+use mdrelay::relay::client::RelayClient;
+use mdrelay::wire::protocol::Message;
+use mdrelay::{base::clock, persist::recording, run};
 
 use crate::util;
 
@@ -52,7 +52,7 @@ fn line_of(lines: &[String], text: &str) -> usize {
 
 /// A relay with only the Binance feed on a paused exchange serving the capture once.
 fn relay() -> (
-    mdrelay::replay_exchange::ReplayExchange,
+    mdrelay::sim::ReplayExchange,
     run::Running,
     tempfile::TempDir,
     std::path::PathBuf,

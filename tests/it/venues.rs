@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mdrelay::book::L2Book;
-use mdrelay::event::{Event, StatusCode, Trade};
-use mdrelay::instrument::Venue;
-use mdrelay::protocol::{flags, Message};
-use mdrelay::{client::RelayClient, recording, run, venue};
+use mdrelay::market::book::L2Book;
+use mdrelay::market::event::{Event, StatusCode, Trade};
+use mdrelay::market::instrument::Venue;
+use mdrelay::wire::protocol::{flags, Message};
+use mdrelay::{feed::venue, persist::recording, relay::client::RelayClient, run};
 
 use crate::util;
 

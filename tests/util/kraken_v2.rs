@@ -6,7 +6,7 @@
 //!   levels — levels entering from below included, levels deleted as `qty` 0, levels merely
 //!   pushed below the depth not at all (as Kraken does; the client truncates) — with `checksum`
 //!   recomputed the v2 way (CRC32 of the top 10 of the converted book at the pair's precision,
-//!   [`mdrelay::venue::kraken_v1::book_checksum`]). A v1 update that changes nothing within the
+//!   [`mdrelay::feed::venue::kraken_v1::book_checksum`]). A v1 update that changes nothing within the
 //!   depth sends nothing.
 //! - v1 trade arrays → one v2 `trade` `update` holding every trade of the array; sides `b`/`s` →
 //!   `buy`/`sell`, times → RFC 3339, `trade_id` synthesized per pair, sequential from 1 (v1 has
@@ -24,13 +24,13 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use mdrelay::book::L2Book;
-use mdrelay::event::{Event, Level, Quote, Side, Trade};
-use mdrelay::fixed::format_fixed_places;
-use mdrelay::recording;
-use mdrelay::timefmt::format_rfc3339_ns;
-use mdrelay::venue::kraken_v1::{book_checksum, KrakenV1Parser};
-use mdrelay::venue::VenueParser;
+use mdrelay::base::timefmt::format_rfc3339_ns;
+use mdrelay::feed::venue::kraken_v1::{book_checksum, KrakenV1Parser};
+use mdrelay::feed::venue::VenueParser;
+use mdrelay::market::book::L2Book;
+use mdrelay::market::event::{Event, Level, Quote, Side, Trade};
+use mdrelay::market::fixed::format_fixed_places;
+use mdrelay::persist::recording;
 
 /// Book depth of the converted stream (a v2 depth: 10, 25, 100, 500 or 1000). Deeper than the
 /// 10 checksummed levels, so truncation below the checksum window is exercised.
@@ -298,10 +298,10 @@ pub fn convert_v1_capture() -> Converted {
                         let has = |side, p| fb.size_at(side, p).is_some();
                         (
                             side_diff(&old_bids, &new_bids, |p| {
-                                has(mdrelay::book::BookSide::Bid, p)
+                                has(mdrelay::market::book::BookSide::Bid, p)
                             }),
                             side_diff(&old_asks, &new_asks, |p| {
-                                has(mdrelay::book::BookSide::Ask, p)
+                                has(mdrelay::market::book::BookSide::Ask, p)
                             }),
                         )
                     };

@@ -163,12 +163,12 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// A consumer and relay socket fed by publishers the test drives directly (no WebSockets):
 /// the real queue, publisher, consumer, cache, relay and client code.
 pub struct Pipeline {
-    pub stop: std::sync::Arc<mdrelay::stats::StopFlag>,
-    pub relay_counters: std::sync::Arc<mdrelay::stats::RelayCounters>,
+    pub stop: std::sync::Arc<mdrelay::base::stats::StopFlag>,
+    pub relay_counters: std::sync::Arc<mdrelay::base::stats::RelayCounters>,
     pub socket: PathBuf,
     consumer: Option<thread::JoinHandle<()>>,
     acceptor: Option<thread::JoinHandle<()>>,
-    _guard: mdrelay::relay::SocketGuard,
+    _guard: mdrelay::relay::subscribers::SocketGuard,
     _dir: tempfile::TempDir,
 }
 
@@ -180,8 +180,8 @@ impl Pipeline {
         idle: mdrelay::config::IdleStrategy,
     ) -> (
         Self,
-        Vec<mdrelay::publisher::Publisher>,
-        Vec<std::sync::Arc<mdrelay::stats::FeedStats>>,
+        Vec<mdrelay::feed::publisher::Publisher>,
+        Vec<std::sync::Arc<mdrelay::base::stats::FeedStats>>,
     ) {
         Self::sized(specs, idle, 8, 256 << 20)
     }
@@ -194,11 +194,11 @@ impl Pipeline {
         max_pending_bytes: usize,
     ) -> (
         Self,
-        Vec<mdrelay::publisher::Publisher>,
-        Vec<std::sync::Arc<mdrelay::stats::FeedStats>>,
+        Vec<mdrelay::feed::publisher::Publisher>,
+        Vec<std::sync::Arc<mdrelay::base::stats::FeedStats>>,
     ) {
         use mdrelay::config::{ConsumerConfig, RelayConfig};
-        use mdrelay::consumer::{Consumer, FeedInput, Published};
+        use mdrelay::consumer::thread::{Consumer, FeedInput, Published};
         use mdrelay::queue::{bounded, Waker};
         use std::sync::Arc;
 
@@ -213,18 +213,18 @@ impl Pipeline {
             hello_timeout: Duration::ZERO,
             allowed_uids: Vec::new(),
         };
-        let (listener, guard) = mdrelay::relay::bind(&relay_cfg).expect("bind");
+        let (listener, guard) = mdrelay::relay::subscribers::bind(&relay_cfg).expect("bind");
         let waker = Arc::new(Waker::default());
-        let stop = Arc::new(mdrelay::stats::StopFlag::default());
-        let relay_counters = Arc::new(mdrelay::stats::RelayCounters::default());
+        let stop = Arc::new(mdrelay::base::stats::StopFlag::default());
+        let relay_counters = Arc::new(mdrelay::base::stats::RelayCounters::default());
         let mut publishers = Vec::new();
         let mut stats = Vec::new();
         let mut inputs = Vec::new();
         for s in specs {
             let (p, rx) = bounded(s, waker.clone());
-            let st = Arc::new(mdrelay::stats::FeedStats::default());
-            publishers.push(mdrelay::publisher::Publisher::new(
-                mdrelay::instrument::Venue::Binance,
+            let st = Arc::new(mdrelay::base::stats::FeedStats::default());
+            publishers.push(mdrelay::feed::publisher::Publisher::new(
+                mdrelay::market::instrument::Venue::Binance,
                 p,
                 st.clone(),
             ));
@@ -248,7 +248,7 @@ impl Pipeline {
             relay_counters.clone(),
             Arc::new(parking_lot::Mutex::new(Published::new(specs.len()))),
             stop.clone(),
-            mdrelay::analytics::Analytics::relay_only(specs.len()),
+            mdrelay::consumer::analytics::Analytics::relay_only(specs.len()),
         );
         let consumer = thread::Builder::new()
             .name("consumer".into())
@@ -258,10 +258,10 @@ impl Pipeline {
         let acceptor = thread::Builder::new()
             .name("relay-accept".into())
             .spawn(move || {
-                mdrelay::acceptor::accept_loop(
+                mdrelay::relay::acceptor::accept_loop(
                     listener,
                     sub_tx,
-                    mdrelay::acceptor::AcceptConfig {
+                    mdrelay::relay::acceptor::AcceptConfig {
                         max_subscribers,
                         hello_timeout: Duration::ZERO,
                         allowed_uids: Vec::new(),
@@ -289,9 +289,9 @@ impl Pipeline {
     }
 
     /// Connects a subscriber and waits until the consumer has admitted it.
-    pub fn subscribe(&self) -> mdrelay::client::RelayClient {
+    pub fn subscribe(&self) -> mdrelay::relay::client::RelayClient {
         let before = self.relay_counters.accepted.get();
-        let c = mdrelay::client::RelayClient::connect(&self.socket).expect("connect");
+        let c = mdrelay::relay::client::RelayClient::connect(&self.socket).expect("connect");
         assert!(wait_until(Duration::from_secs(10), || self
             .relay_counters
             .accepted
@@ -341,14 +341,14 @@ pub mod kraken_v2;
 /// A replay exchange on 127.0.0.1:0 serving `sources` once (no loop) at full speed (`speed` 0)
 /// unless told otherwise; `paused` holds sessions until `resume()`.
 pub fn replay_exchange(
-    sources: &[(mdrelay::instrument::Venue, Vec<PathBuf>)],
+    sources: &[(mdrelay::market::instrument::Venue, Vec<PathBuf>)],
     speed: f64,
     loop_forever: bool,
     paused: bool,
-) -> mdrelay::replay_exchange::ReplayExchange {
-    mdrelay::replay_exchange::ReplayExchange::start(
+) -> mdrelay::sim::ReplayExchange {
+    mdrelay::sim::ReplayExchange::start(
         sources,
-        mdrelay::replay_exchange::ReplayOptions {
+        mdrelay::sim::ReplayOptions {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             speed,
             loop_forever,

@@ -1,0 +1,15 @@
+//! Building blocks every stage uses; no threads of its own, and no imports from the rest of
+//! the crate.
+//!
+//! - `clock`: the monotonic and wall clocks every timestamp comes from.
+//! - `timefmt`: RFC 3339 formatting and UTC calendar arithmetic, exact to the nanosecond.
+//! - `stats`: single-writer atomic counters and the per-thread counter structs.
+//! - `netutil`: small socket helpers.
+
+pub mod clock;
+pub mod netutil;
+pub mod stats;
+pub mod timefmt;
+
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -1,0 +1,80 @@
+//! The `mdrelay` subcommands, one file each; `main.rs` parses the arguments ([`args`]), calls
+//! [`dispatch`] and maps its error to an exit code.
+//!
+//! - `args`: every subcommand's arguments (clap) and the configuration they load.
+//! - `run`: `mdrelay run` and `mdrelay replay`: a relay until a signal (or the recordings' end).
+//! - `tail`: `mdrelay tail`, one line per event of a running relay (text or JSON lines).
+//! - `decode`: `mdrelay decode`, venue messages through the collectors' parser to JSON lines.
+//! - `bars`: `mdrelay bars`, the query API's bars as a table.
+//! - `top`: `mdrelay top`, the terminal dashboard.
+//! - `nats`: `mdrelay nats-bridge`, the relay stream onto NATS.
+
+use std::process::ExitCode;
+
+pub mod args;
+pub mod bars;
+pub mod decode;
+pub mod nats;
+pub mod run;
+pub mod tail;
+pub mod top;
+
+use args::{load_config, Cli, Command};
+
+/// Runs the subcommand `cli` names. A [`crate::config::ConfigError`] in the error chain means
+/// bad configuration or usage (exit code 2); any other error is a runtime failure (1).
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => run::run(&config),
+        Command::Tail {
+            socket,
+            json,
+            count,
+            venue,
+            symbol,
+            kind,
+            config,
+        } => tail::filter(venue, symbol, &kind)
+            .and_then(|f| tail::run(socket, json, count, f, &config)),
+        Command::Decode { venue, file } => decode::run(&venue, &file),
+        Command::Top {
+            socket,
+            http,
+            config,
+        } => top::Target::resolve(socket, http, || load_config(&config))
+            .map_err(anyhow::Error::from)
+            .and_then(|t| Ok(top::run(&t).map(|()| ExitCode::SUCCESS)?)),
+        Command::Replay {
+            files,
+            speed,
+            max,
+            venue,
+            wait_subscribers,
+            config,
+        } => run::replay(
+            &files,
+            if max { 0.0 } else { speed },
+            venue.as_deref(),
+            wait_subscribers,
+            &config,
+        ),
+        Command::Bars {
+            symbol,
+            venue,
+            interval,
+            limit,
+            open,
+            http,
+            config,
+        } => bars::run(&bars::Query {
+            symbol: &symbol,
+            venue: venue.as_deref(),
+            interval: &interval,
+            limit,
+            open,
+            http: http.as_deref(),
+            config: &config,
+        }),
+        Command::NatsBridge { socket, config } => nats::run(socket, &config),
+    }
+}

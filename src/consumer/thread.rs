@@ -1,0 +1,479 @@
+//! The consumer: the ONE thread (`consumer`) that owns the cache and the subscriber set.
+//!
+//! Each turn it admits new subscribers, takes up to `batch_frames` frames from every feed's
+//! queue in turn (round-robin, so a busy feed cannot starve a quiet one), updates the cache and
+//! appends each frame to every subscriber's buffer, then writes each subscriber once. Right after
+//! the writes return it stamps `t_relay` and records `t_relay − t_recv` per frame in the feed's
+//! HDR histogram. When every queue is empty it idles per the configured strategy (spin → yield →
+//! park on the queues with a timeout, or park only), so it is usually awake when a frame lands.
+//!
+//! It takes no lock on the hot path: counters are single-writer atomics and the latency
+//! histograms are published to other threads with `try_lock` at most once per
+//! [`PUBLISH_INTERVAL`], skipping a turn rather than waiting.
+//!
+//! Shutdown: once the stop flag is set and every collector has dropped its producer, the
+//! consumer empties every queue, writes what subscribers still have pending (up to the drain
+//! timeout), closes them and returns.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+
+use crate::base::clock;
+use crate::base::stats::{FeedStats, RelayCounters, StopFlag};
+use crate::config::{ConsumerConfig, IdleStrategy, RelayConfig};
+use crate::consumer::analytics::Analytics;
+use crate::market::event::{Status, StatusCode};
+use crate::market::instrument::InstrumentId;
+use crate::queue::{PopError, QueueReceiver, Waker};
+use crate::relay::acceptor::Admission;
+use crate::relay::cache::{Cache, Refusal};
+use crate::relay::subscribers::Subscribers;
+use crate::wire::protocol::{self, FrameBuf, Message, Meta, MsgType};
+
+/// How often the consumer publishes its histograms for other threads.
+pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Highest latency a histogram tracks, ns; larger values are clamped (saturating record).
+const MAX_TRACKED_NS: u64 = 60_000_000_000;
+
+/// A new latency histogram: 1 ns .. 60 s at 3 significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    // Constant bounds within hdrhistogram's documented limits (low ≥ 1, high ≥ 2·low,
+    // sigfig ≤ 5): construction cannot fail.
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, MAX_TRACKED_NS, 3).expect("valid constant histogram bounds")
+}
+
+/// One feed's input to the consumer.
+#[derive(Debug)]
+pub struct FeedInput {
+    /// Feed name.
+    pub name: String,
+    /// The queue from its collector.
+    pub rx: QueueReceiver,
+    /// Its counters.
+    pub stats: Arc<FeedStats>,
+}
+
+/// What the consumer publishes for other threads (status line, shutdown summary, metrics).
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Per feed (config order): `t_relay − t_recv` since start, ns.
+    pub latency_total: Vec<Histogram<u64>>,
+    /// Per feed: latency over the last publish interval, ns.
+    pub latency_recent: Vec<Histogram<u64>>,
+    /// Per feed: frame read → frame queued (parse, normalize, encode, and the earlier frames
+    /// of the same venue message), ns, since start.
+    pub parse_total: Vec<Histogram<u64>>,
+    /// Per feed: frame queued → taken by the consumer, ns, since start.
+    pub queue_wait_total: Vec<Histogram<u64>>,
+    /// Per subscriber, as of the last publish.
+    pub subscribers: Vec<crate::relay::subscribers::SubscriberStats>,
+}
+
+impl Published {
+    /// Empty histograms for `feeds` feeds.
+    pub fn new(feeds: usize) -> Self {
+        Published {
+            latency_total: (0..feeds).map(|_| new_histogram()).collect(),
+            latency_recent: (0..feeds).map(|_| new_histogram()).collect(),
+            parse_total: (0..feeds).map(|_| new_histogram()).collect(),
+            queue_wait_total: (0..feeds).map(|_| new_histogram()).collect(),
+            subscribers: Vec::new(),
+        }
+    }
+}
+
+/// Cheap shared handle to what the consumer publishes.
+pub type SharedPublished = Arc<Mutex<Published>>;
+
+struct Input {
+    feed: FeedInput,
+    /// False once the queue reported Disconnected and was empty.
+    open: bool,
+}
+
+/// Backoff idle state.
+struct Idle {
+    strategy: IdleStrategy,
+    /// Idle turns since the last frame.
+    turns: u64,
+    /// Current park duration; doubles up to the strategy's max.
+    park: Duration,
+}
+
+/// The consumer thread's state.
+pub struct Consumer {
+    inputs: Vec<Input>,
+    cache: Cache,
+    subs: Subscribers,
+    new_subs: Receiver<Admission>,
+    cfg: ConsumerConfig,
+    heartbeat_interval_ns: u64,
+    drain_timeout: Duration,
+    stop: Arc<StopFlag>,
+    /// Per feed: latency since the last publish.
+    interval: Vec<Histogram<u64>>,
+    /// Per feed: read → queued since the last publish.
+    parse: Vec<Histogram<u64>>,
+    /// Per feed: queued → dequeued since the last publish.
+    queue_wait: Vec<Histogram<u64>>,
+    published: SharedPublished,
+    /// (feed index, t_recv) of the frames of the current turn, for latency after the writes.
+    turn: Vec<(usize, u64)>,
+    idle: Idle,
+    scratch: FrameBuf,
+    /// Wakes this thread when it parks; shared with every producer and the acceptor.
+    waker: Arc<Waker>,
+    /// (feed, id) → events lost because their frames came before the instrument's definition
+    /// (possible only after `drop_oldest` evicted it): refused events, plus the counts carried
+    /// by refused `dropped` reports. Reported as one `dropped` right after the definition.
+    undefined: FxHashMap<(usize, InstrumentId), u64>,
+    /// Bars, CSV records, query snapshot.
+    analytics: Analytics,
+}
+
+impl Consumer {
+    /// Builds the consumer; `published` must have one histogram per feed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        feeds: Vec<FeedInput>,
+        new_subs: Receiver<Admission>,
+        waker: Arc<Waker>,
+        cfg: ConsumerConfig,
+        relay: &RelayConfig,
+        relay_counters: Arc<RelayCounters>,
+        published: SharedPublished,
+        stop: Arc<StopFlag>,
+        analytics: Analytics,
+    ) -> Self {
+        let n = feeds.len();
+        Consumer {
+            inputs: feeds
+                .into_iter()
+                .map(|feed| Input { feed, open: true })
+                .collect(),
+            cache: Cache::default(),
+            subs: Subscribers::new(relay.max_pending_bytes, relay_counters),
+            new_subs,
+            idle: Idle {
+                strategy: cfg.idle,
+                turns: 0,
+                park: Duration::from_micros(1),
+            },
+            cfg,
+            heartbeat_interval_ns: relay.heartbeat_interval.as_nanos() as u64,
+            drain_timeout: relay.drain_timeout,
+            stop,
+            interval: (0..n).map(|_| new_histogram()).collect(),
+            parse: (0..n).map(|_| new_histogram()).collect(),
+            queue_wait: (0..n).map(|_| new_histogram()).collect(),
+            published,
+            turn: Vec::with_capacity(4096),
+            scratch: FrameBuf::new(),
+            waker,
+            undefined: FxHashMap::default(),
+            analytics,
+        }
+    }
+
+    /// Runs until shutdown (see the module doc).
+    pub fn run(mut self) {
+        self.waker.register_current();
+        let mut next_heartbeat = clock::mono_ns() + self.heartbeat_interval_ns;
+        let mut next_publish = clock::mono_ns() + PUBLISH_INTERVAL.as_nanos() as u64;
+        let bar_timer_ns = self.analytics.timer_interval_ns();
+        let snapshot_ns = self.analytics.snapshot_interval_ns();
+        let mut next_bar_timer = clock::mono_ns().saturating_add(bar_timer_ns);
+        let mut next_snapshot = clock::mono_ns().saturating_add(snapshot_ns);
+        loop {
+            while let Ok(a) = self.new_subs.try_recv() {
+                match a {
+                    Admission::New {
+                        stream,
+                        serial,
+                        filters,
+                    } => self.subs.add(stream, serial, filters, &self.cache),
+                    Admission::Requests { serial, requests } => {
+                        self.subs.apply(serial, requests, &self.cache)
+                    }
+                    Admission::Refuse { serial, reason } => self.subs.refuse(serial, &reason),
+                }
+            }
+            let n = self.take_turn();
+            if n > 0 || self.subs.any_pending() {
+                self.subs.flush();
+                if !self.turn.is_empty() && !self.subs.is_empty() {
+                    let t_relay = clock::mono_ns();
+                    for &(feed, t_recv) in &self.turn {
+                        if t_recv != 0 {
+                            let _ =
+                                self.interval[feed].record(t_relay.saturating_sub(t_recv).max(1));
+                        }
+                    }
+                }
+                self.turn.clear();
+            }
+            let now = clock::mono_ns();
+            if now >= next_heartbeat {
+                protocol::encode_heartbeat(&mut self.scratch, clock::wall_ns_at(now));
+                self.subs.broadcast_heartbeat(&self.scratch);
+                self.subs.flush();
+                next_heartbeat = now + self.heartbeat_interval_ns;
+            }
+            if now >= next_publish {
+                self.publish(false);
+                next_publish = now + PUBLISH_INTERVAL.as_nanos() as u64;
+            }
+            if now >= next_bar_timer {
+                self.analytics
+                    .on_timer(clock::wall_ns_at(now), &mut self.subs, &mut self.cache);
+                self.subs.flush();
+                next_bar_timer = now.saturating_add(bar_timer_ns);
+            }
+            if now >= next_snapshot {
+                self.analytics.publish(&self.cache, false);
+                next_snapshot = now.saturating_add(snapshot_ns);
+            }
+            if n > 0 {
+                self.idle.turns = 0;
+                self.idle.park = Duration::from_micros(1);
+                continue;
+            }
+            if self.stop.is_stopped() && self.inputs.iter().all(|i| !i.open) {
+                break;
+            }
+            let next_timer = next_heartbeat
+                .min(next_publish)
+                .min(next_bar_timer)
+                .min(next_snapshot);
+            self.wait(next_timer.saturating_sub(now));
+        }
+        self.publish(true);
+        let writer = self.analytics.finish(&mut self.cache, &mut self.subs);
+        let unfinished = self
+            .subs
+            .drain_and_close(Instant::now() + self.drain_timeout);
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                "drain timeout: subscribers still had bytes pending"
+            );
+        }
+        // After the subscribers: the writer writes, flushes and fsyncs what is queued.
+        if let Some(w) = writer {
+            if w.close().is_err() {
+                tracing::error!("the csv writer thread panicked");
+            }
+        }
+    }
+
+    /// Takes up to `batch_frames` from each open queue; returns frames taken.
+    #[inline]
+    fn take_turn(&mut self) -> usize {
+        let mut taken = 0;
+        // One clock read per turn: frames taken later in the turn waited a little longer than
+        // recorded (by the time to relay the frames before them, ~100 ns each).
+        let t_dequeue = clock::mono_ns();
+        for (idx, input) in self.inputs.iter_mut().enumerate() {
+            if !input.open {
+                continue;
+            }
+            for _ in 0..self.cfg.batch_frames {
+                match input.feed.rx.try_pop() {
+                    Ok(env) => {
+                        taken += 1;
+                        if env.t_enqueue_ns != 0 {
+                            let _ = self.parse[idx]
+                                .record(env.t_enqueue_ns.saturating_sub(env.t_recv_ns).max(1));
+                            let _ = self.queue_wait[idx]
+                                .record(t_dequeue.saturating_sub(env.t_enqueue_ns).max(1));
+                        }
+                        let frame = &env.frame[..];
+                        let h = protocol::peek_header(frame);
+                        let c = &input.feed.stats.consumer;
+                        match self.cache.apply(idx, &h, frame) {
+                            Ok(()) => {
+                                self.subs.broadcast(frame);
+                                self.analytics.on_frame(
+                                    idx,
+                                    &h,
+                                    frame,
+                                    &mut self.subs,
+                                    &mut self.cache,
+                                );
+                                c.relayed.inc();
+                                if is_event(h.msg_type) {
+                                    c.relayed_events.inc();
+                                }
+                                self.turn.push((idx, env.t_recv_ns));
+                                if MsgType::from_code(h.msg_type) == Some(MsgType::InstrumentDef) {
+                                    if let Some(n) = self.undefined.remove(&(idx, h.instrument_id))
+                                    {
+                                        report_refused(&mut self.scratch, &mut self.subs, frame, n);
+                                    }
+                                }
+                            }
+                            Err(r) => {
+                                c.refused.inc();
+                                if is_event(h.msg_type) {
+                                    c.refused_events.inc();
+                                }
+                                if r == Refusal::Undefined {
+                                    let lost = lost_events(&h, frame);
+                                    *self.undefined.entry((idx, h.instrument_id)).or_default() +=
+                                        lost;
+                                }
+                            }
+                        }
+                    }
+                    Err(PopError::Empty) => break,
+                    Err(PopError::Disconnected) => {
+                        input.open = false;
+                        break;
+                    }
+                }
+            }
+        }
+        taken
+    }
+
+    /// True when any open queue or the new-subscriber channel has something.
+    fn has_work(&self) -> bool {
+        !self.new_subs.is_empty() || self.inputs.iter().any(|i| i.open && !i.feed.rx.is_empty())
+    }
+
+    /// Idles once per the strategy; parking ends early when a producer or the acceptor wakes us.
+    fn wait(&mut self, until_timer_ns: u64) {
+        self.idle.turns += 1;
+        let t = self.idle.turns;
+        let park_for = match self.idle.strategy {
+            IdleStrategy::BusySpin => {
+                // One yield every 1024 idle turns: negligible when cores are spare, and on a
+                // 2-core machine it lets the collectors run.
+                if t % 1024 == 0 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+                return;
+            }
+            IdleStrategy::Yield => {
+                std::thread::yield_now();
+                return;
+            }
+            IdleStrategy::Backoff {
+                spin_iterations,
+                yield_iterations,
+                park_max,
+            } => {
+                if t <= u64::from(spin_iterations) {
+                    // As busy_spin: a yield now and then, or on 2 cores the spinning consumer
+                    // keeps the collector off the CPU (measured: p50 104 µs without, see
+                    // docs/BENCHMARKS.md).
+                    if t % 1024 == 0 {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                    return;
+                }
+                if t <= u64::from(spin_iterations) + u64::from(yield_iterations) {
+                    std::thread::yield_now();
+                    return;
+                }
+                let p = self.idle.park;
+                self.idle.park = (p * 2).min(park_max);
+                p
+            }
+            IdleStrategy::Park => Duration::from_millis(100),
+        };
+        let timeout = park_for.min(Duration::from_nanos(until_timer_ns.max(1_000)));
+        let waker = self.waker.clone();
+        waker.park_timeout(timeout, || self.has_work());
+    }
+
+    /// Moves the interval histograms into the shared snapshot, unless another thread holds it
+    /// (then they keep accumulating and go next time). `force` waits for the lock (shutdown).
+    fn publish(&mut self, force: bool) {
+        let guard = if force {
+            Some(self.published.lock())
+        } else {
+            self.published.try_lock()
+        };
+        let Some(mut p) = guard else { return };
+        for (total, h) in p.parse_total.iter_mut().zip(&mut self.parse) {
+            let _ = total.add(&*h);
+            h.reset();
+        }
+        for (total, h) in p.queue_wait_total.iter_mut().zip(&mut self.queue_wait) {
+            let _ = total.add(&*h);
+            h.reset();
+        }
+        self.subs.stats_into(&mut p.subscribers);
+        for (i, h) in self.interval.iter_mut().enumerate() {
+            if let Some(total) = p.latency_total.get_mut(i) {
+                let _ = total.add(&*h);
+            }
+            if let Some(recent) = p.latency_recent.get_mut(i) {
+                recent.reset();
+                let _ = recent.add(&*h);
+            }
+            h.reset();
+        }
+    }
+}
+
+/// Events a refused frame stands for: 1 for an event, the count of a `dropped` report, else 0.
+fn lost_events(h: &protocol::Header, frame: &[u8]) -> u64 {
+    if is_event(h.msg_type) {
+        return 1;
+    }
+    match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
+        Ok(Ok(Message::Status { status, .. })) if status.code == StatusCode::Dropped => {
+            status.count
+        }
+        _ => 0,
+    }
+}
+
+#[inline]
+fn is_event(msg_type: u8) -> bool {
+    matches!(
+        MsgType::from_code(msg_type),
+        Some(MsgType::Trade | MsgType::Quote | MsgType::BookSnapshot | MsgType::BookDelta)
+    )
+}
+
+/// After a definition arrives for an id whose earlier frames were refused, tells subscribers
+/// how many were lost, as a `dropped` status of that instrument.
+#[cold]
+fn report_refused(scratch: &mut FrameBuf, subs: &mut Subscribers, def_frame: &[u8], n: u64) {
+    let Ok((f, _)) = protocol::decode_frame(def_frame) else {
+        return;
+    };
+    let Ok(Message::InstrumentDef { venue, .. }) = f.message() else {
+        return;
+    };
+    protocol::encode_status(
+        scratch,
+        &Meta {
+            instrument_id: f.header.instrument_id,
+            sequence: f.header.sequence,
+            recv_ts_ns: clock::wall_ns(),
+            flags: 0,
+        },
+        venue,
+        &Status {
+            code: StatusCode::Dropped,
+            count: n,
+            detail: "frames arrived before their instrument definition (evicted) and were refused",
+        },
+    );
+    subs.broadcast(scratch);
+}

@@ -1,0 +1,13 @@
+//! Feeds: where market data enters. One collector thread per configured feed (`collector-<feed>`)
+//! reads a venue WebSocket — or, for `mdrelay replay`, recording files — parses every message
+//! with its venue's parser into events, encodes frames and pushes them into the feed's queue.
+//!
+//! - `collector`: the live collector thread: connect, subscribe, read, reconnect with backoff.
+//! - `publisher`: events → frames: instrument definitions, sequences, backpressure, drop reports.
+//! - `replay`: the file collector: recordings through the same parsers, paced or at full speed.
+//! - `venue`: one parser per venue protocol (books, sequencing, checksums, REST snapshots).
+
+pub mod collector;
+pub mod publisher;
+pub mod replay;
+pub mod venue;

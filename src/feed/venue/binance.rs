@@ -1,0 +1,783 @@
+//! Binance spot combined streams (`/stream`): subscribe request, and the parser for `trade`,
+//! `bookTicker`, `aggTrade`, `depthUpdate` diffs and the REST depth snapshot.
+//!
+//! Reference: Binance Spot "WebSocket Streams" documentation. Points that matter:
+//! - `m: true` means the *buyer* was the maker, so the aggressor sold ([`Side::Sell`]).
+//! - Spot `bookTicker` carries no `E`/`T`; futures `bookTicker` does (used when present).
+//! - A subscription is acknowledged with `{"result":null,"id":N}`; errors come as
+//!   `{"error":{…},"id":N}`.
+//!
+//! The combined-stream envelope is parsed in one pass: a hand-written map visitor reads `stream`
+//! first (Binance always sends it first) and then deserializes `data` straight into the type that
+//! stream names; if `data` came first it is kept as a raw slice and parsed afterwards.
+//! Runs on the Binance collector thread; never blocks.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::binance_depth::{DepthBooks, DepthDiff, DepthSyncConfig};
+use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
+use crate::market::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
+use crate::market::fixed::FixedError;
+use crate::market::instrument::Venue;
+
+/// The request that subscribes a combined-stream connection to `streams`
+/// (e.g. `ethusdt@trade`). Binance stream names use the lower-case symbol.
+pub fn subscribe_request(streams: &[String], id: u64) -> String {
+    let params: Vec<serde_json::Value> = streams
+        .iter()
+        .map(|s| serde_json::Value::String(s.clone()))
+        .collect();
+    serde_json::json!({"method": "SUBSCRIBE", "params": params, "id": id}).to_string()
+}
+
+/// The stream names for `symbol` and the configured channels (`trade`, `bookTicker`, …).
+pub fn stream_names(symbol: &str, channels: &[String]) -> Vec<String> {
+    let lower = symbol.to_ascii_lowercase();
+    channels.iter().map(|c| format!("{lower}@{c}")).collect()
+}
+
+const MS: u64 = 1_000_000;
+
+#[derive(Deserialize)]
+struct TradeData<'a> {
+    #[serde(rename = "s")]
+    symbol: &'a str,
+    #[serde(rename = "t")]
+    trade_id: u64,
+    #[serde(rename = "p")]
+    price: &'a str,
+    #[serde(rename = "q")]
+    qty: &'a str,
+    #[serde(rename = "T")]
+    trade_time_ms: u64,
+    #[serde(rename = "m")]
+    buyer_is_maker: bool,
+}
+
+#[derive(Deserialize)]
+struct AggTradeData<'a> {
+    #[serde(rename = "s")]
+    symbol: &'a str,
+    #[serde(rename = "a")]
+    agg_id: u64,
+    #[serde(rename = "p")]
+    price: &'a str,
+    #[serde(rename = "q")]
+    qty: &'a str,
+    #[serde(rename = "T")]
+    trade_time_ms: u64,
+    #[serde(rename = "m")]
+    buyer_is_maker: bool,
+}
+
+#[derive(Deserialize)]
+struct BookTickerData<'a> {
+    #[serde(rename = "s")]
+    symbol: &'a str,
+    #[serde(rename = "b")]
+    bid_price: &'a str,
+    #[serde(rename = "B")]
+    bid_qty: &'a str,
+    #[serde(rename = "a")]
+    ask_price: &'a str,
+    #[serde(rename = "A")]
+    ask_qty: &'a str,
+    #[serde(rename = "T")]
+    transaction_time_ms: Option<u64>,
+    #[serde(rename = "E")]
+    event_time_ms: Option<u64>,
+}
+
+/// Deserializes `[["price","qty"],…]` straight into a reused level buffer.
+struct LevelsSeed<'v> {
+    out: &'v mut Vec<Level>,
+    /// The first fixed-point failure, kept so the caller can report it as a typed error.
+    fixed_err: &'v Cell<Option<(&'static str, FixedError)>>,
+}
+
+impl<'de> DeserializeSeed<'de> for LevelsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LevelsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of [price, quantity] string pairs")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.out.clear();
+        while let Some((p, q)) = seq.next_element::<(&'de str, &'de str)>()? {
+            let price = crate::market::fixed::parse(p).map_err(|e| {
+                self.fixed_err.set(Some(("price", e)));
+                de::Error::custom("price is not an exact fixed-point decimal")
+            })?;
+            let size = crate::market::fixed::parse(q).map_err(|e| {
+                self.fixed_err.set(Some(("qty", e)));
+                de::Error::custom("quantity is not an exact fixed-point decimal")
+            })?;
+            self.out.push(Level { price, size });
+        }
+        Ok(())
+    }
+}
+
+/// Fields of a `depthUpdate` diff other than its levels.
+#[derive(Default)]
+struct DepthHead<'a> {
+    symbol: Option<&'a str>,
+    first_update_id: Option<u64>,
+    final_update_id: Option<u64>,
+    event_time_ms: Option<u64>,
+    last_update_id: Option<u64>,
+}
+
+/// Parses a depth diff or REST snapshot object, filling the parser's level buffers.
+struct DepthSeed<'v> {
+    bids: &'v mut Vec<Level>,
+    asks: &'v mut Vec<Level>,
+    fixed_err: &'v Cell<Option<(&'static str, FixedError)>>,
+}
+
+impl<'de> DeserializeSeed<'de> for DepthSeed<'_> {
+    type Value = DepthHead<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DepthSeed<'_> {
+    type Value = DepthHead<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a depth update or snapshot object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut head = DepthHead::default();
+        self.bids.clear();
+        self.asks.clear();
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "s" => head.symbol = Some(map.next_value()?),
+                "U" => head.first_update_id = Some(map.next_value()?),
+                "u" => head.final_update_id = Some(map.next_value()?),
+                "E" => head.event_time_ms = Some(map.next_value()?),
+                "lastUpdateId" => head.last_update_id = Some(map.next_value()?),
+                "b" | "bids" => map.next_value_seed(LevelsSeed {
+                    out: self.bids,
+                    fixed_err: self.fixed_err,
+                })?,
+                "a" | "asks" => map.next_value_seed(LevelsSeed {
+                    out: self.asks,
+                    fixed_err: self.fixed_err,
+                })?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(head)
+    }
+}
+
+/// What the envelope turned out to be.
+enum Envelope<'a> {
+    Trade(TradeData<'a>),
+    AggTrade(AggTradeData<'a>),
+    BookTicker(BookTickerData<'a>),
+    Depth(DepthHead<'a>),
+    /// `{"result":…,"id":N}`: a subscription (or other request) acknowledged.
+    Ack,
+    /// `{"error":{…}}`: the venue refused a request.
+    Error,
+    /// A stream mdrelay does not normalize (klines, mark price…): the stream's kind.
+    Unsupported(&'a str),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Trade,
+    AggTrade,
+    BookTicker,
+    Depth,
+    Other,
+}
+
+fn stream_kind(stream: &str) -> StreamKind {
+    let kind = stream.split_once('@').map_or(stream, |(_, k)| k);
+    match kind {
+        "trade" => StreamKind::Trade,
+        "aggTrade" => StreamKind::AggTrade,
+        "bookTicker" => StreamKind::BookTicker,
+        k if k.starts_with("depth") => StreamKind::Depth,
+        _ => StreamKind::Other,
+    }
+}
+
+struct EnvelopeVisitor<'v> {
+    bids: &'v mut Vec<Level>,
+    asks: &'v mut Vec<Level>,
+    fixed_err: &'v Cell<Option<(&'static str, FixedError)>>,
+}
+
+impl<'de> EnvelopeVisitor<'_> {
+    fn data_for<E: de::Error>(
+        self,
+        stream: &'de str,
+        raw: Option<&'de RawValue>,
+        parsed: Option<Envelope<'de>>,
+    ) -> Result<Envelope<'de>, E> {
+        if let Some(p) = parsed {
+            return Ok(p);
+        }
+        let raw = raw.ok_or_else(|| E::missing_field("data"))?;
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        self.parse_data(stream, &mut de).map_err(E::custom)
+    }
+
+    fn parse_data<D: de::Deserializer<'de>>(
+        self,
+        stream: &'de str,
+        d: D,
+    ) -> Result<Envelope<'de>, D::Error> {
+        Ok(match stream_kind(stream) {
+            StreamKind::Trade => Envelope::Trade(TradeData::deserialize(d)?),
+            StreamKind::AggTrade => Envelope::AggTrade(AggTradeData::deserialize(d)?),
+            StreamKind::BookTicker => Envelope::BookTicker(BookTickerData::deserialize(d)?),
+            StreamKind::Depth => Envelope::Depth(
+                DepthSeed {
+                    bids: self.bids,
+                    asks: self.asks,
+                    fixed_err: self.fixed_err,
+                }
+                .deserialize(d)?,
+            ),
+            StreamKind::Other => {
+                IgnoredAny::deserialize(d)?;
+                Envelope::Unsupported(stream.split_once('@').map_or(stream, |(_, k)| k))
+            }
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for EnvelopeVisitor<'_> {
+    type Value = Envelope<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeVisitor<'_> {
+    type Value = Envelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Binance combined-stream message")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut stream: Option<&'de str> = None;
+        let mut raw_data: Option<&'de RawValue> = None;
+        let mut parsed: Option<Envelope<'de>> = None;
+        let mut ack = false;
+        let mut error = false;
+        let mut this = Some(self);
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "stream" => stream = Some(map.next_value()?),
+                "data" => match (stream, this.take()) {
+                    (Some(s), Some(v)) => {
+                        parsed = Some(map.next_value_seed(DataSeed { v, stream: s })?)
+                    }
+                    (_, v) => {
+                        this = v;
+                        raw_data = Some(map.next_value()?);
+                    }
+                },
+                "result" => {
+                    map.next_value::<IgnoredAny>()?;
+                    ack = true;
+                }
+                "error" => {
+                    map.next_value::<IgnoredAny>()?;
+                    error = true;
+                }
+                // A REST depth snapshot line (`{"lastUpdateId":…}`) as captured in recordings.
+                "lastUpdateId" => {
+                    let last: u64 = map.next_value()?;
+                    let v = this
+                        .take()
+                        .ok_or_else(|| de::Error::custom("snapshot inside an envelope"))?;
+                    let mut head = DepthHead {
+                        last_update_id: Some(last),
+                        ..DepthHead::default()
+                    };
+                    v.bids.clear();
+                    v.asks.clear();
+                    while let Some(k) = map.next_key::<&'de str>()? {
+                        match k {
+                            "bids" => map.next_value_seed(LevelsSeed {
+                                out: v.bids,
+                                fixed_err: v.fixed_err,
+                            })?,
+                            "asks" => map.next_value_seed(LevelsSeed {
+                                out: v.asks,
+                                fixed_err: v.fixed_err,
+                            })?,
+                            _ => {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    head.symbol = None;
+                    return Ok(Envelope::Depth(head));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if error {
+            return Ok(Envelope::Error);
+        }
+        match (stream, this) {
+            (Some(s), Some(v)) => v.data_for(s, raw_data, parsed),
+            (Some(_), None) => parsed.ok_or_else(|| de::Error::missing_field("data")),
+            (None, _) if ack => Ok(Envelope::Ack),
+            (None, _) => Err(de::Error::missing_field("stream")),
+        }
+    }
+}
+
+struct DataSeed<'v, 'de> {
+    v: EnvelopeVisitor<'v>,
+    stream: &'de str,
+}
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_, 'de> {
+    type Value = Envelope<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.v.parse_data(self.stream, d)
+    }
+}
+
+/// Parser state for one Binance connection: reusable level buffers, and the depth books when a
+/// `depth` channel is subscribed.
+#[derive(Default)]
+pub struct BinanceParser {
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+    fixed_err: Cell<Option<(&'static str, FixedError)>>,
+    /// Local books synced per Binance's procedure ([`super::binance_depth`]); `None` when no
+    /// depth channel is subscribed (and in `mdrelay decode`, which prints raw diffs).
+    depth: Option<DepthBooks>,
+    /// Symbols whose book asked for a REST snapshot, for [`VenueParser::drain_snapshot_requests`].
+    snapshot_requests: Vec<String>,
+    /// Id of the last request sent; Binance echoes it in the ack.
+    next_request_id: u64,
+}
+
+impl VenueParser for BinanceParser {
+    fn venue(&self) -> Venue {
+        Venue::Binance
+    }
+
+    fn subscribe_requests(&mut self, sub: &Subscription) -> Vec<String> {
+        let streams: Vec<String> = sub
+            .symbols
+            .iter()
+            .flat_map(|s| stream_names(s, &sub.channels))
+            .collect();
+        if self.depth.is_none() && sub.channels.iter().any(|c| c.starts_with("depth")) {
+            let symbols: Vec<String> = sub.symbols.iter().map(|s| s.to_ascii_uppercase()).collect();
+            self.depth = Some(DepthBooks::new(&symbols, DepthSyncConfig::default()));
+        }
+        self.next_request_id += 1;
+        vec![subscribe_request(&streams, self.next_request_id)]
+    }
+
+    fn snapshot_url(&self, rest_base: &str, symbol: &str, depth: u32) -> Option<String> {
+        let limit = if depth == 0 { 1000 } else { depth.min(5000) };
+        Some(format!(
+            "{}/api/v3/depth?symbol={}&limit={limit}",
+            rest_base.trim_end_matches('/'),
+            symbol.to_ascii_uppercase()
+        ))
+    }
+
+    fn drain_snapshot_requests(&mut self, out: &mut Vec<String>) {
+        out.append(&mut self.snapshot_requests);
+    }
+
+    fn on_rest_snapshot(
+        &mut self,
+        symbol: &str,
+        body: &str,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), ParseError> {
+        self.fixed_err.set(None);
+        let mut de = serde_json::Deserializer::from_str(body);
+        let env = EnvelopeVisitor {
+            bids: &mut self.bids,
+            asks: &mut self.asks,
+            fixed_err: &self.fixed_err,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| match self.fixed_err.take() {
+            Some((field, source)) => ParseError::Number { field, source },
+            None => ParseError::Json(e),
+        });
+        let last = match env {
+            Ok(Envelope::Depth(DepthHead {
+                last_update_id: Some(last),
+                ..
+            })) => last,
+            Ok(_) => {
+                self.on_snapshot_failed(symbol);
+                return Err(ParseError::Invalid("REST depth reply without lastUpdateId"));
+            }
+            Err(e) => {
+                self.on_snapshot_failed(symbol);
+                return Err(e);
+            }
+        };
+        if let Some(depth) = self.depth.as_mut() {
+            if depth
+                .on_snapshot(symbol, last, &self.bids, &self.asks, sink)
+                .fetch_snapshot
+            {
+                self.snapshot_requests.push(symbol.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    fn on_snapshot_failed(&mut self, symbol: &str) {
+        if let Some(depth) = self.depth.as_mut() {
+            if depth.on_snapshot_failed(symbol).fetch_snapshot {
+                self.snapshot_requests.push(symbol.to_owned());
+            }
+        }
+    }
+
+    fn on_disconnect(&mut self, sink: &mut Sink<'_>) {
+        if let Some(depth) = self.depth.as_mut() {
+            depth.reset_all(sink);
+        }
+    }
+
+    fn parse(
+        &mut self,
+        raw: &str,
+        recv_ts_ns: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<Parsed, ParseError> {
+        let _ = recv_ts_ns;
+        self.fixed_err.set(None);
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let env = EnvelopeVisitor {
+            bids: &mut self.bids,
+            asks: &mut self.asks,
+            fixed_err: &self.fixed_err,
+        }
+        .deserialize(&mut de)
+        .and_then(|e| de.end().map(|()| e))
+        .map_err(|e| match self.fixed_err.take() {
+            Some((field, source)) => ParseError::Number { field, source },
+            None => ParseError::Json(e),
+        })?;
+        match env {
+            Envelope::Trade(t) => {
+                let trade = Trade {
+                    price: fixed_field("p", t.price)?,
+                    size: fixed_field("q", t.qty)?,
+                    side: aggressor(t.buyer_is_maker),
+                    trade_id: Some(t.trade_id),
+                    exchange_ts_ns: Some(ms_to_ns(t.trade_time_ms)?),
+                };
+                sink(Some(t.symbol), &Event::Trade(trade));
+            }
+            Envelope::AggTrade(t) => {
+                let trade = Trade {
+                    price: fixed_field("p", t.price)?,
+                    size: fixed_field("q", t.qty)?,
+                    side: aggressor(t.buyer_is_maker),
+                    trade_id: Some(t.agg_id),
+                    exchange_ts_ns: Some(ms_to_ns(t.trade_time_ms)?),
+                };
+                sink(Some(t.symbol), &Event::Trade(trade));
+            }
+            Envelope::BookTicker(b) => {
+                let ts = b.transaction_time_ms.or(b.event_time_ms);
+                let quote = Quote {
+                    bid_price: fixed_field("b", b.bid_price)?,
+                    bid_size: fixed_field("B", b.bid_qty)?,
+                    ask_price: fixed_field("a", b.ask_price)?,
+                    ask_size: fixed_field("A", b.ask_qty)?,
+                    exchange_ts_ns: ts.map(ms_to_ns).transpose()?,
+                };
+                sink(Some(b.symbol), &Event::Quote(quote));
+            }
+            Envelope::Depth(h) if self.depth.is_some() && h.last_update_id.is_none() => {
+                let (Some(first), Some(last), Some(symbol)) =
+                    (h.first_update_id, h.final_update_id, h.symbol)
+                else {
+                    return Err(ParseError::Invalid("depthUpdate without U/u/s"));
+                };
+                let diff = DepthDiff {
+                    first_update_id: first,
+                    final_update_id: last,
+                    bids: &self.bids,
+                    asks: &self.asks,
+                    exchange_ts_ns: h.event_time_ms.map(ms_to_ns).transpose()?,
+                };
+                if let Some(depth) = self.depth.as_mut() {
+                    if depth.on_diff(symbol, &diff, sink).fetch_snapshot {
+                        self.snapshot_requests.push(symbol.to_owned());
+                    }
+                }
+            }
+            Envelope::Depth(h) => {
+                let snapshot = h.last_update_id.is_some();
+                let update = BookUpdate {
+                    snapshot,
+                    bids: &self.bids,
+                    asks: &self.asks,
+                    venue_sequence: h.last_update_id.or(h.final_update_id),
+                    exchange_ts_ns: h.event_time_ms.map(ms_to_ns).transpose()?,
+                    may_be_bad: false,
+                };
+                if !snapshot && (h.first_update_id.is_none() || h.final_update_id.is_none()) {
+                    return Err(ParseError::Invalid("depthUpdate without U/u"));
+                }
+                sink(h.symbol, &Event::Book(update));
+            }
+            Envelope::Ack => {
+                sink(
+                    None,
+                    &Event::Status(Status {
+                        code: StatusCode::Subscribed,
+                        count: 0,
+                        detail: "subscription acknowledged",
+                    }),
+                );
+                return Ok(Parsed::Control);
+            }
+            // The venue refused a request (bad stream name, rate limit): an operator must see it.
+            Envelope::Error => {
+                return Err(ParseError::Invalid(
+                    "venue replied with an error to a request",
+                ))
+            }
+            Envelope::Unsupported(kind) => return Err(ParseError::Unsupported(kind.to_owned())),
+        }
+        Ok(Parsed::Data)
+    }
+}
+
+/// Binance `m` (buyer is maker) → the aggressor's side.
+#[inline]
+fn aggressor(buyer_is_maker: bool) -> Side {
+    if buyer_is_maker {
+        Side::Sell
+    } else {
+        Side::Buy
+    }
+}
+
+#[inline]
+fn ms_to_ns(ms: u64) -> Result<u64, ParseError> {
+    ms.checked_mul(MS)
+        .ok_or(ParseError::Invalid("timestamp out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::event::Event;
+
+    #[derive(Debug, PartialEq)]
+    enum Out {
+        Trade(String, Trade),
+        Quote(String, Quote),
+        Book(Option<String>, bool, Vec<Level>, Vec<Level>, Option<u64>),
+    }
+
+    fn run(raw: &str) -> (Result<Parsed, String>, Vec<Out>) {
+        let mut p = BinanceParser::default();
+        let mut out = Vec::new();
+        let r = p.parse(raw, 1, &mut |sym, ev| match ev {
+            Event::Trade(t) => out.push(Out::Trade(sym.unwrap().to_owned(), *t)),
+            Event::Quote(q) => out.push(Out::Quote(sym.unwrap().to_owned(), *q)),
+            Event::Book(b) => out.push(Out::Book(
+                sym.map(str::to_owned),
+                b.snapshot,
+                b.bids.to_vec(),
+                b.asks.to_vec(),
+                b.venue_sequence,
+            )),
+            Event::Status(_) => {}
+        });
+        (r.map_err(|e| e.to_string()), out)
+    }
+
+    #[test]
+    fn trade_buyer_maker_means_aggressor_sold() {
+        let (r, out) = run(
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}"#,
+        );
+        assert_eq!(r, Ok(Parsed::Data));
+        assert_eq!(
+            out,
+            vec![Out::Trade(
+                "BTCUSDT".into(),
+                Trade {
+                    price: 6_183_763_000_000,
+                    size: 2_000_000,
+                    side: Side::Sell,
+                    trade_id: Some(3_735_683_259),
+                    exchange_ts_ns: Some(1_723_161_255_342_000_000),
+                }
+            )]
+        );
+        let (_, out) = run(
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"T":1723161256322,"s":"BTCUSDT","t":5266583935,"p":"61800.30","q":"0.006","X":"MARKET","m":false}}"#,
+        );
+        assert!(
+            matches!(&out[0], Out::Trade(_, t) if t.side == Side::Buy && t.price == 6_180_030_000_000)
+        );
+    }
+
+    #[test]
+    fn spot_book_ticker_has_no_exchange_time_futures_has() {
+        let (_, out) = run(
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}"#,
+        );
+        assert_eq!(
+            out,
+            vec![Out::Quote(
+                "BTCUSDT".into(),
+                Quote {
+                    bid_price: 6_183_763_000_000,
+                    bid_size: 378_826_000,
+                    ask_price: 6_183_764_000_000,
+                    ask_size: 154_698_000,
+                    exchange_ts_ns: None
+                }
+            )]
+        );
+        let (_, out) = run(
+            r#"{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":5123107839020,"s":"BTCUSDT","b":"61800.20","B":"2.507","a":"61800.30","A":"2.510","T":1723161256313,"E":1723161256314}}"#,
+        );
+        assert!(
+            matches!(&out[0], Out::Quote(_, q) if q.exchange_ts_ns == Some(1_723_161_256_313_000_000))
+        );
+    }
+
+    #[test]
+    fn depth_diff_and_rest_snapshot() {
+        let (r, out) = run(
+            r#"{"stream":"ethusdt@depth@100ms","data":{"e":"depthUpdate","E":1723161255308,"s":"ETHUSDT","U":35346513499,"u":35346513505,"b":[["2683.80000000","3.02920000"]],"a":[["2733.70000000","0.00000000"]]}}"#,
+        );
+        assert_eq!(r, Ok(Parsed::Data));
+        assert_eq!(
+            out,
+            vec![Out::Book(
+                Some("ETHUSDT".into()),
+                false,
+                vec![Level {
+                    price: 268_380_000_000,
+                    size: 302_920_000
+                }],
+                vec![Level {
+                    price: 273_370_000_000,
+                    size: 0
+                }],
+                Some(35_346_513_505)
+            )]
+        );
+        let (r, out) = run(
+            r#"{"lastUpdateId":35346513512,"bids":[["2683.80000000","3.02920000"]],"asks":[]}"#,
+        );
+        assert_eq!(r, Ok(Parsed::Data));
+        assert!(
+            matches!(&out[0], Out::Book(None, true, b, a, Some(35_346_513_512)) if b.len() == 1 && a.is_empty())
+        );
+    }
+
+    #[test]
+    fn data_before_stream_still_parses() {
+        let (r, out) = run(
+            r#"{"data":{"u":1,"s":"X","b":"1","B":"2","a":"3","A":"4"},"stream":"x@bookTicker"}"#,
+        );
+        assert_eq!(r, Ok(Parsed::Data));
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn acks_are_control_and_bad_input_is_a_typed_error() {
+        assert_eq!(run(r#"{"result":null,"id":1}"#).0, Ok(Parsed::Control));
+        let err = run(r#"{"error":{"code":2,"msg":"x"},"id":1}"#)
+            .0
+            .unwrap_err();
+        assert!(err.contains("venue replied with an error"), "{err}");
+        let cases = [
+            ("", "malformed"),
+            ("{", "malformed"),
+            ("[]", "malformed"),
+            (r#"{"stream":"x@trade"}"#, "malformed"),
+            (r#"{"stream":"x@trade","data":{"s":"X"}}"#, "malformed"),
+            (
+                r#"{"stream":"x@trade","data":{"s":"X","t":1,"p":"1e999","q":"1","T":1,"m":true}}"#,
+                "out of range",
+            ),
+            (
+                r#"{"stream":"x@trade","data":{"s":"X","t":1,"p":"abc","q":"1","T":1,"m":true}}"#,
+                "not a decimal",
+            ),
+            (
+                r#"{"stream":"x@depth","data":{"s":"X","U":1,"u":2,"b":[["1","99999999999999"]],"a":[]}}"#,
+                "out of range",
+            ),
+            (
+                r#"{"stream":"x@kline_1m","data":{"k":{}}}"#,
+                "unsupported message kind `kline_1m`",
+            ),
+            (
+                r#"{"stream":"x@trade","data":{"s":"X","t":1,"p":"1","q":"1","T":1,"m":true}} trailing"#,
+                "malformed",
+            ),
+        ];
+        for (raw, want) in cases {
+            let (r, out) = run(raw);
+            let err = r.expect_err(raw);
+            assert!(err.contains(want), "{raw}: {err}");
+            assert!(out.is_empty(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_is_classified() {
+        let mut p = BinanceParser::default();
+        let e = p
+            .parse(
+                r#"{"stream":"x@bookTicker","data":{"s":"X","b":"1","B":"1","a":"99999999999999","A":"1"}}"#,
+                0,
+                &mut |_, _| {},
+            )
+            .unwrap_err();
+        assert!(e.is_out_of_range(), "{e}");
+    }
+
+    #[test]
+    fn subscribe_request_shape() {
+        let streams = stream_names("ETHUSDT", &["trade".into(), "bookTicker".into()]);
+        assert_eq!(
+            subscribe_request(&streams, 1),
+            r#"{"id":1,"method":"SUBSCRIBE","params":["ethusdt@trade","ethusdt@bookTicker"]}"#
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! Venue adapters: one module per exchange protocol, each with the same shape — the subscribe
+//! request, the parser from raw venue messages to normalized [`Event`]s, and the venue's rules.
+//!
+//! Parsers run on the collector thread of their feed (and in `mdrelay decode`, which runs the very
+//! same code). They never block, never allocate per message once warm, and never panic on bad
+//! input: every malformed message is a typed [`ParseError`] that the caller counts.
+
+pub mod binance;
+pub mod binance_depth;
+pub mod coinbase;
+pub mod kraken_v1;
+pub mod kraken_v2;
+
+use crate::market::event::Event;
+use crate::market::fixed::FixedError;
+use crate::market::instrument::Venue;
+
+/// What a successfully parsed message was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// Market data: zero or more events were handed to the sink.
+    Data,
+    /// A control message (subscription ack, heartbeat, system status) consumed quietly.
+    Control,
+}
+
+/// Why a raw message could not be turned into events.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not valid JSON, or not the shape the venue documents.
+    #[error("malformed message: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A decimal field that is not an exact fixed-point value (see [`crate::market::fixed`]).
+    #[error("field `{field}`: {source}")]
+    Number {
+        /// The venue's field name.
+        field: &'static str,
+        /// Why the number was refused.
+        source: FixedError,
+    },
+    /// Well-formed, but a message kind mdrelay does not normalize (e.g. Binance klines).
+    #[error("unsupported message kind `{0}`")]
+    Unsupported(String),
+    /// Well-formed JSON with a value the venue's documentation rules out.
+    #[error("invalid message: {0}")]
+    Invalid(&'static str),
+}
+
+impl ParseError {
+    /// True when the message was refused because a number did not fit the fixed-point range.
+    pub fn is_out_of_range(&self) -> bool {
+        matches!(
+            self,
+            ParseError::Number {
+                source: FixedError::OutOfRange | FixedError::Precision,
+                ..
+            }
+        )
+    }
+}
+
+/// Where a parser delivers events: the venue symbol (or `None` for feed-wide status) and the event.
+pub type Sink<'s> = dyn FnMut(Option<&str>, &Event<'_>) + 's;
+
+/// What a feed subscribes to: venue symbols exactly as the venue writes them (`ETHUSDT`,
+/// `BTC-USD`, `XBT/EUR`), venue channel names, and the book depth where the venue takes one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscription {
+    /// Venue symbols.
+    pub symbols: Vec<String>,
+    /// Venue channel names (`trade`, `bookTicker`, `matches`, `book`, …).
+    pub channels: Vec<String>,
+    /// Book depth to request (Kraken `depth`), levels; 0 = the venue's default.
+    pub book_depth: u32,
+}
+
+/// A venue's protocol adapter: subscribe requests out, normalized events in. One per feed
+/// connection; it may keep state (channel ids, sequences, books for checksums).
+pub trait VenueParser: Send {
+    /// The venue this parser speaks.
+    fn venue(&self) -> Venue;
+
+    /// The text messages to send right after the WebSocket handshake, in order.
+    fn subscribe_requests(&mut self, sub: &Subscription) -> Vec<String>;
+
+    /// Messages the parser needs sent now (e.g. a resubscribe after a checksum mismatch).
+    /// The collector calls this after every `parse`; the default has none.
+    fn drain_outgoing(&mut self, out: &mut Vec<String>) {
+        let _ = out;
+    }
+
+    /// The URL of a REST book snapshot of `symbol` under the feed's REST base URL, for venues whose
+    /// books start from one (Binance). `None`: the venue sends snapshots in-band.
+    fn snapshot_url(&self, rest_base: &str, symbol: &str, depth: u32) -> Option<String> {
+        let _ = (rest_base, symbol, depth);
+        None
+    }
+
+    /// Symbols whose book needs a REST snapshot now. The collector fetches each one and answers
+    /// with [`on_rest_snapshot`](Self::on_rest_snapshot) or
+    /// [`on_snapshot_failed`](Self::on_snapshot_failed).
+    fn drain_snapshot_requests(&mut self, out: &mut Vec<String>) {
+        let _ = out;
+    }
+
+    /// The body of a REST snapshot of `symbol` fetched on this parser's request.
+    fn on_rest_snapshot(
+        &mut self,
+        symbol: &str,
+        body: &str,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), ParseError> {
+        let _ = (symbol, body, sink);
+        Err(ParseError::Unsupported("REST snapshot".into()))
+    }
+
+    /// The REST snapshot of `symbol` could not be fetched.
+    fn on_snapshot_failed(&mut self, symbol: &str) {
+        let _ = symbol;
+    }
+
+    /// The connection was lost: forget per-connection state (books wait for a new snapshot),
+    /// reporting what that means for subscribers through `sink`.
+    fn on_disconnect(&mut self, sink: &mut Sink<'_>) {
+        let _ = sink;
+    }
+
+    /// Parses one raw message, handing every event it holds to `sink` in order.
+    /// `recv_ts_ns` is when the message was received (ns since epoch).
+    fn parse(
+        &mut self,
+        raw: &str,
+        recv_ts_ns: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<Parsed, ParseError>;
+}
+
+/// A fresh parser for `venue`.
+pub fn parser_for(venue: Venue) -> Box<dyn VenueParser> {
+    match venue {
+        Venue::Binance => Box::new(binance::BinanceParser::default()),
+        Venue::Coinbase => Box::new(coinbase::CoinbaseParser::new()),
+        Venue::Kraken => Box::new(kraken_v2::KrakenV2Parser::new()),
+        Venue::KrakenV1 => Box::new(kraken_v1::KrakenV1Parser::new()),
+    }
+}
+
+/// Parses a fixed-point decimal field, naming the field on failure.
+#[inline]
+pub(crate) fn fixed_field(field: &'static str, s: &str) -> Result<i64, ParseError> {
+    crate::market::fixed::parse(s).map_err(|source| ParseError::Number { field, source })
+}

@@ -1,0 +1,756 @@
+//! The relay socket: a Unix-domain stream socket that subscribers connect to, and the set of
+//! connected subscribers with their outbound buffers.
+//!
+//! Two owners. The acceptor thread (`relay-accept`, [`crate::relay::acceptor`]) owns the listening
+//! socket and reads subscription requests. The consumer thread owns [`Subscribers`]: each
+//! subscriber's selection (the union of its subscriptions, or everything), its bounded outbound
+//! buffer, and its socket's writing side. Frames are appended to the buffers of the subscribers
+//! that selected them and written with one non-blocking `write` per subscriber per consumer
+//! turn, so frames arriving in a burst share a syscall. A subscriber whose unwritten bytes would
+//! exceed `max_pending_bytes` is sent a `too_slow` status after what it has not read, and closed
+//! (counted); one that hangs up is removed. Neither ever blocks the consumer or delays the
+//! others. Frames are length-delimited by their header, never split, never interleaved.
+//!
+//! Socket file hygiene: the directory is created 0700, the socket gets the configured mode;
+//! a live relay already on the path is refused, a stale socket file (crash) is unlinked; the file
+//! is removed on shutdown ([`SocketGuard`]).
+
+use std::io::{self, ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+use crate::base::stats::RelayCounters;
+use crate::config::RelayConfig;
+use crate::market::event::StatusCode;
+use crate::market::instrument::InstrumentId;
+use crate::relay::acceptor::{self, encode_reply};
+use crate::relay::cache::Cache;
+use crate::wire::protocol::{self, FrameBuf, Message, MsgType};
+use crate::wire::subscription::{self, kinds, Filter, Request};
+
+/// Why the relay socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Another process is accepting on the path.
+    #[error("another relay is live on {0}; refusing to take over its socket")]
+    InUse(PathBuf),
+    /// The path exists and is not a socket.
+    #[error("{0} exists and is not a socket; refusing to remove it")]
+    NotASocket(PathBuf),
+    /// Filesystem or socket error.
+    #[error("relay socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+/// Removes the socket file when dropped.
+#[derive(Debug)]
+pub struct SocketGuard {
+    path: PathBuf,
+}
+
+impl SocketGuard {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), "could not remove socket: {e}");
+            }
+        }
+    }
+}
+
+/// Binds the relay socket per `cfg` (see the module doc for the rules).
+pub fn bind(cfg: &RelayConfig) -> Result<(UnixListener, SocketGuard), RelayError> {
+    let path = &cfg.socket_path;
+    let io_err = |source| RelayError::Io {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(dir_mode(cfg.socket_mode))
+                .create(dir)
+                .map_err(io_err)?;
+            // The process umask (typically 022) clears group bits at creation: set them.
+            std::fs::set_permissions(
+                dir,
+                std::fs::Permissions::from_mode(dir_mode(cfg.socket_mode)),
+            )
+            .map_err(io_err)?;
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => return Err(RelayError::InUse(path.clone())),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                tracing::warn!(path = %path.display(), "removing stale socket left by a previous run");
+                std::fs::remove_file(path).map_err(io_err)?;
+            }
+            Err(e) => return Err(io_err(e)),
+        },
+        Ok(_) => return Err(RelayError::NotASocket(path.clone())),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(io_err)?;
+    let guard = SocketGuard { path: path.clone() };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))
+        .map_err(io_err)?;
+    Ok((listener, guard))
+}
+
+/// Mode of a socket directory mdrelay creates: the socket's read/write bits plus search (x)
+/// wherever read is granted, so `600` → `700` and `660` → `770` (the group can reach the socket).
+pub fn dir_mode(socket_mode: u32) -> u32 {
+    let r = socket_mode & 0o444;
+    (socket_mode & 0o666) | (r >> 2)
+}
+
+/// Why a subscriber was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// Its unwritten bytes would have exceeded the limit.
+    TooSlow,
+    /// It hung up or the socket failed.
+    Closed,
+    /// It sent a malformed or oversized request.
+    Refused,
+}
+
+/// What a filtered subscriber receives (a subscriber with none receives everything).
+#[derive(Debug, Default)]
+struct Selection {
+    /// Its subscriptions; the stream is their union.
+    filters: Vec<Filter>,
+    /// Instrument → [`kinds`] selected by the filters, for every selected instrument.
+    ids: FxHashMap<InstrumentId, u8>,
+    /// Instruments whose definition this connection has received (at most once each).
+    defined: FxHashSet<InstrumentId>,
+}
+
+impl Selection {
+    /// Kinds the filters select for `venue:symbol` (0: none).
+    fn mask(&self, venue: &str, symbol: &str) -> u8 {
+        self.filters
+            .iter()
+            .filter(|f| f.matches(venue, symbol))
+            .fold(0, |m, f| m | f.kinds)
+    }
+
+    /// True when frames of `msg_type` about `id` (0: feed-wide, `venue` from the payload) go
+    /// to this subscriber.
+    #[inline]
+    fn wants(&self, h: &protocol::Header, frame: &[u8]) -> bool {
+        let Some(kind) = subscription::kind_of(h.msg_type) else {
+            // Heartbeats and unknown types: everyone; definitions are sent when selected.
+            return MsgType::from_code(h.msg_type) != Some(MsgType::InstrumentDef);
+        };
+        if h.instrument_id != 0 {
+            return self
+                .ids
+                .get(&h.instrument_id)
+                .is_some_and(|m| m & kind != 0);
+        }
+        match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
+            Ok(Ok(Message::Status { venue, .. })) => {
+                venue == acceptor::RELAY_VENUE
+                    || self.filters.iter().any(|f| f.wants_feed_status(venue))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// One connected subscriber.
+#[derive(Debug)]
+struct Subscriber {
+    stream: UnixStream,
+    /// Outbound bytes; `out[pos..]` is unwritten. Its unwritten length is always ≤ the limit.
+    out: Vec<u8>,
+    /// Bytes of `out` already written; ≤ `out.len()`.
+    pos: usize,
+    /// Set when the subscriber must be removed at the end of the turn.
+    gone: Option<Gone>,
+    /// Serial number, for logs and metrics.
+    serial: u64,
+    /// Frames queued for it (join snapshot not counted).
+    frames: u64,
+    /// Bytes written to it.
+    bytes: u64,
+    /// `None`: everything.
+    sel: Option<Box<Selection>>,
+    /// Lossy delivery (some subscription asked for it): fall behind → skip, not close.
+    lossy: bool,
+    /// With `lossy`: a frame boundary in `out` at or after `pos` (the end of the frame being
+    /// written); frames from here on may be skipped without breaking the stream's framing.
+    skippable: usize,
+}
+
+/// One subscriber's counters, as the consumer publishes them for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// Serial number (1 for the first subscriber since start).
+    pub serial: u64,
+    /// Frames queued for it since it joined (its join snapshot not counted).
+    pub frames: u64,
+    /// Bytes written to its socket.
+    pub bytes: u64,
+    /// Bytes queued and not yet written.
+    pub pending_bytes: u64,
+}
+
+impl Subscriber {
+    #[inline]
+    fn pending(&self) -> usize {
+        self.out.len() - self.pos
+    }
+
+    /// One non-blocking write of everything pending.
+    #[inline]
+    fn flush(&mut self, counters: &RelayCounters) {
+        if self.gone.is_some() || self.pending() == 0 {
+            return;
+        }
+        loop {
+            counters.writes.inc();
+            match self.stream.write(&self.out[self.pos..]) {
+                Ok(0) => {
+                    self.gone = Some(Gone::Closed);
+                    return;
+                }
+                Ok(n) => {
+                    self.pos += n;
+                    self.bytes += n as u64;
+                    counters.bytes_sent.add(n as u64);
+                    if self.lossy {
+                        self.advance_skippable();
+                    }
+                    if self.pos == self.out.len() {
+                        self.out.clear();
+                        self.pos = 0;
+                        self.skippable = 0;
+                    } else if self.pos >= self.out.len() / 2 {
+                        self.out.drain(..self.pos);
+                        self.skippable -= self.pos.min(self.skippable);
+                        self.pos = 0;
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.gone = Some(Gone::Closed);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Subscriber {
+    /// Moves `skippable` to the end of the frame `pos` is in (walking frame headers).
+    fn advance_skippable(&mut self) {
+        while self.skippable < self.pos {
+            match protocol::frame_len(&self.out[self.skippable..]) {
+                Ok(n) => self.skippable += n,
+                // Unreachable: `out` holds whole frames from `skippable` on.
+                Err(_) => {
+                    self.skippable = self.out.len();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Lossy catch-up: drops every frame not yet started, queues a `dropped` status with their
+    /// count. Returns the count.
+    fn skip_unwritten(&mut self) -> u64 {
+        self.advance_skippable();
+        // Every skipped frame counts one; an earlier skip report that is itself skipped passes
+        // its count on, so the reports a client does receive add up to everything skipped.
+        let mut n = 0u64;
+        let mut at = self.skippable;
+        while at < self.out.len() {
+            let Ok(len) = protocol::frame_len(&self.out[at..]) else {
+                break;
+            };
+            n += 1 + skip_report_count(&self.out[at..at + len]);
+            at += len;
+        }
+        self.out.truncate(self.skippable);
+        let mut buf = FrameBuf::new();
+        encode_reply(
+            &mut buf,
+            StatusCode::Dropped,
+            n,
+            "frames skipped: this lossy connection fell relay.max_pending_bytes behind",
+        );
+        self.out.extend_from_slice(&buf);
+        self.frames += 1;
+        n
+    }
+}
+
+/// The count of a lossy skip report (a relay `dropped` status), 0 for any other frame.
+fn skip_report_count(frame: &[u8]) -> u64 {
+    let h = protocol::peek_header(frame);
+    if h.instrument_id != 0 || MsgType::from_code(h.msg_type) != Some(MsgType::Status) {
+        return 0;
+    }
+    match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
+        Ok(Ok(Message::Status { venue, status }))
+            if venue == acceptor::RELAY_VENUE && status.code == StatusCode::Dropped =>
+        {
+            status.count
+        }
+        _ => 0,
+    }
+}
+
+/// Frames in `buf` (whole frames back to back).
+fn count_frames(buf: &[u8]) -> u64 {
+    let (mut at, mut n) = (0, 0);
+    while at < buf.len() {
+        match protocol::frame_len(&buf[at..]) {
+            Ok(len) => at += len,
+            Err(_) => break,
+        }
+        n += 1;
+    }
+    n
+}
+
+/// The connected subscribers. Owned by the consumer thread.
+#[derive(Debug)]
+pub struct Subscribers {
+    subs: Vec<Subscriber>,
+    max_pending_bytes: usize,
+    counters: Arc<RelayCounters>,
+    /// Subscribers with a selection (0: every frame goes to everyone, the fast path).
+    filtered: usize,
+    /// True when some subscriber is marked gone.
+    any_gone: bool,
+}
+
+impl Subscribers {
+    /// An empty set with the given per-subscriber limit.
+    pub fn new(max_pending_bytes: usize, counters: Arc<RelayCounters>) -> Self {
+        Subscribers {
+            subs: Vec::new(),
+            max_pending_bytes,
+            counters,
+            filtered: 0,
+            any_gone: false,
+        }
+    }
+
+    /// Admits a subscriber: acknowledges the subscriptions it asked for, queues its join
+    /// snapshot (the selected definitions, then cached books, quotes and trades), then it
+    /// receives live frames. With no subscription it gets everything.
+    pub fn add(&mut self, stream: UnixStream, serial: u64, filters: Vec<Filter>, cache: &Cache) {
+        let mut out = Vec::with_capacity(64 * 1024);
+        let sel = if filters.is_empty() {
+            cache.write_snapshot(&mut out);
+            None
+        } else {
+            let mut buf = FrameBuf::new();
+            for (i, f) in filters.iter().enumerate() {
+                encode_reply(
+                    &mut buf,
+                    StatusCode::RequestOk,
+                    i as u64 + 1,
+                    &format!("subscribe {f}"),
+                );
+                out.extend_from_slice(&buf);
+            }
+            let mut sel = Box::new(Selection {
+                filters,
+                ..Selection::default()
+            });
+            snapshot_new(&mut sel, cache, &mut out);
+            Some(sel)
+        };
+        self.filtered += usize::from(sel.is_some());
+        let lossy = sel
+            .as_ref()
+            .is_some_and(|s| s.filters.iter().any(|f| f.lossy));
+        self.subs.push(Subscriber {
+            stream,
+            frames: count_frames(&out),
+            out,
+            pos: 0,
+            gone: None,
+            serial,
+            bytes: 0,
+            sel,
+            lossy,
+            skippable: 0,
+        });
+        self.counters.accepted.inc();
+        self.counters.subscribers.set(self.subs.len() as u64);
+        tracing::info!(subscriber = serial, "subscriber connected");
+    }
+
+    /// Applies requests subscriber `serial` sent after joining: each is acknowledged
+    /// (`request_ok` with the number of subscriptions, or `request_error`), and instruments the
+    /// change newly selects get their definition (once per connection) and cached state.
+    pub fn apply(&mut self, serial: u64, requests: Vec<Request>, cache: &Cache) {
+        let Some(s) = self.subs.iter_mut().find(|s| s.serial == serial) else {
+            return;
+        };
+        let was_filtered = s.sel.is_some();
+        let sel = s.sel.get_or_insert_with(|| {
+            // Until now it had everything: every known definition was sent.
+            let mut all = Box::new(Selection::default());
+            cache.write_snapshot_selected(&mut Vec::new(), &mut |id, _, _| {
+                all.defined.insert(id);
+                (false, 0)
+            });
+            all
+        });
+        let mut buf = FrameBuf::new();
+        for r in requests {
+            let what = match &r {
+                Request::Subscribe(f) => format!("subscribe {f}"),
+                Request::Unsubscribe(f) => format!("unsubscribe {f}"),
+            };
+            match acceptor::apply(&mut sel.filters, r) {
+                Ok(()) => encode_reply(
+                    &mut buf,
+                    StatusCode::RequestOk,
+                    sel.filters.len() as u64,
+                    &what,
+                ),
+                Err(reason) => encode_reply(&mut buf, StatusCode::RequestError, 0, &reason),
+            }
+            s.out.extend_from_slice(&buf);
+            s.frames += 1;
+        }
+        let at = s.out.len();
+        snapshot_new(sel, cache, &mut s.out);
+        s.frames += count_frames(&s.out[at..]);
+        let lossy = sel.filters.iter().any(|f| f.lossy);
+        if lossy && !s.lossy {
+            // The end of the buffer is a frame boundary: what is queued from now on may go.
+            s.skippable = s.out.len();
+        }
+        s.lossy = lossy;
+        if !was_filtered {
+            self.filtered += 1;
+        }
+    }
+
+    /// Tells subscriber `serial` why it is being closed, tries to write that, and closes it.
+    pub fn refuse(&mut self, serial: u64, reason: &str) {
+        let Some(s) = self.subs.iter_mut().find(|s| s.serial == serial) else {
+            return;
+        };
+        let mut buf = FrameBuf::new();
+        encode_reply(&mut buf, StatusCode::RequestError, 0, reason);
+        s.out.extend_from_slice(&buf);
+        s.frames += 1;
+        s.flush(&self.counters);
+        s.gone = Some(Gone::Refused);
+        self.any_gone = true;
+    }
+
+    /// Appends one frame to the buffer of every subscriber that selected it.
+    #[inline]
+    pub fn broadcast(&mut self, frame: &[u8]) {
+        if self.filtered > 0 {
+            return self.broadcast_filtered(frame);
+        }
+        for s in &mut self.subs {
+            if s.gone.is_some() {
+                continue;
+            }
+            push(
+                s,
+                frame,
+                self.max_pending_bytes,
+                &self.counters,
+                &mut self.any_gone,
+            );
+        }
+    }
+
+    #[inline(never)]
+    fn broadcast_filtered(&mut self, frame: &[u8]) {
+        let h = protocol::peek_header(frame);
+        let is_def = MsgType::from_code(h.msg_type) == Some(MsgType::InstrumentDef);
+        let name = if is_def {
+            match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
+                Ok(Ok(Message::InstrumentDef { venue, symbol, .. })) => Some((venue, symbol)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        for s in &mut self.subs {
+            if s.gone.is_some() {
+                continue;
+            }
+            if let Some(sel) = &mut s.sel {
+                if is_def {
+                    let Some((venue, symbol)) = name else {
+                        continue;
+                    };
+                    let mask = sel.mask(venue, symbol);
+                    if mask == 0 || !sel.defined.insert(h.instrument_id) {
+                        continue;
+                    }
+                    sel.ids.insert(h.instrument_id, mask);
+                } else if !sel.wants(&h, frame) {
+                    continue;
+                }
+            }
+            push(
+                s,
+                frame,
+                self.max_pending_bytes,
+                &self.counters,
+                &mut self.any_gone,
+            );
+        }
+    }
+
+    /// Sends every subscriber the heartbeat `frame` (counted once, not per subscriber), its
+    /// header `sequence` set to the frames this relay has queued for that connection before it
+    /// (docs/PROTOCOL.md §6.4): a client that counts what it read can prove it missed nothing.
+    pub fn broadcast_heartbeat(&mut self, frame: &[u8]) {
+        self.counters.heartbeats.inc();
+        let mut own = frame.to_vec();
+        for s in &mut self.subs {
+            if s.gone.is_some() || own.len() < protocol::HEADER_LEN + protocol::TRAILER_LEN {
+                continue;
+            }
+            // Room first: a lossy skip queues its report before the heartbeat, which counts it.
+            let (max, c) = (self.max_pending_bytes, &self.counters);
+            if !make_room(s, own.len(), max, c, &mut self.any_gone) {
+                continue;
+            }
+            own[16..24].copy_from_slice(&s.frames.to_le_bytes());
+            protocol::reseal(&mut own);
+            push(
+                s,
+                &own,
+                self.max_pending_bytes,
+                &self.counters,
+                &mut self.any_gone,
+            );
+        }
+    }
+
+    /// One write per subscriber with pending bytes; removes subscribers that are gone.
+    #[inline]
+    pub fn flush(&mut self) {
+        for s in &mut self.subs {
+            s.flush(&self.counters);
+            self.any_gone |= s.gone.is_some();
+        }
+        if self.any_gone {
+            self.remove_gone();
+        }
+    }
+
+    fn remove_gone(&mut self) {
+        let counters = &self.counters;
+        let mut filtered_gone = 0;
+        self.subs.retain_mut(|s| {
+            let Some(why) = s.gone else { return true };
+            match why {
+                Gone::TooSlow => {
+                    counters.slow_disconnects.inc();
+                    tracing::warn!(
+                        subscriber = s.serial,
+                        pending_bytes = s.pending(),
+                        "subscriber disconnected: too slow (pending bytes over relay.max_pending_bytes)"
+                    );
+                    // Its last frame, past the limit, after the complete frames it has not read:
+                    // a client that catches up learns why the stream ends.
+                    let mut buf = FrameBuf::new();
+                    encode_reply(
+                        &mut buf,
+                        StatusCode::TooSlow,
+                        s.pending() as u64,
+                        "disconnected: unread bytes over relay.max_pending_bytes",
+                    );
+                    s.out.extend_from_slice(&buf);
+                    let _ = s.stream.write(&s.out[s.pos..]);
+                }
+                Gone::Closed => {
+                    counters.closed.inc();
+                    tracing::info!(subscriber = s.serial, "subscriber disconnected");
+                }
+                Gone::Refused => {
+                    counters.refused_requests.inc();
+                    tracing::info!(subscriber = s.serial, "subscriber closed after a bad request");
+                }
+            }
+            // Also ends the acceptor's reading handle on this socket.
+            let _ = s.stream.shutdown(std::net::Shutdown::Both);
+            filtered_gone += usize::from(s.sel.is_some());
+            false
+        });
+        self.filtered -= filtered_gone;
+        self.any_gone = false;
+        self.counters.subscribers.set(self.subs.len() as u64);
+    }
+
+    /// Replaces `out` with every connected subscriber's counters.
+    pub fn stats_into(&self, out: &mut Vec<SubscriberStats>) {
+        out.clear();
+        out.extend(self.subs.iter().map(|s| SubscriberStats {
+            serial: s.serial,
+            frames: s.frames,
+            bytes: s.bytes,
+            pending_bytes: s.pending() as u64,
+        }));
+    }
+
+    /// True when some subscriber has unwritten bytes.
+    #[inline]
+    pub fn any_pending(&self) -> bool {
+        self.subs.iter().any(|s| s.pending() > 0)
+    }
+
+    /// Subscribers connected.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// True when no subscriber is connected.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+
+    /// Keeps writing until every buffer is empty or `deadline` passes (shutdown drain), then
+    /// closes every subscriber. Returns the number of subscribers that still had bytes pending.
+    pub fn drain_and_close(&mut self, deadline: Instant) -> usize {
+        loop {
+            self.flush();
+            if !self.any_pending() || Instant::now() >= deadline {
+                break;
+            }
+            let mut fds: Vec<PollFd<'_>> = self
+                .subs
+                .iter()
+                .filter(|s| s.pending() > 0)
+                .map(|s| PollFd::new(&s.stream, PollFlags::OUT))
+                .collect();
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50));
+            let ts = Timespec {
+                tv_sec: 0,
+                tv_nsec: left.subsec_nanos().into(),
+            };
+            let _ = poll(&mut fds, Some(&ts));
+        }
+        let unfinished = self.subs.iter().filter(|s| s.pending() > 0).count();
+        for s in &self.subs {
+            let _ = s.stream.shutdown(std::net::Shutdown::Both);
+        }
+        self.subs.clear();
+        self.counters.subscribers.set(0);
+        unfinished
+    }
+}
+
+/// Appends `frame` to one subscriber, or marks it too slow.
+#[inline]
+fn push(
+    s: &mut Subscriber,
+    frame: &[u8],
+    max_pending_bytes: usize,
+    counters: &RelayCounters,
+    any_gone: &mut bool,
+) {
+    if !make_room(s, frame.len(), max_pending_bytes, counters, any_gone) {
+        return;
+    }
+    s.out.extend_from_slice(frame);
+    s.frames += 1;
+    counters.frames_sent.inc();
+}
+
+/// True when `len` more bytes fit in the subscriber's buffer: at once, or (lossy) after skipping
+/// its unwritten frames. Otherwise marks it too slow.
+#[inline]
+fn make_room(
+    s: &mut Subscriber,
+    len: usize,
+    max_pending_bytes: usize,
+    counters: &RelayCounters,
+    any_gone: &mut bool,
+) -> bool {
+    if s.pending() + len <= max_pending_bytes {
+        return true;
+    }
+    if s.lossy {
+        let n = s.skip_unwritten();
+        counters.lossy_skips.inc();
+        counters.lossy_frames_skipped.add(n);
+        // Still no room only for a frame larger than the whole limit.
+        if s.pending() + len <= max_pending_bytes {
+            return true;
+        }
+    }
+    s.gone = Some(Gone::TooSlow);
+    *any_gone = true;
+    false
+}
+
+/// Queues for a filtered subscriber what its selection newly covers: the definitions it has not
+/// had, then the cached state of the kinds newly selected.
+fn snapshot_new(sel: &mut Selection, cache: &Cache, out: &mut Vec<u8>) {
+    let mut new_ids = FxHashMap::default();
+    cache.write_snapshot_selected(out, &mut |id, venue, symbol| {
+        let mask = sel.mask(venue, symbol);
+        let before = sel.ids.get(&id).copied().unwrap_or(0);
+        if mask == 0 {
+            sel.ids.remove(&id);
+            return (false, 0);
+        }
+        new_ids.insert(id, mask);
+        (
+            sel.defined.insert(id),
+            mask & !before & (kinds::BOOK | kinds::QUOTE | kinds::TRADE),
+        )
+    });
+    sel.ids.extend(new_ids);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_mode_follows_socket_mode() {
+        assert_eq!(dir_mode(0o600), 0o700);
+        assert_eq!(dir_mode(0o660), 0o770);
+        assert_eq!(dir_mode(0o666), 0o777);
+        assert_eq!(dir_mode(0o640), 0o750);
+    }
+}

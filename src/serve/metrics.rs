@@ -1,0 +1,1407 @@
+//! Metrics and health: renders the relay's counters as Prometheus text and decides whether the
+//! relay is healthy.
+//!
+//! Runs on the `http` thread (see [`crate::serve::http`]), or on any thread that asks (tests, tools); it
+//! is never on the hot path. It only reads: single-writer atomics ([`crate::base::stats`], queue
+//! monitors) with relaxed loads, and the consumer's published latency snapshot
+//! ([`crate::consumer::thread::Published`]). It blocks on one thing only: that snapshot's mutex, for at
+//! most [`PUBLISHED_LOCK_TIMEOUT`]. The consumer only ever `try_lock`s it, so the consumer never
+//! waits on a scrape; a scrape that cannot get the lock renders without latency samples.
+//!
+//! Format: the Prometheus text exposition format 0.0.4
+//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>): each family is one group,
+//! `# HELP` and `# TYPE` once before its samples, label values escaped (`\\`, `\"`, `\n`).
+//! Names follow <https://prometheus.io/docs/practices/naming/>: `mdrelay_` prefix, base units
+//! (seconds, bytes) as a suffix, `_total` on counters; per-feed series carry
+//! `feed="…",venue="…"`. Latency is a `summary` whose quantiles are over everything since start
+//! (the consumer's `latency_total`); `_sum` is computed from the histogram's buckets (3
+//! significant figures), so it is exact to ~0.1 % and never decreases.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::base::clock;
+use crate::base::stats::{AcceptCounters, FeedStats, RelayCounters};
+use crate::consumer::analytics::AnalyticsCounters;
+use crate::consumer::thread::SharedPublished;
+use crate::market::instrument::Venue;
+use crate::persist::recorder::RecorderStats;
+use crate::persist::writer::WriterStats;
+use crate::queue::QueueMonitor;
+use crate::relay::subscribers::SubscriberStats;
+
+/// `Content-Type` of [`render_prometheus`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Stale limit for a feed when configuration gives none: no data message for 30 s. Long enough
+/// for a quiet trades-only subscription on a liquid venue, short enough that a silently dead
+/// connection (TCP up, no data) shows within a minute. Feeds of illiquid instruments want more.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// Quantiles reported by the latency summary.
+pub const LATENCY_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+/// Longest a scrape waits for the consumer's published snapshot.
+pub const PUBLISHED_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// What is reported about one feed. Plain data filled by `run.rs`.
+#[derive(Debug)]
+pub struct FeedMetrics {
+    /// Feed name (`[feeds.NAME]`), unique among feeds; the `feed` label.
+    pub name: String,
+    /// Venue protocol; the `venue` label.
+    pub venue: Venue,
+    /// The feed's counters (collector- and consumer-written).
+    pub stats: Arc<FeedStats>,
+    /// Read-only view of the feed's queue.
+    pub queue: QueueMonitor,
+    /// The feed is stale after this long without a data message; > 0.
+    /// [`DEFAULT_STALE_AFTER`] unless configured.
+    pub stale_after: Duration,
+}
+
+/// Everything metrics and health read. Built once at start-up; only read afterwards.
+#[derive(Debug)]
+pub struct MetricsSources {
+    /// Per feed, in configuration order: `feeds[i]` is `published.latency_total[i]`.
+    pub feeds: Vec<FeedMetrics>,
+    /// Relay-wide counters (consumer-written).
+    pub relay: Arc<RelayCounters>,
+    /// Acceptor counters.
+    pub accept: Arc<AcceptCounters>,
+    /// Latency histograms published by the consumer.
+    pub published: SharedPublished,
+    /// [`clock::mono_ns`] when the relay started (same clock as `last_data_mono_ns`); ≤ every
+    /// later reading of that clock.
+    pub started_mono_ns: u64,
+    /// Bars and query snapshot counters (consumer-written).
+    pub analytics: Arc<AnalyticsCounters>,
+    /// CSV writer counters, when CSV is on.
+    pub writer: Option<Arc<WriterStats>>,
+    /// Raw recorder counters, when a feed records.
+    pub recorder: Option<Arc<RecorderStats>>,
+}
+
+/// Seconds (as f64) from nanoseconds.
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+impl FeedMetrics {
+    /// Nanoseconds since the feed's last data message at `now_mono_ns`; `None` before the first.
+    pub fn last_data_age_ns(&self, now_mono_ns: u64) -> Option<u64> {
+        match self.stats.collector.last_data_mono_ns.get() {
+            0 => None,
+            t => Some(now_mono_ns.saturating_sub(t)),
+        }
+    }
+
+    /// How long the feed has gone without data at `now_mono_ns`: since its last data message,
+    /// or since `started_mono_ns` before the first one.
+    pub fn silent_ns(&self, now_mono_ns: u64, started_mono_ns: u64) -> u64 {
+        self.last_data_age_ns(now_mono_ns)
+            .unwrap_or_else(|| now_mono_ns.saturating_sub(started_mono_ns))
+    }
+
+    /// Stale: silent for longer than `stale_after`.
+    pub fn is_stale(&self, now_mono_ns: u64, started_mono_ns: u64) -> bool {
+        u128::from(self.silent_ns(now_mono_ns, started_mono_ns)) > self.stale_after.as_nanos()
+    }
+
+    /// True while the feed's WebSocket is up.
+    pub fn is_connected(&self) -> bool {
+        self.stats.collector.connected.get() != 0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus text
+
+/// One latency summary, read from a histogram while holding the snapshot lock.
+#[derive(Debug, Clone, Copy)]
+struct LatencySummary {
+    /// Per [`LATENCY_QUANTILES`], ns; meaningless when `count` is 0.
+    quantiles_ns: [u64; LATENCY_QUANTILES.len()],
+    /// Sum of the bucket midpoints of every value, ns.
+    sum_ns: u128,
+    /// Values recorded.
+    count: u64,
+}
+
+impl LatencySummary {
+    fn of(h: &Histogram<u64>) -> Self {
+        let sum_ns = h
+            .iter_recorded()
+            .map(|v| {
+                u128::from(h.median_equivalent(v.value_iterated_to()))
+                    * u128::from(v.count_at_value())
+            })
+            .sum();
+        LatencySummary {
+            quantiles_ns: LATENCY_QUANTILES.map(|q| h.value_at_quantile(q)),
+            sum_ns,
+            count: h.len(),
+        }
+    }
+}
+
+/// Per-feed summaries, or `None` when the consumer held the snapshot for the whole timeout.
+fn latency_summaries(src: &MetricsSources) -> Option<Vec<LatencySummary>> {
+    let p = src.published.try_lock_for(PUBLISHED_LOCK_TIMEOUT)?;
+    Some(p.latency_total.iter().map(LatencySummary::of).collect())
+}
+
+/// Metric type, as written on a `# TYPE` line.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Summary,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+/// Appends exposition text to a `String`. Writing to a `String` cannot fail, so the
+/// `fmt::Result`s are discarded.
+struct Out<'a>(&'a mut String);
+
+impl Out<'_> {
+    /// Every series of `table`, read from `src`, each its own family.
+    fn table<T>(&mut self, table: &[Metric<T>], src: &T) {
+        for &(name, kind, help, value) in table {
+            self.family(name, kind, help);
+            self.u64(name, "", value(src));
+        }
+    }
+
+    /// `# HELP` and `# TYPE` of a family; call once, before its samples.
+    fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let o = &mut *self.0;
+        o.push_str("# HELP ");
+        o.push_str(name);
+        o.push(' ');
+        for c in help.chars() {
+            match c {
+                '\\' => o.push_str("\\\\"),
+                '\n' => o.push_str("\\n"),
+                c => o.push(c),
+            }
+        }
+        o.push_str("\n# TYPE ");
+        o.push_str(name);
+        o.push(' ');
+        o.push_str(kind.name());
+        o.push('\n');
+    }
+
+    /// `name{labels} ` — `labels` already rendered (may be empty).
+    fn start(&mut self, name: &str, labels: &str) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            self.0.push_str(labels);
+            self.0.push('}');
+        }
+        self.0.push(' ');
+    }
+
+    fn u64(&mut self, name: &str, labels: &str, v: u64) {
+        self.start(name, labels);
+        let _ = writeln!(self.0, "{v}");
+    }
+
+    fn f64(&mut self, name: &str, labels: &str, v: f64) {
+        self.start(name, labels);
+        if v.is_nan() {
+            self.0.push_str("NaN\n");
+        } else if v.is_infinite() {
+            self.0.push_str(if v > 0.0 { "+Inf\n" } else { "-Inf\n" });
+        } else {
+            // `Display` for f64 never uses exponent notation and round-trips exactly.
+            let _ = writeln!(self.0, "{v}");
+        }
+    }
+}
+
+/// Appends `value` escaped as a label value (`\` → `\\`, `"` → `\"`, newline → `\n`).
+fn push_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `feed="…",venue="…"` for one feed.
+fn feed_labels(f: &FeedMetrics) -> String {
+    let mut s = String::with_capacity(32 + f.name.len());
+    s.push_str("feed=\"");
+    push_label_value(&mut s, &f.name);
+    s.push_str("\",venue=\"");
+    push_label_value(&mut s, f.venue.name());
+    s.push('"');
+    s
+}
+
+/// A per-feed value read from the sources.
+type FeedValue = fn(&FeedMetrics) -> u64;
+
+/// Per-feed counters: name, help, value.
+const FEED_COUNTERS: &[(&str, &str, FeedValue)] = &[
+    (
+        "mdrelay_feed_frames_total",
+        "WebSocket data frames read from the venue (text and binary).",
+        |f| f.stats.collector.frames.get(),
+    ),
+    (
+        "mdrelay_feed_received_bytes_total",
+        "Bytes of the WebSocket data frames read from the venue.",
+        |f| f.stats.collector.bytes.get(),
+    ),
+    (
+        "mdrelay_feed_control_messages_total",
+        "Frames that were control messages (acks, venue heartbeats): consumed, no event.",
+        |f| f.stats.collector.control.get(),
+    ),
+    (
+        "mdrelay_feed_parse_errors_total",
+        "Frames that could not be parsed (malformed, unsupported, number out of range).",
+        |f| f.stats.collector.parse_errors.get(),
+    ),
+    (
+        "mdrelay_feed_out_of_range_errors_total",
+        "Of the parse errors: a number outside the fixed-point range or precision.",
+        |f| f.stats.collector.out_of_range.get(),
+    ),
+    (
+        "mdrelay_feed_enqueued_frames_total",
+        "Frames pushed into the feed's queue (events, instrument definitions, status).",
+        |f| f.stats.collector.enqueued.get(),
+    ),
+    (
+        "mdrelay_feed_dropped_frames_total",
+        "Frames the queue refused or evicted, or that were lost at shutdown.",
+        |f| f.stats.collector.dropped.get(),
+    ),
+    (
+        "mdrelay_feed_dropped_events_total",
+        "Events lost before the consumer (refused, evicted, or replaced under conflate).",
+        |f| f.stats.collector.dropped_events.get(),
+    ),
+    (
+        "mdrelay_feed_conflated_events_total",
+        "Of the dropped events: quotes replaced by a newer one under conflate.",
+        |f| f.stats.collector.conflated.get(),
+    ),
+    (
+        "mdrelay_feed_id_collision_events_total",
+        "Events dropped because their instrument id collided with another symbol's.",
+        |f| f.stats.collector.id_collisions.get(),
+    ),
+    (
+        "mdrelay_feed_relayed_frames_total",
+        "Frames the consumer took from the feed's queue and relayed.",
+        |f| f.stats.consumer.relayed.get(),
+    ),
+    (
+        "mdrelay_feed_relayed_events_total",
+        "Events among the relayed frames.",
+        |f| f.stats.consumer.relayed_events.get(),
+    ),
+    (
+        "mdrelay_feed_refused_frames_total",
+        "Frames the consumer refused: id owned by another feed, or definition evicted.",
+        |f| f.stats.consumer.refused.get(),
+    ),
+    (
+        "mdrelay_feed_refused_events_total",
+        "Events among the refused frames.",
+        |f| f.stats.consumer.refused_events.get(),
+    ),
+    (
+        "mdrelay_feed_connects_total",
+        "WebSocket connections established.",
+        |f| f.stats.collector.connects.get(),
+    ),
+    (
+        "mdrelay_feed_reconnects_total",
+        "Connections lost or refused after the first.",
+        |f| f.stats.collector.reconnects.get(),
+    ),
+    (
+        "mdrelay_feed_book_snapshots_total",
+        "REST order-book snapshots fetched.",
+        |f| f.stats.collector.snapshots.get(),
+    ),
+    (
+        "mdrelay_feed_book_snapshot_failures_total",
+        "REST order-book snapshots that failed (HTTP error, timeout, bad body).",
+        |f| f.stats.collector.snapshot_failures.get(),
+    ),
+    (
+        "mdrelay_feed_stale_total",
+        "Connections dropped because no data message came within stale_after_ms.",
+        |f| f.stats.collector.stale.get(),
+    ),
+    (
+        "mdrelay_feed_sequence_gaps_total",
+        "Sequence gaps the venue adapter detected (gap status events).",
+        |f| f.stats.collector.gaps.get(),
+    ),
+    (
+        "mdrelay_feed_resyncs_total",
+        "Books rebuilt from a fresh snapshot (resync status events).",
+        |f| f.stats.collector.resyncs.get(),
+    ),
+    (
+        "mdrelay_feed_checksum_mismatches_total",
+        "Venue book checksums that did not match the local book.",
+        |f| f.stats.collector.checksum_mismatches.get(),
+    ),
+    (
+        "mdrelay_feed_crossed_books_total",
+        "Times a book became crossed after an update.",
+        |f| f.stats.collector.crossed_books.get(),
+    ),
+    (
+        "mdrelay_queue_blocked_pushes_total",
+        "Pushes that found the queue full and waited (block, conflate).",
+        |f| f.queue.counters().producer.blocked.get(),
+    ),
+    (
+        "mdrelay_queue_evicted_frames_total",
+        "Frames evicted from the queue by drop_oldest.",
+        |f| f.queue.counters().producer.evicted.get(),
+    ),
+    (
+        "mdrelay_queue_saturation_changes_total",
+        "Changes of the queue's saturation state.",
+        |f| f.queue.counters().producer.state_changes.get(),
+    ),
+];
+
+/// Per-feed integer gauges: name, help, value.
+const FEED_GAUGES: &[(&str, &str, FeedValue)] = &[
+    (
+        "mdrelay_feed_connected",
+        "1 while the feed's WebSocket connection is up, else 0.",
+        |f| f.stats.collector.connected.get(),
+    ),
+    (
+        "mdrelay_queue_depth_frames",
+        "Frames in the feed's queue now.",
+        |f| f.queue.len() as u64,
+    ),
+    (
+        "mdrelay_queue_capacity_frames",
+        "Capacity of the feed's queue.",
+        |f| f.queue.capacity() as u64,
+    ),
+    (
+        "mdrelay_queue_high_water_frames",
+        "Deepest the feed's queue has been since start.",
+        |f| f.queue.counters().producer.high_water.get(),
+    ),
+    (
+        "mdrelay_queue_saturation_level",
+        "Queue saturation: 0 healthy (below 80 %), 1 degraded (80-95 %), 2 critical (95 % or more).",
+        |f| f.queue.counters().saturation() as u64,
+    ),
+];
+
+/// Relay-wide values: name, kind, help, value.
+type RelayValue = fn(&MetricsSources) -> u64;
+const RELAY: &[(&str, Kind, &str, RelayValue)] = &[
+    (
+        "mdrelay_relay_subscribers",
+        Kind::Gauge,
+        "Subscribers connected now.",
+        |s| s.relay.subscribers.get(),
+    ),
+    (
+        "mdrelay_relay_subscribers_accepted_total",
+        Kind::Counter,
+        "Subscribers accepted since start.",
+        |s| s.relay.accepted.get(),
+    ),
+    (
+        "mdrelay_relay_slow_disconnects_total",
+        Kind::Counter,
+        "Subscribers disconnected for exceeding their pending-bytes limit.",
+        |s| s.relay.slow_disconnects.get(),
+    ),
+    (
+        "mdrelay_relay_subscribers_closed_total",
+        Kind::Counter,
+        "Subscribers that went away (EOF, reset).",
+        |s| s.relay.closed.get(),
+    ),
+    (
+        "mdrelay_relay_refused_connections_total",
+        Kind::Counter,
+        "Subscriber connections refused because max_subscribers were connected or waiting.",
+        |s| s.accept.refused_full.get(),
+    ),
+    (
+        "mdrelay_relay_sent_frames_total",
+        Kind::Counter,
+        "Frames queued for subscribers, counted once per subscriber.",
+        |s| s.relay.frames_sent.get(),
+    ),
+    (
+        "mdrelay_relay_sent_bytes_total",
+        Kind::Counter,
+        "Bytes written to subscriber sockets.",
+        |s| s.relay.bytes_sent.get(),
+    ),
+    (
+        "mdrelay_relay_writes_total",
+        Kind::Counter,
+        "write calls on subscriber sockets.",
+        |s| s.relay.writes.get(),
+    ),
+    (
+        "mdrelay_relay_heartbeats_total",
+        Kind::Counter,
+        "Heartbeats broadcast (counted once, not per subscriber).",
+        |s| s.relay.heartbeats.get(),
+    ),
+];
+
+/// Appends the Prometheus text exposition of `src` to `out`, as of now.
+pub fn render_prometheus(src: &MetricsSources, out: &mut String) {
+    render_prometheus_at(src, clock::mono_ns(), out);
+}
+
+/// [`render_prometheus`] as of `now_mono_ns` (a [`clock::mono_ns`] reading).
+pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut String) {
+    let labels: Vec<String> = src.feeds.iter().map(feed_labels).collect();
+    let mut o = Out(out);
+
+    o.family(
+        "mdrelay_build_info",
+        Kind::Gauge,
+        "Always 1; the version label names the running build.",
+    );
+    o.u64(
+        "mdrelay_build_info",
+        concat!("version=\"", env!("CARGO_PKG_VERSION"), "\""),
+        1,
+    );
+    o.family(
+        "mdrelay_uptime_seconds",
+        Kind::Gauge,
+        "Seconds since the relay started.",
+    );
+    o.f64(
+        "mdrelay_uptime_seconds",
+        "",
+        secs(now_mono_ns.saturating_sub(src.started_mono_ns)),
+    );
+
+    for &(name, help, value) in FEED_COUNTERS {
+        o.family(name, Kind::Counter, help);
+        for (f, l) in src.feeds.iter().zip(&labels) {
+            o.u64(name, l, value(f));
+        }
+    }
+    // Events by kind: the kinds partition the parser's events (trade + quote + book = events).
+    let name = "mdrelay_feed_events_total";
+    o.family(
+        name,
+        Kind::Counter,
+        "Market-data events produced by the venue parser, by kind.",
+    );
+    for (f, l) in src.feeds.iter().zip(&labels) {
+        let c = &f.stats.collector;
+        for (kind, v) in [
+            ("trade", c.trades.get()),
+            ("quote", c.quotes.get()),
+            ("book", c.books.get()),
+        ] {
+            o.u64(name, &format!("{l},kind=\"{kind}\""), v);
+        }
+    }
+    let name = "mdrelay_queue_blocked_seconds_total";
+    o.family(
+        name,
+        Kind::Counter,
+        "Time pushes waited for room in the feed's queue.",
+    );
+    for (f, l) in src.feeds.iter().zip(&labels) {
+        o.f64(name, l, secs(f.queue.counters().producer.blocked_ns.get()));
+    }
+
+    for &(name, help, value) in FEED_GAUGES {
+        o.family(name, Kind::Gauge, help);
+        for (f, l) in src.feeds.iter().zip(&labels) {
+            o.u64(name, l, value(f));
+        }
+    }
+    let name = "mdrelay_feed_last_data_age_seconds";
+    o.family(
+        name,
+        Kind::Gauge,
+        "Seconds since the feed's last data (non-control) message; before the first, since start.",
+    );
+    for (f, l) in src.feeds.iter().zip(&labels) {
+        o.f64(name, l, secs(f.silent_ns(now_mono_ns, src.started_mono_ns)));
+    }
+    let name = "mdrelay_feed_stale";
+    o.family(
+        name,
+        Kind::Gauge,
+        "1 when the feed has had no data message for longer than its stale limit (as /health).",
+    );
+    for (f, l) in src.feeds.iter().zip(&labels) {
+        o.u64(
+            name,
+            l,
+            u64::from(f.is_stale(now_mono_ns, src.started_mono_ns)),
+        );
+    }
+
+    for &(name, kind, help, value) in RELAY {
+        o.family(name, kind, help);
+        o.u64(name, "", value(src));
+    }
+
+    o.table(ANALYTICS, &src.analytics);
+    if let Some(w) = &src.writer {
+        o.table(WRITER, &**w);
+    }
+    if let Some(r) = &src.recorder {
+        o.table(RECORDER, &**r);
+    }
+
+    if let Some(p) = src.published.try_lock_for(PUBLISHED_LOCK_TIMEOUT) {
+        for (name, help, hs) in [
+            (
+                "mdrelay_parse_encode_seconds",
+                "Venue frame read to frame queued: parse, normalize, encode (and the earlier frames of the same venue message), since start.",
+                &p.parse_total,
+            ),
+            (
+                "mdrelay_queue_wait_seconds",
+                "Frame queued by the collector to taken by the consumer, since start.",
+                &p.queue_wait_total,
+            ),
+        ] {
+            o.family(name, Kind::Summary, help);
+            for (l, h) in labels.iter().zip(hs) {
+                let s = LatencySummary::of(h);
+                for (q, v) in LATENCY_QUANTILES.iter().zip(s.quantiles_ns) {
+                    let value = if s.count == 0 { f64::NAN } else { secs(v) };
+                    o.f64(name, &format!("{l},quantile=\"{q}\""), value);
+                }
+                o.f64(&format!("{name}_sum"), l, s.sum_ns as f64 / 1e9);
+                o.u64(&format!("{name}_count"), l, s.count);
+            }
+        }
+        for (name, kind, help, value) in SUBSCRIBER {
+            o.family(name, *kind, help);
+            for s in &p.subscribers {
+                o.u64(name, &format!("subscriber=\"{}\"", s.serial), value(s));
+            }
+        }
+    }
+
+    let name = "mdrelay_relay_latency_seconds";
+    o.family(
+        name,
+        Kind::Summary,
+        "Venue frame read to subscriber write returned, since start (quantiles to 3 significant figures).",
+    );
+    // Without the snapshot (consumer held it past the timeout) the family has no samples this
+    // scrape; Prometheus then simply has no new point, which is better than a wrong one.
+    if let Some(lat) = latency_summaries(src) {
+        for (l, s) in labels.iter().zip(&lat) {
+            for (q, v) in LATENCY_QUANTILES.iter().zip(s.quantiles_ns) {
+                let value = if s.count == 0 { f64::NAN } else { secs(v) };
+                o.f64(name, &format!("{l},quantile=\"{q}\""), value);
+            }
+            o.f64(
+                "mdrelay_relay_latency_seconds_sum",
+                l,
+                s.sum_ns as f64 / 1e9,
+            );
+            o.u64("mdrelay_relay_latency_seconds_count", l, s.count);
+        }
+    }
+}
+
+type SubscriberMetric = (
+    &'static str,
+    Kind,
+    &'static str,
+    fn(&SubscriberStats) -> u64,
+);
+
+/// Per connected subscriber (as of the consumer's last publish, every 500 ms).
+const SUBSCRIBER: &[SubscriberMetric] = &[
+    (
+        "mdrelay_subscriber_frames_total",
+        Kind::Counter,
+        "Frames queued for this subscriber since it joined.",
+        |s| s.frames,
+    ),
+    (
+        "mdrelay_subscriber_sent_bytes_total",
+        Kind::Counter,
+        "Bytes written to this subscriber.",
+        |s| s.bytes,
+    ),
+    (
+        "mdrelay_subscriber_pending_bytes",
+        Kind::Gauge,
+        "Bytes queued for this subscriber and not yet written.",
+        |s| s.pending_bytes,
+    ),
+];
+
+/// One unlabelled series read from a counters struct: name, type, help, reader.
+type Metric<T> = (&'static str, Kind, &'static str, fn(&T) -> u64);
+
+type AnalyticsMetric = Metric<AnalyticsCounters>;
+
+/// Bars and query snapshot counters.
+const ANALYTICS: &[AnalyticsMetric] = &[
+    (
+        "mdrelay_bars_closed_total",
+        Kind::Counter,
+        "OHLCV bars closed and relayed.",
+        |a| a.bars_closed.get(),
+    ),
+    (
+        "mdrelay_bars_late_trades_total",
+        Kind::Counter,
+        "Trades left out of a bar whose interval had already closed.",
+        |a| a.late_trades.get(),
+    ),
+    (
+        "mdrelay_bars_rejected_trades_total",
+        Kind::Counter,
+        "Trades the bar builder refused (absent price, negative size).",
+        |a| a.rejected_trades.get(),
+    ),
+    (
+        "mdrelay_query_snapshots_published_total",
+        Kind::Counter,
+        "Query API snapshots published by the consumer.",
+        |a| a.snapshots_published.get(),
+    ),
+    (
+        "mdrelay_query_snapshots_skipped_total",
+        Kind::Counter,
+        "Query API snapshot publishes skipped because the HTTP thread held the snapshot.",
+        |a| a.snapshots_skipped.get(),
+    ),
+    (
+        "mdrelay_not_persisted_reports_total",
+        Kind::Counter,
+        "not_persisted status frames sent to subscribers.",
+        |a| a.not_persisted_reports.get(),
+    ),
+];
+
+type WriterMetric = Metric<WriterStats>;
+
+/// CSV writer counters.
+const WRITER: &[WriterMetric] = &[
+    (
+        "mdrelay_writer_records_sent_total",
+        Kind::Counter,
+        "Records queued to the CSV writer.",
+        |w| w.producer.sent.get(),
+    ),
+    (
+        "mdrelay_writer_queue_full_total",
+        Kind::Counter,
+        "Records not persisted because the CSV writer's queue was full.",
+        |w| w.producer.full.get(),
+    ),
+    (
+        "mdrelay_writer_rows_written_total",
+        Kind::Counter,
+        "CSV rows handed to the OS.",
+        |w| w.writer.rows_written.get(),
+    ),
+    (
+        "mdrelay_writer_bytes_written_total",
+        Kind::Counter,
+        "CSV bytes handed to the OS.",
+        |w| w.writer.bytes_written.get(),
+    ),
+    (
+        "mdrelay_writer_io_errors_total",
+        Kind::Counter,
+        "Failed CSV file operations (create directory, open, write, fsync).",
+        |w| w.writer.io_errors.get(),
+    ),
+    (
+        "mdrelay_writer_rows_dropped_io_total",
+        Kind::Counter,
+        "CSV rows lost to I/O errors.",
+        |w| w.writer.dropped_io.get(),
+    ),
+    (
+        "mdrelay_writer_torn_lines_repaired_total",
+        Kind::Counter,
+        "CSV files whose torn last line was cut off before appending.",
+        |w| w.writer.torn_repaired.get(),
+    ),
+    (
+        "mdrelay_writer_open_files",
+        Kind::Gauge,
+        "CSV files open now.",
+        |w| w.writer.open_files.get(),
+    ),
+];
+
+type RecorderMetric = Metric<RecorderStats>;
+
+/// Raw recorder counters.
+const RECORDER: &[RecorderMetric] = &[
+    (
+        "mdrelay_recorder_messages_total",
+        Kind::Counter,
+        "Raw messages written to recordings.",
+        |r| r.written.get(),
+    ),
+    (
+        "mdrelay_recorder_dropped_total",
+        Kind::Counter,
+        "Raw messages not recorded (recorder queue full).",
+        |r| r.dropped.get(),
+    ),
+    (
+        "mdrelay_recorder_io_errors_total",
+        Kind::Counter,
+        "Failed recording file operations.",
+        |r| r.io_errors.get(),
+    ),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Health
+
+#[derive(Serialize)]
+struct HealthReport<'a> {
+    status: &'static str,
+    uptime_s: f64,
+    feeds: Vec<FeedHealth<'a>>,
+    subscribers: u64,
+}
+
+#[derive(Serialize)]
+struct FeedHealth<'a> {
+    feed: &'a str,
+    venue: &'static str,
+    connected: bool,
+    /// The current connection has delivered market data.
+    subscribed: bool,
+    stale: bool,
+    /// `null` before the first data message.
+    last_message_age_ms: Option<u64>,
+    stale_after_ms: u64,
+    queue_saturation: &'static str,
+}
+
+/// The health verdict as of `now_mono_ns` (a [`clock::mono_ns`] reading): HTTP status and JSON.
+///
+/// 200 and `"status":"ok"` when every feed is connected and not stale (vacuously with no
+/// feeds); otherwise 503 and `"status":"degraded"`. A feed is stale when it has gone longer
+/// than its `stale_after` without a data message, counting from start before the first one.
+/// Queue saturation is reported but does not fail the check: a saturated queue still relays.
+pub fn health(src: &MetricsSources, now_mono_ns: u64) -> (u16, String) {
+    let feeds: Vec<FeedHealth<'_>> = src
+        .feeds
+        .iter()
+        .map(|f| FeedHealth {
+            feed: &f.name,
+            venue: f.venue.name(),
+            connected: f.is_connected(),
+            subscribed: f.stats.collector.subscribed.get() == 1,
+            stale: f.is_stale(now_mono_ns, src.started_mono_ns),
+            last_message_age_ms: f.last_data_age_ns(now_mono_ns).map(|ns| ns / 1_000_000),
+            stale_after_ms: u64::try_from(f.stale_after.as_millis()).unwrap_or(u64::MAX),
+            queue_saturation: f.queue.counters().saturation().name(),
+        })
+        .collect();
+    let ok = feeds.iter().all(|f| f.connected && !f.stale);
+    let report = HealthReport {
+        status: if ok { "ok" } else { "degraded" },
+        uptime_s: (now_mono_ns.saturating_sub(src.started_mono_ns) / 1_000_000) as f64 / 1e3,
+        feeds,
+        subscribers: src.relay.subscribers.get(),
+    };
+    let body = serde_json::to_string(&report)
+        .unwrap_or_else(|e| format!("{{\"status\":\"degraded\",\"error\":\"{e}\"}}"));
+    (if ok { 200 } else { 503 }, body)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::consumer::thread::Published;
+    use crate::queue::{self, Backpressure, Envelope, Producer, QueueSpec, Transport, Waker};
+    use crate::wire::protocol::FrameBuf;
+
+    // ---- a strict parser of the exposition format, for the tests --------------------------
+
+    /// One sample line.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Sample {
+        pub name: String,
+        pub labels: Vec<(String, String)>,
+        pub value: f64,
+    }
+
+    fn valid_metric_name(s: &str) -> bool {
+        let mut cs = s.chars();
+        matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && cs.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    fn valid_label_name(s: &str) -> bool {
+        let mut cs = s.chars();
+        matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !s.starts_with("__")
+    }
+
+    fn parse_value(s: &str) -> Result<f64, String> {
+        match s {
+            "NaN" => Ok(f64::NAN),
+            "+Inf" => Ok(f64::INFINITY),
+            "-Inf" => Ok(f64::NEG_INFINITY),
+            _ if s.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c)) => s
+                .parse::<f64>()
+                .map_err(|e| format!("bad value {s:?}: {e}")),
+            _ => Err(format!("bad value {s:?}")),
+        }
+    }
+
+    /// `{a="x",b="y"}` body (without braces) → pairs; strict about escapes.
+    fn parse_labels(s: &str) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        let mut rest = s;
+        while !rest.is_empty() {
+            let eq = rest
+                .find('=')
+                .ok_or_else(|| format!("no '=' in {rest:?}"))?;
+            let name = &rest[..eq];
+            if !valid_label_name(name) {
+                return Err(format!("bad label name {name:?}"));
+            }
+            let mut chars = rest[eq + 1..].char_indices();
+            if chars.next().map(|(_, c)| c) != Some('"') {
+                return Err(format!("label {name} value not quoted"));
+            }
+            let mut value = String::new();
+            let end = loop {
+                match chars.next() {
+                    None => return Err(format!("unterminated value of {name}")),
+                    Some((i, '"')) => break eq + 1 + i + 1,
+                    Some((_, '\\')) => match chars.next().map(|(_, c)| c) {
+                        Some('\\') => value.push('\\'),
+                        Some('"') => value.push('"'),
+                        Some('n') => value.push('\n'),
+                        other => return Err(format!("bad escape \\{other:?} in {name}")),
+                    },
+                    Some((_, '\n')) => return Err("raw newline in label value".into()),
+                    Some((_, c)) => value.push(c),
+                }
+            };
+            if out.iter().any(|(n, _)| n == name) {
+                return Err(format!("duplicate label {name}"));
+            }
+            out.push((name.to_owned(), value));
+            rest = &rest[end..];
+            if let Some(r) = rest.strip_prefix(',') {
+                rest = r;
+            } else if !rest.is_empty() {
+                return Err(format!("junk after label {name}: {rest:?}"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses `text` and checks the rules of the 0.0.4 format that a scraper relies on: every
+    /// line is blank, a comment, or `name{labels} value`; HELP and TYPE at most once per family,
+    /// TYPE before the family's first sample; a family's samples form one group; no series
+    /// twice; summaries' quantile labels; counters end in `_total`.
+    pub(crate) fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
+        if !text.is_empty() && !text.ends_with('\n') {
+            return Err("last line must end with a newline".into());
+        }
+        let mut types: HashMap<String, String> = HashMap::new();
+        let mut helps: HashSet<String> = HashSet::new();
+        let mut finished: HashSet<String> = HashSet::new();
+        let mut current: Option<String> = None;
+        let mut series: HashSet<String> = HashSet::new();
+        let mut samples = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let err = |m: String| format!("line {}: {m}: {line:?}", n + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Some(comment) = line.strip_prefix('#') {
+                let mut parts = comment.trim_start().splitn(3, ' ');
+                match parts.next() {
+                    Some("HELP") => {
+                        let name = parts.next().unwrap_or("");
+                        if !valid_metric_name(name) {
+                            return Err(err("bad HELP name".into()));
+                        }
+                        let doc = parts.next().unwrap_or("");
+                        let mut cs = doc.chars();
+                        while let Some(c) = cs.next() {
+                            if c == '\\' && !matches!(cs.next(), Some('\\' | 'n')) {
+                                return Err(err("bad escape in HELP".into()));
+                            }
+                        }
+                        if !helps.insert(name.to_owned()) {
+                            return Err(err("second HELP".into()));
+                        }
+                    }
+                    Some("TYPE") => {
+                        let name = parts.next().unwrap_or("");
+                        let kind = parts.next().unwrap_or("");
+                        if !valid_metric_name(name) {
+                            return Err(err("bad TYPE name".into()));
+                        }
+                        if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind)
+                        {
+                            return Err(err("bad TYPE".into()));
+                        }
+                        if kind == "counter" && !name.ends_with("_total") {
+                            return Err(err("counter name without _total".into()));
+                        }
+                        if types.insert(name.to_owned(), kind.to_owned()).is_some() {
+                            return Err(err("second TYPE".into()));
+                        }
+                        if finished.contains(name) || current.as_deref() == Some(name) {
+                            return Err(err("TYPE after the family's samples".into()));
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            // A sample: name, optional {labels}, one space, value; no timestamp from us.
+            let name_end = line
+                .find(['{', ' '])
+                .ok_or_else(|| err("no value".into()))?;
+            let name = &line[..name_end];
+            if !valid_metric_name(name) {
+                return Err(err("bad metric name".into()));
+            }
+            let (labels, rest) = if line[name_end..].starts_with('{') {
+                let close = line
+                    .rfind('}')
+                    .ok_or_else(|| err("unterminated labels".into()))?;
+                (
+                    parse_labels(&line[name_end + 1..close]).map_err(err)?,
+                    &line[close + 1..],
+                )
+            } else {
+                (Vec::new(), &line[name_end..])
+            };
+            let value_str = rest
+                .strip_prefix(' ')
+                .ok_or_else(|| err("no space before value".into()))?;
+            if value_str.contains(' ') {
+                return Err(err("unexpected timestamp or junk".into()));
+            }
+            let value = parse_value(value_str).map_err(err)?;
+            // Which family: `x_sum` / `x_count` belong to summary `x`, `x_bucket` to histogram.
+            let family = ["_sum", "_count", "_bucket"]
+                .iter()
+                .find_map(|suf| {
+                    let base = name.strip_suffix(suf)?;
+                    matches!(
+                        types.get(base).map(String::as_str),
+                        Some("summary" | "histogram")
+                    )
+                    .then(|| base.to_owned())
+                })
+                .unwrap_or_else(|| name.to_owned());
+            if !types.contains_key(&family) {
+                return Err(err(format!("sample of {family} before its TYPE")));
+            }
+            if !helps.contains(&family) {
+                return Err(err(format!("sample of {family} without HELP")));
+            }
+            if current.as_deref() != Some(family.as_str()) {
+                if finished.contains(&family) {
+                    return Err(err(format!("{family} is not one group")));
+                }
+                if let Some(prev) = current.replace(family.clone()) {
+                    finished.insert(prev);
+                }
+            }
+            let has_quantile = labels.iter().any(|(k, _)| k == "quantile");
+            if types[&family] == "summary" && (name == family) != has_quantile {
+                return Err(err("summary quantile label misplaced".into()));
+            }
+            let mut key_labels = labels.clone();
+            key_labels.sort();
+            if !series.insert(format!("{name}{key_labels:?}")) {
+                return Err(err("duplicate series".into()));
+            }
+            samples.push(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            });
+        }
+        Ok(samples)
+    }
+
+    /// The value of the one sample named `name` whose labels include `labels`.
+    pub(crate) fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
+        found[0].value
+    }
+
+    #[test]
+    fn parser_rejects_what_prometheus_rejects() {
+        let ok = "# HELP a_total x\n# TYPE a_total counter\na_total{f=\"q\\\"\"} 1\n";
+        assert!(parse_exposition(ok).is_ok());
+        for bad in [
+            "a_total 1\n",                                         // no TYPE
+            "# HELP a_total x\n# TYPE a_total counter\na_total 1", // no final newline
+            "# HELP a x\n# TYPE a gauge\n# TYPE a gauge\na 1\n",   // TYPE twice
+            "# HELP a x\n# HELP a x\n# TYPE a gauge\na 1\n",       // HELP twice
+            "# HELP a x\n# TYPE a gauge\na{f=\"x\\q\"} 1\n",       // bad escape
+            "# HELP a x\n# TYPE a gauge\na{1f=\"x\"} 1\n",         // bad label name
+            "# HELP a x\n# TYPE a gauge\na one\n",                 // bad value
+            "# HELP a x\n# TYPE a gauge\na 1\na 2\n",              // duplicate series
+            "# HELP a x\n# TYPE a counter\na 1\n",                 // counter w/o _total
+            "# HELP a x\n# TYPE a gauge\n# HELP b x\n# TYPE b gauge\na{x=\"1\"} 1\nb 1\na 1\n", // split
+        ] {
+            assert!(parse_exposition(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    // ---- fixtures ----------------------------------------------------------------------------
+
+    fn env() -> Envelope {
+        Envelope {
+            frame: FrameBuf::from_slice(&[0]),
+            t_recv_ns: 0,
+            t_enqueue_ns: 0,
+        }
+    }
+
+    /// A feed with a fresh queue of `capacity` frames; the producer is returned to keep the
+    /// queue open and to fill it.
+    pub(crate) fn feed(name: &str, venue: Venue, capacity: usize) -> (FeedMetrics, Producer) {
+        let (producer, rx) = queue::bounded(
+            &QueueSpec {
+                name: name.into(),
+                transport: Transport::Channel,
+                capacity_frames: capacity,
+                policy: Backpressure::DropNewest,
+                block_timeout: Duration::ZERO,
+            },
+            Arc::new(Waker::default()),
+        );
+        let f = FeedMetrics {
+            name: name.into(),
+            venue,
+            stats: Arc::new(FeedStats::default()),
+            queue: rx.monitor(),
+            stale_after: DEFAULT_STALE_AFTER,
+        };
+        // The receiver may go: the monitor keeps the channel alive for len().
+        drop(rx);
+        (f, producer)
+    }
+
+    pub(crate) fn sources(feeds: Vec<FeedMetrics>, started_mono_ns: u64) -> MetricsSources {
+        let n = feeds.len();
+        MetricsSources {
+            feeds,
+            relay: Arc::new(RelayCounters::default()),
+            accept: Arc::new(AcceptCounters::default()),
+            published: Arc::new(Mutex::new(Published::new(n))),
+            started_mono_ns,
+            analytics: Arc::default(),
+            writer: None,
+            recorder: None,
+        }
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    // ---- rendering ---------------------------------------------------------------------------
+
+    #[test]
+    fn renders_valid_exposition_with_the_counted_values() {
+        let (a, mut pa) = feed("binance-spot", Venue::Binance, 4);
+        let (b, _pb) = feed("we\"ird\\name\nx", Venue::KrakenV1, 100);
+        let c = &a.stats.collector;
+        c.frames.add(10);
+        c.bytes.add(1234);
+        c.control.add(2);
+        c.parse_errors.add(3);
+        c.out_of_range.add(1);
+        c.trades.add(3);
+        c.quotes.add(2);
+        c.books.add(1);
+        c.events.add(6);
+        c.enqueued.add(7);
+        c.dropped_events.add(1);
+        c.connects.inc();
+        c.connected.set(1);
+        c.last_data_mono_ns.set(100 * S);
+        a.stats.consumer.relayed_events.add(5);
+        a.stats.consumer.refused.add(2);
+        for _ in 0..3 {
+            pa.push(env()).unwrap();
+        }
+        let src = sources(vec![a, b], 10 * S);
+        src.relay.subscribers.set(2);
+        src.relay.bytes_sent.add(999);
+        src.accept.refused_full.inc();
+        {
+            let mut p = src.published.lock();
+            p.latency_total[0].record_n(1_000, 90).unwrap();
+            p.latency_total[0].record_n(1_000_000, 10).unwrap();
+        }
+
+        let mut text = String::new();
+        render_prometheus_at(&src, 102 * S + S / 2, &mut text);
+        let samples = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+
+        let fa = [("feed", "binance-spot"), ("venue", "binance")];
+        let fb = [("feed", "we\"ird\\name\nx"), ("venue", "kraken_v1")];
+        let v = |name: &str, l: &[(&str, &str)]| value(&samples, name, l);
+        assert_eq!(v("mdrelay_feed_frames_total", &fa), 10.0);
+        assert_eq!(v("mdrelay_feed_frames_total", &fb), 0.0);
+        assert_eq!(v("mdrelay_feed_received_bytes_total", &fa), 1234.0);
+        assert_eq!(v("mdrelay_feed_control_messages_total", &fa), 2.0);
+        assert_eq!(v("mdrelay_feed_parse_errors_total", &fa), 3.0);
+        assert_eq!(v("mdrelay_feed_out_of_range_errors_total", &fa), 1.0);
+        let by_kind = |k| v("mdrelay_feed_events_total", &[fa[0], ("kind", k)]);
+        assert_eq!(
+            (by_kind("trade"), by_kind("quote"), by_kind("book")),
+            (3.0, 2.0, 1.0)
+        );
+        assert_eq!(v("mdrelay_feed_enqueued_frames_total", &fa), 7.0);
+        assert_eq!(v("mdrelay_feed_dropped_events_total", &fa), 1.0);
+        assert_eq!(v("mdrelay_feed_relayed_events_total", &fa), 5.0);
+        assert_eq!(v("mdrelay_feed_refused_frames_total", &fa), 2.0);
+        assert_eq!(v("mdrelay_feed_connects_total", &fa), 1.0);
+        assert_eq!(v("mdrelay_feed_connected", &fa), 1.0);
+        assert_eq!(v("mdrelay_feed_connected", &fb), 0.0);
+        assert_eq!(v("mdrelay_feed_last_data_age_seconds", &fa), 2.5);
+        // No message yet: silent since start (10 s) → 92.5 s, past the 30 s default.
+        assert_eq!(v("mdrelay_feed_last_data_age_seconds", &fb), 92.5);
+        assert_eq!(v("mdrelay_feed_stale", &fa), 0.0);
+        assert_eq!(v("mdrelay_feed_stale", &fb), 1.0);
+        assert_eq!(v("mdrelay_queue_depth_frames", &fa), 3.0);
+        assert_eq!(v("mdrelay_queue_capacity_frames", &fa), 4.0);
+        assert_eq!(v("mdrelay_queue_high_water_frames", &fa), 3.0);
+        assert_eq!(v("mdrelay_queue_saturation_level", &fa), 0.0); // 75 %
+        assert_eq!(v("mdrelay_queue_blocked_seconds_total", &fa), 0.0);
+        assert_eq!(v("mdrelay_relay_subscribers", &[]), 2.0);
+        assert_eq!(v("mdrelay_relay_sent_bytes_total", &[]), 999.0);
+        assert_eq!(v("mdrelay_relay_refused_connections_total", &[]), 1.0);
+        assert_eq!(v("mdrelay_uptime_seconds", &[]), 92.5);
+        assert_eq!(v("mdrelay_build_info", &[]), 1.0);
+
+        // Latency summary: 90 × 1 µs, 10 × 1 ms; 3 significant figures → within 0.1 %.
+        let close = |got: f64, want: f64| (got - want).abs() <= want * 1e-3;
+        let q = |q| v("mdrelay_relay_latency_seconds", &[fa[0], ("quantile", q)]);
+        assert!(close(q("0.5"), 1e-6), "{}", q("0.5"));
+        assert!(close(q("0.9"), 1e-6), "{}", q("0.9"));
+        assert!(close(q("0.99"), 1e-3), "{}", q("0.99"));
+        assert!(close(q("0.999"), 1e-3), "{}", q("0.999"));
+        assert_eq!(v("mdrelay_relay_latency_seconds_count", &fa), 100.0);
+        let sum = v("mdrelay_relay_latency_seconds_sum", &fa);
+        assert!(close(sum, 90e-6 + 10e-3), "{sum}");
+        // Nothing recorded: NaN quantiles, zero sum and count.
+        let qb = v(
+            "mdrelay_relay_latency_seconds",
+            &[fb[0], ("quantile", "0.99")],
+        );
+        assert!(qb.is_nan());
+        assert_eq!(v("mdrelay_relay_latency_seconds_count", &fb), 0.0);
+        assert_eq!(v("mdrelay_relay_latency_seconds_sum", &fb), 0.0);
+
+        // The queue filling up shows as critical.
+        pa.push(env()).unwrap();
+        let mut text = String::new();
+        render_prometheus_at(&src, 103 * S, &mut text);
+        let samples = parse_exposition(&text).unwrap();
+        assert_eq!(value(&samples, "mdrelay_queue_saturation_level", &fa), 2.0);
+        assert_eq!(value(&samples, "mdrelay_queue_depth_frames", &fa), 4.0);
+    }
+
+    #[test]
+    fn renders_without_latency_when_the_snapshot_is_held() {
+        let (a, _p) = feed("a", Venue::Coinbase, 8);
+        let src = sources(vec![a], 0);
+        let guard = src.published.lock();
+        let mut text = String::new();
+        render_prometheus_at(&src, S, &mut text);
+        drop(guard);
+        let samples = parse_exposition(&text).unwrap();
+        assert!(samples
+            .iter()
+            .all(|s| !s.name.starts_with("mdrelay_relay_latency")));
+        assert_eq!(value(&samples, "mdrelay_feed_frames_total", &[]), 0.0);
+    }
+
+    #[test]
+    fn renders_no_feeds() {
+        let src = sources(Vec::new(), 0);
+        let mut text = String::new();
+        render_prometheus(&src, &mut text);
+        let samples = parse_exposition(&text).unwrap();
+        assert_eq!(value(&samples, "mdrelay_relay_subscribers", &[]), 0.0);
+    }
+
+    // ---- health ------------------------------------------------------------------------------
+
+    fn health_json(src: &MetricsSources, now: u64) -> (u16, serde_json::Value) {
+        let (status, body) = health(src, now);
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
+    #[test]
+    fn healthy_when_every_feed_is_connected_and_fresh() {
+        let (a, _p) = feed("a", Venue::Binance, 8);
+        a.stats.collector.connected.set(1);
+        a.stats.collector.last_data_mono_ns.set(50 * S);
+        let src = sources(vec![a], 10 * S);
+        src.relay.subscribers.set(3);
+        let (status, j) = health_json(&src, 51 * S);
+        assert_eq!(status, 200);
+        assert_eq!(j["status"], "ok");
+        assert_eq!(j["uptime_s"], 41.0);
+        assert_eq!(j["subscribers"], 3);
+        let f = &j["feeds"][0];
+        assert_eq!(f["feed"], "a");
+        assert_eq!(f["venue"], "binance");
+        assert_eq!(f["connected"], true);
+        assert_eq!(f["stale"], false);
+        assert_eq!(f["last_message_age_ms"], 1000);
+        assert_eq!(f["stale_after_ms"], 30_000);
+        assert_eq!(f["queue_saturation"], "healthy");
+        assert_eq!(f["subscribed"], false, "no data on this connection yet");
+    }
+
+    #[test]
+    fn per_subscriber_series_come_from_the_published_snapshot() {
+        let src = sources(Vec::new(), 0);
+        src.published.lock().subscribers.push(SubscriberStats {
+            serial: 3,
+            frames: 10,
+            bytes: 760,
+            pending_bytes: 76,
+        });
+        let mut out = String::new();
+        render_prometheus_at(&src, 0, &mut out);
+        for line in [
+            "# TYPE mdrelay_subscriber_frames_total counter",
+            "mdrelay_subscriber_frames_total{subscriber=\"3\"} 10",
+            "mdrelay_subscriber_sent_bytes_total{subscriber=\"3\"} 760",
+            "# TYPE mdrelay_subscriber_pending_bytes gauge",
+            "mdrelay_subscriber_pending_bytes{subscriber=\"3\"} 76",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} in\n{out}");
+        }
+    }
+
+    #[test]
+    fn stale_after_its_limit_without_data() {
+        let (mut a, _p) = feed("a", Venue::Binance, 8);
+        a.stale_after = Duration::from_secs(5);
+        a.stats.collector.connected.set(1);
+        a.stats.collector.last_data_mono_ns.set(100 * S);
+        let src = sources(vec![a], 0);
+        // Exactly at the limit: not yet stale.
+        assert_eq!(health_json(&src, 105 * S).0, 200);
+        let (status, j) = health_json(&src, 105 * S + 1);
+        assert_eq!(status, 503);
+        assert_eq!(j["status"], "degraded");
+        assert_eq!(j["feeds"][0]["stale"], true);
+        assert_eq!(j["feeds"][0]["connected"], true);
+        assert_eq!(j["feeds"][0]["last_message_age_ms"], 5000);
+    }
+
+    #[test]
+    fn before_the_first_message_stale_counts_from_start() {
+        let (mut a, _p) = feed("a", Venue::Kraken, 8);
+        a.stale_after = Duration::from_secs(10);
+        a.stats.collector.connected.set(1);
+        let src = sources(vec![a], 1000 * S);
+        let (status, j) = health_json(&src, 1009 * S);
+        assert_eq!(status, 200);
+        assert!(j["feeds"][0]["last_message_age_ms"].is_null());
+        let (status, j) = health_json(&src, 1011 * S);
+        assert_eq!(status, 503);
+        assert_eq!(j["feeds"][0]["stale"], true);
+        assert!(j["feeds"][0]["last_message_age_ms"].is_null());
+    }
+
+    #[test]
+    fn degraded_when_a_feed_is_disconnected() {
+        let (a, _pa) = feed("a", Venue::Binance, 8);
+        let (b, _pb) = feed("b", Venue::Coinbase, 8);
+        for f in [&a, &b] {
+            f.stats.collector.last_data_mono_ns.set(5 * S);
+        }
+        a.stats.collector.connected.set(1);
+        let src = sources(vec![a, b], 0);
+        let (status, j) = health_json(&src, 6 * S);
+        assert_eq!(status, 503);
+        assert_eq!(j["status"], "degraded");
+        assert_eq!(j["feeds"][0]["connected"], true);
+        assert_eq!(j["feeds"][1]["connected"], false);
+        assert_eq!(j["feeds"][1]["stale"], false);
+    }
+
+    #[test]
+    fn a_clock_reading_older_than_the_last_message_is_age_zero() {
+        let (a, _p) = feed("a", Venue::Binance, 8);
+        a.stats.collector.connected.set(1);
+        a.stats.collector.last_data_mono_ns.set(10 * S);
+        let src = sources(vec![a], 0);
+        let (status, j) = health_json(&src, 9 * S);
+        assert_eq!(status, 200);
+        assert_eq!(j["feeds"][0]["last_message_age_ms"], 0);
+    }
+}

@@ -1,0 +1,11 @@
+//! What crosses a process boundary: the relay's binary protocol (docs/PROTOCOL.md), its
+//! JSON-lines rendering (the schema of `decode` and `tail --json`), and subscription requests.
+//! Encoding and decoding only: no threads, no sockets.
+//!
+//! - `protocol`: frame header, message types, encode/decode of every frame, CRC.
+//! - `json`: one JSON object per event, the documented JSON-lines contract.
+//! - `subscription`: subscribe/unsubscribe requests and their answers.
+
+pub mod json;
+pub mod protocol;
+pub mod subscription;

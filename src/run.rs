@@ -21,12 +21,13 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
+use crate::base::affinity::{core_for, pin_current_thread};
 use crate::base::stats::{AcceptCounters, FeedStats, RelayCounters, StopFlag};
-use crate::config::{Config, FeedConfig, FeedSource, Placement};
+use crate::config::{Config, FeedConfig, FeedSource};
 use crate::consumer::analytics::{Analytics, AnalyticsCounters};
 use crate::consumer::snapshot::QueryState;
 use crate::consumer::thread::{Consumer, FeedInput, Published, SharedPublished};
-use crate::feed::collector::{pin_current_thread, Collector};
+use crate::feed::collector::Collector;
 use crate::feed::replay::FileCollector;
 use crate::feed::venue;
 use crate::persist::recorder::{Recorder, RecorderStats};
@@ -118,27 +119,6 @@ fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<JoinHandle<()
             name: name.to_owned(),
             source,
         })
-}
-
-/// The core a thread should be pinned to, if any.
-fn core_for(cfg: &Config, thread_name: &str) -> Option<usize> {
-    match cfg.threads.get(thread_name) {
-        Some(Placement::Core(c)) => Some(*c),
-        Some(Placement::Auto) => {
-            let cores = core_affinity::get_core_ids().unwrap_or_default();
-            if cores.len() >= 4 {
-                cores.last().map(|c| c.id)
-            } else {
-                tracing::info!(
-                    thread = thread_name,
-                    cores = cores.len(),
-                    "auto placement: fewer than 4 cores, not pinning"
-                );
-                None
-            }
-        }
-        Some(Placement::Unpinned) | None => None,
-    }
 }
 
 /// Starts a relay from `cfg`.
@@ -328,7 +308,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         stop.clone(),
         analytics,
     );
-    let consumer_core = core_for(&cfg, "consumer");
+    let consumer_core = core_for(&cfg.threads, "consumer");
     let consumer = spawn("consumer", move || {
         pin_current_thread("consumer", consumer_core);
         consumer.run();
@@ -352,7 +332,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     for c in pending_collectors.into_iter().zip(&feeds) {
         let (collector, handle) = c;
         let name = format!("collector-{}", handle.cfg.name);
-        let core = core_for(&cfg, &name);
+        let core = core_for(&cfg.threads, &name);
         let n = name.clone();
         collectors.push((
             name.clone(),

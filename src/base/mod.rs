@@ -1,11 +1,13 @@
 //! Building blocks every stage uses; no threads of its own, and no imports from the rest of
 //! the crate.
 //!
+//! - `affinity`: `[threads]` placement and pinning, for every thread that can be pinned.
 //! - `clock`: the monotonic and wall clocks every timestamp comes from.
 //! - `timefmt`: RFC 3339 formatting and UTC calendar arithmetic, exact to the nanosecond.
 //! - `stats`: single-writer atomic counters and the per-thread counter structs.
 //! - `netutil`: small socket helpers.
 
+pub mod affinity;
 pub mod clock;
 pub mod netutil;
 pub mod stats;

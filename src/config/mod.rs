@@ -17,6 +17,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod nats;
+
+pub use crate::base::affinity::Placement;
+pub use crate::consumer::config::{BarClock, BarsConfig, ConsumerConfig, IdleStrategy, Persist};
+pub use crate::feed::config::{FeedConfig, FeedSource, BINANCE_MAX_CONNECTION_AGE_MS};
+pub use crate::persist::config::{RecordingConfig, WriterConfig};
+pub use crate::relay::config::RelayConfig;
+pub use crate::serve::config::HttpConfig;
+pub use crate::sim::config::ReplayConfig;
+
 use crate::feed::venue::Subscription;
 use crate::market::instrument::Venue;
 use crate::queue::{Backpressure, Transport};
@@ -225,234 +235,11 @@ pub struct RawConfig {
     replay: RawReplay,
     #[serde(default)]
     threads: BTreeMap<String, toml::Value>,
-    nats: crate::bridge::config::RawNats,
+    nats: nats::RawNats,
 }
 
 // ---------------------------------------------------------------------------------------------
 // Typed layer.
-
-/// How the consumer waits when every queue is empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdleStrategy {
-    /// Spin forever (with a `yield` every 1024 turns so a 2-core machine still runs collectors).
-    BusySpin,
-    /// `yield_now` in a loop.
-    Yield,
-    /// Spin, then yield, then park with doubling sleeps (Aeron's BackoffIdleStrategy); a push
-    /// wakes the consumer at once.
-    Backoff {
-        /// Busy-spin turns before yielding.
-        spin_iterations: u32,
-        /// `yield_now` turns before parking.
-        yield_iterations: u32,
-        /// Longest single park; the consumer also wakes on a new frame.
-        park_max: Duration,
-    },
-    /// Park until a push wakes the consumer (lowest CPU, highest wake-up latency).
-    Park,
-}
-
-/// Where a named thread runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// Wherever the OS schedules it.
-    Unpinned,
-    /// Pinned to this core id (skipped with a warning when the core does not exist).
-    Core(usize),
-    /// Pinned when the machine has enough cores to spare one (consumer only).
-    Auto,
-}
-
-/// The relay socket.
-#[derive(Debug, Clone)]
-pub struct RelayConfig {
-    /// Socket path (resolved: never empty).
-    pub socket_path: PathBuf,
-    /// Permission bits of the socket file; a directory mdrelay creates gets the same plus search
-    /// bits ([`crate::relay::subscribers::dir_mode`]).
-    pub socket_mode: u32,
-    /// Subscribers beyond this are refused at accept; ≥ 1.
-    pub max_subscribers: usize,
-    /// Outbound bytes buffered per subscriber before it counts as too slow; ≥ 64 KiB.
-    pub max_pending_bytes: usize,
-    /// Heartbeat period; ≥ 10 ms.
-    pub heartbeat_interval: Duration,
-    /// How long shutdown waits for subscribers to take their last bytes.
-    pub drain_timeout: Duration,
-    /// How long a new connection may send subscription requests before it is admitted.
-    pub hello_timeout: Duration,
-    /// Peer uids allowed to connect; empty: any the socket's permissions let in.
-    pub allowed_uids: Vec<u32>,
-}
-
-/// The consumer thread.
-#[derive(Debug, Clone)]
-pub struct ConsumerConfig {
-    /// Idle strategy.
-    pub idle: IdleStrategy,
-    /// Frames taken from one queue per turn before moving to the next (fairness); ≥ 1.
-    pub batch_frames: usize,
-}
-
-/// One feed connection: one collector thread.
-#[derive(Debug, Clone)]
-pub struct FeedConfig {
-    /// Name (the `[feeds.NAME]` key); the thread is `collector-NAME`.
-    pub name: String,
-    /// Venue protocol.
-    pub venue: Venue,
-    /// WebSocket URL (`{replay}` is replaced when the relay starts).
-    pub url: String,
-    /// Base URL of the venue's REST API for book snapshots (Binance depth), `{replay}` likewise.
-    pub rest_url: Option<String>,
-    /// PEM file of the CA certificates this feed's wss connection trusts, instead of the
-    /// built-in web PKI roots (a private endpoint, a test server).
-    pub tls_ca_file: Option<PathBuf>,
-    /// What to subscribe to.
-    pub subscription: Subscription,
-    /// Queue capacity in frames; ≥ 1.
-    pub queue_capacity_frames: usize,
-    /// Queue transport.
-    pub transport: Transport,
-    /// Full-queue policy; `DropOldest` only with [`Transport::Ring`].
-    pub backpressure: Backpressure,
-    /// Longest wait for queue space under [`Backpressure::Block`].
-    pub block_timeout: Duration,
-    /// TCP + TLS + WebSocket handshake deadline.
-    pub connect_timeout: Duration,
-    /// First reconnect delay (the first retry is immediate).
-    pub reconnect_initial: Duration,
-    /// Reconnect delay cap.
-    pub reconnect_max: Duration,
-    /// No data message for this long: the feed is stale (`/health` degrades).
-    pub stale_after: Duration,
-    /// Write every raw venue message to the raw recording (`[recording]`).
-    pub record: bool,
-    /// Reconnect proactively once a connection is this old (venue connection limits, e.g.
-    /// Binance's 24 h); `None`: never.
-    pub max_connection_age: Option<Duration>,
-    /// Where the messages come from: the venue's WebSocket, or recordings (`mdrelay replay`).
-    pub source: FeedSource,
-}
-
-impl FeedConfig {
-    /// A feed replaying `paths` (recordings of `venue`) at `speed` (0 = as fast as possible).
-    /// Its queue blocks rather than drops (up to a minute): a replay waits for the pipeline.
-    pub fn replay(
-        name: &str,
-        venue: Venue,
-        paths: Vec<PathBuf>,
-        speed: f64,
-        wait_subscribers: u64,
-    ) -> FeedConfig {
-        FeedConfig {
-            name: name.to_owned(),
-            venue,
-            url: String::new(),
-            rest_url: None,
-            tls_ca_file: None,
-            subscription: Subscription {
-                symbols: Vec::new(),
-                channels: Vec::new(),
-                book_depth: 0,
-            },
-            queue_capacity_frames: 65_536,
-            transport: Transport::Channel,
-            backpressure: Backpressure::Block,
-            block_timeout: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(5),
-            reconnect_initial: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(30),
-            stale_after: Duration::from_secs(86_400),
-            record: false,
-            max_connection_age: None,
-            source: FeedSource::Files {
-                paths,
-                speed,
-                wait_subscribers,
-            },
-        }
-    }
-}
-
-/// Default `max_connection_age_ms` of Binance feeds: 23 h 30 m (Binance drops connections at
-/// 24 h).
-pub const BINANCE_MAX_CONNECTION_AGE_MS: u64 = 23 * 3_600_000 + 30 * 60_000;
-
-/// Where a feed's messages come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FeedSource {
-    /// The WebSocket at `url` (a venue, or the embedded replay exchange).
-    WebSocket,
-    /// Recording files of one venue, merged by receive time, replayed through the same parser
-    /// with their recorded receive times (`mdrelay replay`).
-    Files {
-        /// The recordings (`<recv_ns> <message>` lines, `.gz` or plain).
-        paths: Vec<PathBuf>,
-        /// Pace multiplier of the recorded timing; 0 = as fast as possible.
-        speed: f64,
-        /// Start only once this many subscribers are connected (so they miss nothing).
-        wait_subscribers: u64,
-    },
-}
-
-/// Which clock closes bars on the timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BarClock {
-    /// The wall clock (live feeds: receive times are wall-clock times).
-    Wall,
-    /// Each feed's latest receive time (replay: the recording's own clock, so replays are
-    /// deterministic).
-    Data,
-}
-
-/// OHLCV bars (`[bars]`).
-#[derive(Debug, Clone)]
-pub struct BarsConfig {
-    /// Intervals, history and grace, validated.
-    pub bars: crate::market::bars::BarConfig,
-    /// How often the consumer closes bars whose end + grace has passed.
-    pub timer_interval: Duration,
-    /// Close the bars still open at shutdown (partial bars) and persist them.
-    pub close_on_shutdown: bool,
-    /// Clock of the close timer.
-    pub clock: BarClock,
-}
-
-/// Raw recording (`[recording]`; per feed `record`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordingConfig {
-    /// Root directory: `<dir>/<venue>/<feed>_<YYYYMMDD>.txt.gz`.
-    pub dir: PathBuf,
-    /// Queue capacity towards the recorder thread, messages.
-    pub capacity_messages: usize,
-    /// Longest time before recorded lines reach the file (a gzip member is finished then).
-    pub flush_interval: Duration,
-}
-
-/// The HTTP endpoint (`[http]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpConfig {
-    /// Listen address.
-    pub listen: SocketAddr,
-    /// How often the consumer publishes the query snapshot (ticker, bars, books).
-    pub snapshot_interval: Duration,
-    /// Book levels per side kept in the query snapshot (the most `/v1/book` returns).
-    pub book_depth: usize,
-}
-
-/// The embedded replay exchange.
-#[derive(Debug, Clone)]
-pub struct ReplayConfig {
-    /// Listen address (port 0: any free port).
-    pub listen: SocketAddr,
-    /// Pace multiplier: 1.0 = recorded pace, 10 = ten times faster, 0 = as fast as possible.
-    pub speed: f64,
-    /// Start over at the end of the recording.
-    pub loop_forever: bool,
-    /// Recordings served per venue (several files of a venue are merged by receive time).
-    pub sources: Vec<(Venue, Vec<PathBuf>)>,
-}
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -474,24 +261,13 @@ pub struct Config {
     /// OHLCV bars.
     pub bars: BarsConfig,
     /// CSV persistence, when enabled.
-    pub writer: Option<crate::persist::writer::WriterConfig>,
+    pub writer: Option<WriterConfig>,
     /// Which record kinds go to CSV.
     pub persist: Persist,
     /// Raw recording (used by the feeds with `record = true`).
     pub recording: RecordingConfig,
-    /// The NATS bridge (`[nats]`, src/config_nats.rs).
+    /// The NATS bridge (`[nats]`).
     pub nats: crate::bridge::config::NatsConfig,
-}
-
-/// Which records the CSV writer gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Persist {
-    /// `trades.csv`.
-    pub trades: bool,
-    /// `quotes.csv`.
-    pub quotes: bool,
-    /// `bars_<interval>.csv`.
-    pub bars: bool,
 }
 
 /// Where configuration comes from.
@@ -1028,7 +804,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let writer = validate_writer(&raw.writer, threads.get("writer"))?;
     Ok(Config {
-        nats: crate::bridge::config::validate(&raw.nats)?,
+        nats: nats::validate(&raw.nats)?,
         relay,
         consumer,
         feeds,
@@ -1119,7 +895,7 @@ fn validate_bars(b: &RawBars) -> Result<BarsConfig, ConfigError> {
 fn validate_writer(
     w: &RawWriter,
     placement: Option<&Placement>,
-) -> Result<Option<crate::persist::writer::WriterConfig>, ConfigError> {
+) -> Result<Option<WriterConfig>, ConfigError> {
     let retry_initial = ms("writer.retry_initial_ms", w.retry_initial_ms, 1, 3_600_000)?;
     let retry_max = ms("writer.retry_max_ms", w.retry_max_ms, 1, 3_600_000)?;
     if retry_max < retry_initial {
@@ -1128,7 +904,7 @@ fn validate_writer(
             format!("{} is below writer.retry_initial_ms", w.retry_max_ms),
         ));
     }
-    let cfg = crate::persist::writer::WriterConfig {
+    let cfg = WriterConfig {
         data_dir: nonempty_path("writer.data_dir", &w.data_dir)?,
         capacity_records: range(
             "writer.capacity_records",

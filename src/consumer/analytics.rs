@@ -20,7 +20,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::base::clock;
 use crate::base::stats::Counter;
-use crate::config::{BarClock, BarsConfig, Persist};
+use crate::consumer::config::{BarClock, BarsConfig, Persist};
 use crate::consumer::snapshot::{BookView, SharedQuery};
 use crate::market::bars::{Bar, BarBuilder};
 use crate::market::event::{Quote, Status, StatusCode, Trade};

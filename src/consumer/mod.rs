@@ -8,5 +8,6 @@
 //! - `snapshot`: the query snapshot the consumer writes and the `http` thread reads.
 
 pub mod analytics;
+pub mod config;
 pub mod snapshot;
 pub mod thread;

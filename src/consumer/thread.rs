@@ -25,13 +25,14 @@ use rustc_hash::FxHashMap;
 
 use crate::base::clock;
 use crate::base::stats::{FeedStats, RelayCounters, StopFlag};
-use crate::config::{ConsumerConfig, IdleStrategy, RelayConfig};
 use crate::consumer::analytics::Analytics;
+use crate::consumer::config::{ConsumerConfig, IdleStrategy};
 use crate::market::event::{Status, StatusCode};
 use crate::market::instrument::InstrumentId;
 use crate::queue::{PopError, QueueReceiver, Waker};
 use crate::relay::acceptor::Admission;
 use crate::relay::cache::{Cache, Refusal};
+use crate::relay::config::RelayConfig;
 use crate::relay::subscribers::Subscribers;
 use crate::wire::protocol::{self, FrameBuf, Message, Meta, MsgType};
 

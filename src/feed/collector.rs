@@ -29,7 +29,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::base::clock;
 use crate::base::stats::{FeedStats, StopFlag};
-use crate::config::FeedConfig;
+use crate::feed::config::FeedConfig;
 use crate::feed::publisher::Publisher;
 use crate::feed::venue::{Parsed, VenueParser};
 use crate::market::event::StatusCode;
@@ -529,27 +529,3 @@ pub fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, S
 
 /// Pause of REST snapshot fetches after a failure.
 pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
-
-/// Pins the calling thread per `placement`, warning (not failing) when impossible.
-pub fn pin_current_thread(thread_name: &str, core: Option<usize>) {
-    let Some(core) = core else { return };
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    match cores.into_iter().find(|c| c.id == core) {
-        Some(c) => {
-            if core_affinity::set_for_current(c) {
-                tracing::info!(thread = thread_name, core, "pinned");
-            } else {
-                tracing::warn!(
-                    thread = thread_name,
-                    core,
-                    "could not pin; running unpinned"
-                );
-            }
-        }
-        None => tracing::warn!(
-            thread = thread_name,
-            core,
-            "core does not exist; running unpinned"
-        ),
-    }
-}

@@ -8,6 +8,7 @@
 //! - `venue`: one parser per venue protocol (books, sequencing, checksums, REST snapshots).
 
 pub mod collector;
+pub mod config;
 pub mod publisher;
 pub mod replay;
 pub mod venue;

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use crate::base::clock;
 use crate::base::stats::{FeedStats, RelayCounters, StopFlag};
-use crate::config::FeedConfig;
 use crate::feed::collector::parse_message;
+use crate::feed::config::FeedConfig;
 use crate::feed::publisher::Publisher;
 use crate::feed::venue::{Subscription, VenueParser};
 use crate::market::event::StatusCode;

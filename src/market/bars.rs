@@ -374,24 +374,6 @@ impl SessionStats {
     }
 }
 
-impl From<&Bar> for crate::wire::protocol::BarFrame {
-    fn from(b: &Bar) -> Self {
-        crate::wire::protocol::BarFrame {
-            interval_ns: b.interval_ns,
-            start_ns: b.start_ns,
-            open: b.open,
-            high: b.high,
-            low: b.low,
-            close: b.close,
-            volume: b.volume,
-            vwap: b.vwap(),
-            trade_count: b.trade_count,
-            first_trade_ns: b.first_trade_ns,
-            last_trade_ns: b.last_trade_ns,
-        }
-    }
-}
-
 /// What [`BarBuilder::on_trade`] did with a trade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TradeOutcome {
@@ -593,15 +575,15 @@ impl BarBuilder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
     use crate::market::fixed::SCALE;
 
-    const S: u64 = SECOND_NS;
+    pub(crate) const S: u64 = SECOND_NS;
 
-    fn cfg(intervals_ns: &[u64], history_bars: usize, grace_ns: u64) -> BarConfig {
+    pub(crate) fn cfg(intervals_ns: &[u64], history_bars: usize, grace_ns: u64) -> BarConfig {
         let ds: Vec<Duration> = intervals_ns
             .iter()
             .map(|&n| Duration::from_nanos(n))
@@ -610,7 +592,7 @@ mod tests {
     }
 
     /// Trades of a bar: (ts, price, size) in arrival order.
-    type Tr = (u64, i64, i64);
+    pub(crate) type Tr = (u64, i64, i64);
 
     /// The bar a naive recomputation gives for `trades`, all in one bucket, in arrival order.
     fn naive_bar(interval_ns: u64, trades: &[Tr]) -> Bar {
@@ -643,7 +625,7 @@ mod tests {
 
     /// Naive bars for one interval from trades in arrival order: a trade is late when its bucket
     /// is before the greatest bucket seen so far; the rest are grouped by bucket.
-    fn naive_bars(interval_ns: u64, trades: &[Tr]) -> (Vec<Bar>, u64, i128) {
+    pub(crate) fn naive_bars(interval_ns: u64, trades: &[Tr]) -> (Vec<Bar>, u64, i128) {
         let mut max_bucket: Option<u64> = None;
         let mut groups: BTreeMap<u64, Vec<Tr>> = BTreeMap::new();
         let (mut late, mut late_vol) = (0u64, 0i128);
@@ -661,7 +643,7 @@ mod tests {
         (bars, late, late_vol)
     }
 
-    fn run_all(b: &mut BarBuilder, trades: &[Tr]) -> Vec<Bar> {
+    pub(crate) fn run_all(b: &mut BarBuilder, trades: &[Tr]) -> Vec<Bar> {
         let mut closed = Vec::new();
         for &(ts, p, s) in trades {
             b.on_trade(ts, p, s, &mut closed);
@@ -896,7 +878,7 @@ mod tests {
 
     /// The VWAP, checked without division: `v` is the nearest integer to N/V (2|N − vV| ≤ V),
     /// and on an exact tie it is even.
-    fn assert_nearest_even(n: i128, vol: i128, v: i64) {
+    pub(crate) fn assert_nearest_even(n: i128, vol: i128, v: i64) {
         let diff = (n - i128::from(v) * vol).abs();
         assert!(2 * diff <= vol, "{v} is not nearest to {n}/{vol}");
         if 2 * diff == vol {
@@ -981,52 +963,6 @@ mod tests {
             Decimal128(i128::MIN).to_string(),
             "-1701411834604692317316873037158.84105728"
         );
-    }
-
-    #[test]
-    fn bars_of_the_binance_capture_match_a_naive_grouping() {
-        use crate::feed::venue::binance::BinanceParser;
-        use crate::feed::venue::VenueParser;
-        use crate::market::event::Event;
-
-        let path = crate::base::testutil::fixture("binance/spot_ethusdt_20240808.txt.gz");
-        let recs = crate::persist::recording::read_all(&path).unwrap();
-        let mut parser = BinanceParser::default();
-        let mut trades: Vec<Tr> = Vec::new();
-        for r in &recs {
-            let recv = r.recv_ns.unwrap();
-            let _ = parser.parse(&r.raw, recv, &mut |_, ev| {
-                if let Event::Trade(t) = ev {
-                    trades.push((t.exchange_ts_ns.unwrap_or(recv), t.price, t.size));
-                }
-            });
-        }
-        assert!(trades.len() > 1000, "only {} trades", trades.len());
-
-        let mut b = BarBuilder::new(&cfg(&[MINUTE_NS, S], 100_000, 0));
-        let closed = run_all(&mut b, &trades);
-        let (want, late, late_vol) = naive_bars(MINUTE_NS, &trades);
-        let got: Vec<Bar> = closed
-            .iter()
-            .filter(|b| b.interval_ns == MINUTE_NS)
-            .copied()
-            .collect();
-        assert_eq!(got.len(), want.len());
-        assert!(got.len() >= 2, "the capture spans several minutes");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g, w);
-            assert_eq!(g.vwap(), w.vwap());
-            assert_nearest_even(w.notional, w.volume, g.vwap());
-        }
-        assert_eq!(
-            (b.late_trades(MINUTE_NS), b.late_volume(MINUTE_NS)),
-            (late, late_vol)
-        );
-        let total: i128 = got.iter().map(|b| b.volume).sum::<i128>() + late_vol;
-        assert_eq!(total, b.session().volume);
-        assert_eq!(b.session().trade_count, trades.len() as u64);
-        let secs: Vec<&Bar> = closed.iter().filter(|b| b.interval_ns == S).collect();
-        assert!(secs.len() > got.len());
     }
 
     mod prop {

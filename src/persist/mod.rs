@@ -7,6 +7,7 @@
 //! - `recorder`: the raw recorder thread and the handle collectors feed it by.
 //! - `recording`: reads recordings (`<recv_ns> <message>` lines, plain or gzip).
 
+pub mod config;
 pub mod recorder;
 pub mod recording;
 pub mod writer;

@@ -28,7 +28,7 @@ use flate2::Compression;
 
 use crate::base::stats::Counter;
 use crate::base::timefmt::utc_date;
-use crate::config::RecordingConfig;
+use crate::persist::config::RecordingConfig;
 use crate::persist::writer::path_component;
 
 /// Wait before a file that failed is tried again.

@@ -60,74 +60,10 @@ use crate::market::bars::{Bar, Decimal128, IntervalLabel, DAY_NS};
 use crate::market::event::{Quote, Trade};
 use crate::market::fixed::Decimal;
 use crate::market::instrument::InstrumentId;
+use crate::persist::config::WriterConfig;
 
 /// Longest path component [`path_component`] produces, bytes (file systems allow 255).
 pub const MAX_COMPONENT_BYTES: usize = 128;
-
-/// How the writer thread behaves. [`WriterConfig::new`] gives the defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriterConfig {
-    /// Root of the CSV tree; created (with parents) when the first file is opened.
-    pub data_dir: PathBuf,
-    /// Channel capacity, records (~160 bytes each); ≥ 1. Default 65 536 (~10 MiB).
-    pub capacity_records: usize,
-    /// Longest time a row stays in a buffer before it is written to the OS; > 0. Default 1 s.
-    pub flush_interval: Duration,
-    /// A file's buffer is written out once it holds this many bytes; ≥ 1. Default 64 KiB.
-    /// Memory bound: `max_open_files × (flush_bytes + one row)`.
-    pub flush_bytes: usize,
-    /// Most files open at once; the least recently used is closed beyond it; ≥ 1. Default 64.
-    pub max_open_files: usize,
-    /// fsync (`sync_data`) each file when it is closed: rotation, eviction, shutdown. Default true.
-    pub fsync_on_close: bool,
-    /// First wait before a file that failed is tried again; > 0. Default 500 ms.
-    pub retry_initial: Duration,
-    /// Longest wait between tries; doubles from `retry_initial` up to this; ≥ `retry_initial`.
-    /// Default 30 s.
-    pub retry_max: Duration,
-    /// At most one error log line per this period; the others are counted into the next. Default 10 s.
-    pub error_log_interval: Duration,
-    /// Core to pin the thread to (`[threads] writer`); `None` = not pinned.
-    pub core: Option<usize>,
-}
-
-impl WriterConfig {
-    /// The defaults, writing under `data_dir`.
-    pub fn new(data_dir: impl Into<PathBuf>) -> WriterConfig {
-        WriterConfig {
-            data_dir: data_dir.into(),
-            capacity_records: 65_536,
-            flush_interval: Duration::from_secs(1),
-            flush_bytes: 64 * 1024,
-            max_open_files: 64,
-            fsync_on_close: true,
-            retry_initial: Duration::from_millis(500),
-            retry_max: Duration::from_secs(30),
-            error_log_interval: Duration::from_secs(10),
-            core: None,
-        }
-    }
-
-    fn validate(&self) -> Result<(), WriterError> {
-        let bad = |what| Err(WriterError::InvalidConfig(what));
-        if self.capacity_records == 0 {
-            return bad("capacity_records must be ≥ 1");
-        }
-        if self.flush_bytes == 0 {
-            return bad("flush_bytes must be ≥ 1");
-        }
-        if self.max_open_files == 0 {
-            return bad("max_open_files must be ≥ 1");
-        }
-        if self.flush_interval.is_zero() {
-            return bad("flush_interval must be > 0");
-        }
-        if self.retry_initial.is_zero() || self.retry_max < self.retry_initial {
-            return bad("retry_initial must be > 0 and ≤ retry_max");
-        }
-        Ok(())
-    }
-}
 
 /// Why the writer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -697,7 +633,7 @@ impl WriterThread {
     }
 
     fn run(mut self) {
-        crate::feed::collector::pin_current_thread("writer", self.cfg.core);
+        crate::base::affinity::pin_current_thread("writer", self.cfg.core);
         loop {
             let timeout = self.next_flush.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(timeout) {

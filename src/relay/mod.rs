@@ -10,4 +10,5 @@
 pub mod acceptor;
 pub mod cache;
 pub mod client;
+pub mod config;
 pub mod subscribers;

@@ -26,11 +26,11 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use crate::base::stats::RelayCounters;
-use crate::config::RelayConfig;
 use crate::market::event::StatusCode;
 use crate::market::instrument::InstrumentId;
 use crate::relay::acceptor::{self, encode_reply};
 use crate::relay::cache::Cache;
+use crate::relay::config::RelayConfig;
 use crate::wire::protocol::{self, FrameBuf, Message, MsgType};
 use crate::wire::subscription::{self, kinds, Filter, Request};
 

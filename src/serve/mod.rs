@@ -6,6 +6,7 @@
 //! - `metrics`: Prometheus rendering and the health policy.
 //! - `query`: the `/v1/…` handlers over the consumer's query snapshot.
 
+pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod query;

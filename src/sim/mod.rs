@@ -35,6 +35,8 @@
 //! Blocks on socket reads with short timeouts (pacing), and on writes when a client does not
 //! read (TCP backpressure, as from a real venue). Stops within ~100 ms of [`ReplayExchange::stop`].
 
+pub mod config;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

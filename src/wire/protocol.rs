@@ -12,6 +12,7 @@
 
 use smallvec::SmallVec;
 
+use crate::market::bars::Bar;
 use crate::market::event::{BookUpdate, Level, Quote, Side, Status, StatusCode, Trade};
 use crate::market::instrument::InstrumentId;
 
@@ -216,6 +217,24 @@ pub struct BarFrame {
     pub first_trade_ns: u64,
     /// See `first_trade_ns`.
     pub last_trade_ns: u64,
+}
+
+impl From<&Bar> for BarFrame {
+    fn from(b: &Bar) -> Self {
+        BarFrame {
+            interval_ns: b.interval_ns,
+            start_ns: b.start_ns,
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+            vwap: b.vwap(),
+            trade_count: b.trade_count,
+            first_trade_ns: b.first_trade_ns,
+            last_trade_ns: b.last_trade_ns,
+        }
+    }
 }
 
 /// Payload bytes of a Bar frame.

@@ -780,4 +780,52 @@ mod tests {
             r#"{"id":1,"method":"SUBSCRIBE","params":["ethusdt@trade","ethusdt@bookTicker"]}"#
         );
     }
+
+    #[test]
+    fn bars_of_the_binance_capture_match_a_naive_grouping() {
+        use crate::feed::venue::binance::BinanceParser;
+        use crate::feed::venue::VenueParser;
+        use crate::market::bars::tests::{assert_nearest_even, cfg, naive_bars, run_all, Tr, S};
+        use crate::market::bars::{Bar, BarBuilder, MINUTE_NS};
+        use crate::market::event::Event;
+
+        let path = crate::base::testutil::fixture("binance/spot_ethusdt_20240808.txt.gz");
+        let recs = crate::persist::recording::read_all(&path).unwrap();
+        let mut parser = BinanceParser::default();
+        let mut trades: Vec<Tr> = Vec::new();
+        for r in &recs {
+            let recv = r.recv_ns.unwrap();
+            let _ = parser.parse(&r.raw, recv, &mut |_, ev| {
+                if let Event::Trade(t) = ev {
+                    trades.push((t.exchange_ts_ns.unwrap_or(recv), t.price, t.size));
+                }
+            });
+        }
+        assert!(trades.len() > 1000, "only {} trades", trades.len());
+
+        let mut b = BarBuilder::new(&cfg(&[MINUTE_NS, S], 100_000, 0));
+        let closed = run_all(&mut b, &trades);
+        let (want, late, late_vol) = naive_bars(MINUTE_NS, &trades);
+        let got: Vec<Bar> = closed
+            .iter()
+            .filter(|b| b.interval_ns == MINUTE_NS)
+            .copied()
+            .collect();
+        assert_eq!(got.len(), want.len());
+        assert!(got.len() >= 2, "the capture spans several minutes");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w);
+            assert_eq!(g.vwap(), w.vwap());
+            assert_nearest_even(w.notional, w.volume, g.vwap());
+        }
+        assert_eq!(
+            (b.late_trades(MINUTE_NS), b.late_volume(MINUTE_NS)),
+            (late, late_vol)
+        );
+        let total: i128 = got.iter().map(|b| b.volume).sum::<i128>() + late_vol;
+        assert_eq!(total, b.session().volume);
+        assert_eq!(b.session().trade_count, trades.len() as u64);
+        let secs: Vec<&Bar> = closed.iter().filter(|b| b.interval_ns == S).collect();
+        assert!(secs.len() > got.len());
+    }
 }

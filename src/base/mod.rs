@@ -2,14 +2,18 @@
 //! the crate.
 //!
 //! - `affinity`: `[threads]` placement and pinning, for every thread that can be pinned.
+//! - `backoff`: exponential backoff with full jitter, for every retry loop.
 //! - `clock`: the monotonic and wall clocks every timestamp comes from.
 //! - `timefmt`: RFC 3339 formatting and UTC calendar arithmetic, exact to the nanosecond.
+//! - `ratelimit`: at most one log line per interval, the rest counted.
 //! - `stats`: single-writer atomic counters and the per-thread counter structs.
 //! - `netutil`: small socket helpers.
 
 pub mod affinity;
+pub mod backoff;
 pub mod clock;
 pub mod netutil;
+pub mod ratelimit;
 pub mod stats;
 pub mod timefmt;
 

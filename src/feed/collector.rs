@@ -27,6 +27,7 @@ use tungstenite::handshake::HandshakeError;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
+use crate::base::backoff::{Backoff, Jitter};
 use crate::base::clock;
 use crate::base::stats::{FeedStats, StopFlag};
 use crate::feed::config::FeedConfig;
@@ -91,8 +92,8 @@ pub struct Collector {
     http: ureq::Agent,
     /// TLS for wss: `None` uses tungstenite's default (web PKI roots).
     tls: Option<Arc<rustls::ClientConfig>>,
-    /// xorshift state for reconnect jitter; never 0.
-    rng: u64,
+    /// Reconnect jitter.
+    jitter: Jitter,
     /// Raw recording of every message, when the feed records.
     recorder: Option<RecordSender>,
 }
@@ -123,7 +124,7 @@ impl Collector {
             outgoing: Vec::new(),
             snapshot_requests: Vec::new(),
             next_fetch: Instant::now(),
-            rng: clock::wall_ns() | 1,
+            jitter: Jitter::new(clock::wall_ns()),
             recorder,
         }
     }
@@ -174,23 +175,14 @@ impl Collector {
     }
 
     /// Delay before reconnect attempt `attempt` (1-based): 0 for the first, then full jitter
-    /// over `initial · 2^(attempt-2)` capped at `max`.
+    /// up to the [`Backoff`] ceiling of `reconnect_initial`..`reconnect_max`.
     fn backoff(&mut self, attempt: u32) -> Duration {
-        if attempt <= 1 {
-            return Duration::ZERO;
+        let ceiling = Backoff {
+            initial: self.cfg.reconnect_initial,
+            max: self.cfg.reconnect_max,
         }
-        let exp = attempt.saturating_sub(2).min(30);
-        let cap = self
-            .cfg
-            .reconnect_initial
-            .saturating_mul(1u32 << exp)
-            .min(self.cfg.reconnect_max);
-        // xorshift64
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let ms = cap.as_millis() as u64;
-        Duration::from_millis(if ms == 0 { 0 } else { self.rng % (ms + 1) })
+        .before_attempt(u64::from(attempt));
+        self.jitter.full(ceiling)
     }
 
     fn sleep_unless_stopped(&self, d: Duration) {

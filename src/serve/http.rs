@@ -28,6 +28,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::base::clock;
+use crate::base::ratelimit::RateLimit;
 use crate::base::stats::StopFlag;
 use crate::serve::metrics::{self, MetricsSources};
 
@@ -300,27 +301,14 @@ impl Drop for HttpServer {
     }
 }
 
-/// Logs at `warn` at most once per interval; counts what it holds back.
-struct WarnLimiter {
-    /// When the last line was logged.
-    last: Option<Instant>,
-    /// Warnings held back since then.
-    suppressed: u64,
-}
+/// Logs at `warn` at most once per [`WARN_INTERVAL`]; counts what it holds back.
+struct WarnLimiter(RateLimit);
 
 impl WarnLimiter {
     fn warn(&mut self, msg: fmt::Arguments<'_>) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < WARN_INTERVAL)
-        {
-            self.suppressed += 1;
-            return;
+        if let Some(suppressed) = self.0.allow(Instant::now()) {
+            tracing::warn!(suppressed, "http: {msg}");
         }
-        tracing::warn!(suppressed = self.suppressed, "http: {msg}");
-        self.last = Some(now);
-        self.suppressed = 0;
     }
 }
 
@@ -328,10 +316,7 @@ impl WarnLimiter {
 /// flags), serves it completely, closes it, and takes the next. One connection at a time: a
 /// scrape is small, and a client that stalls is cut at [`CLIENT_DEADLINE`].
 fn serve_loop(listener: TcpListener, handler: &dyn Handler, stop: &StopFlag, halt: &AtomicBool) {
-    let mut warn = WarnLimiter {
-        last: None,
-        suppressed: 0,
-    };
+    let mut warn = WarnLimiter(RateLimit::new(WARN_INTERVAL));
     while !stop.is_stopped() && !halt.load(Ordering::Acquire) {
         match crate::base::netutil::wait_readable(&listener, POLL_INTERVAL) {
             Ok(true) => {}

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::error::{invalid, range, ConfigError};
 use crate::bridge::config::{redact_url, JetStreamConfig, NatsConfig, Payload};
-use crate::config::ConfigError;
 
 /// `[nats]` as written.
 #[derive(Debug, Deserialize)]
@@ -37,24 +37,6 @@ pub struct RawJetStream {
     max_age_s: u64,
     max_bytes: u64,
     max_msgs: u64,
-}
-
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_owned(),
-        message: message.into(),
-    }
-}
-
-fn range(key: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<u64, ConfigError> {
-    if (lo..=hi).contains(&v) {
-        Ok(v)
-    } else {
-        Err(invalid(
-            key,
-            format!("{v} is out of range: expected {lo}..={hi} {unit}"),
-        ))
-    }
 }
 
 /// A NATS subject token: non-empty, no `.`, `*`, `>`, whitespace or control characters.

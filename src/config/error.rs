@@ -1,0 +1,71 @@
+//! Why a configuration is refused, and the checks every section's validation shares: each
+//! error names the key (`feeds.binance.queue_capacity_frames`), the value and what was expected.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file (or `--set`/environment source).
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key has a value of the wrong type or range, or is unknown.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted path of the key (`feeds.binance.queue_capacity_frames`).
+        key: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A `--set` flag or environment override is not `key=value`.
+    #[error("override `{0}` is not of the form section.key=value")]
+    BadOverride(String),
+}
+
+/// A [`ConfigError::Invalid`] for `key`.
+pub(super) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// `v` when it is in `lo..=hi` (`unit` names the unit in the message).
+pub(super) fn range(key: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<u64, ConfigError> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(
+            key,
+            format!("{v} is out of range: expected {lo}..={hi} {unit}"),
+        ))
+    }
+}
+
+/// A duration in ms, in `lo..=hi`.
+pub(super) fn ms(key: &str, v: u64, lo: u64, hi: u64) -> Result<Duration, ConfigError> {
+    range(key, v, lo, hi, "ms").map(Duration::from_millis)
+}
+
+/// A path that must not be empty.
+pub(super) fn nonempty_path(key: &str, s: &str) -> Result<PathBuf, ConfigError> {
+    if s.is_empty() {
+        Err(invalid(key, "must not be empty"))
+    } else {
+        Ok(PathBuf::from(s))
+    }
+}

@@ -284,7 +284,11 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                 recorder: recorder_stats.clone(),
             })
             .with_fallback(Box::new(move |req| query::handle(&q, req)));
-            Some(http::start(h.listen, Arc::new(router), stop.clone()).map_err(StartError::Http)?)
+            let core = core_for(&cfg.threads, http::THREAD_NAME);
+            Some(
+                http::start(h.listen, Arc::new(router), stop.clone(), core)
+                    .map_err(StartError::Http)?,
+            )
         }
         _ => None,
     };

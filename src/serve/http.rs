@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::base::affinity::pin_current_thread;
 use crate::base::clock;
 use crate::base::ratelimit::RateLimit;
 use crate::base::stats::StopFlag;
@@ -241,20 +242,24 @@ pub struct HttpServer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Binds `addr` (port 0: any free port) and serves `handler` on a new `http` thread until `stop`
-/// is set or the server is shut down. Errors: the address cannot be bound (in use, no
+/// Binds `addr` (port 0: any free port) and serves `handler` on a new `http` thread (pinned to
+/// `core`, `[threads] http`, when given) until `stop` is set or the server is shut down. Errors: the address cannot be bound (in use, no
 /// permission), or the thread cannot be spawned.
 pub fn start(
     addr: SocketAddr,
     handler: Arc<dyn Handler>,
     stop: Arc<StopFlag>,
+    core: Option<usize>,
 ) -> io::Result<HttpServer> {
     let (server, addr) = bind(addr)?;
     let halt = Arc::new(AtomicBool::new(false));
     let h = halt.clone();
     let thread = thread::Builder::new()
         .name(THREAD_NAME.to_owned())
-        .spawn(move || serve_loop(server, &*handler, &stop, &h))?;
+        .spawn(move || {
+            pin_current_thread(THREAD_NAME, core);
+            serve_loop(server, &*handler, &stop, &h)
+        })?;
     tracing::info!(%addr, "http listening");
     Ok(HttpServer {
         addr,
@@ -485,7 +490,7 @@ mod tests {
             },
         ));
         let stop = Arc::new(StopFlag::default());
-        let server = start(any_port(), Arc::new(router), stop).unwrap();
+        let server = start(any_port(), Arc::new(router), stop, None).unwrap();
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
 
@@ -552,7 +557,7 @@ mod tests {
             }
             Response::json(200, "{}")
         };
-        let server = start(any_port(), Arc::new(handler), Arc::default()).unwrap();
+        let server = start(any_port(), Arc::new(handler), Arc::default(), None).unwrap();
         let addr = server.local_addr();
         let (status, _, body) = get(addr, "GET", "/boom");
         assert_eq!(status, 500);
@@ -565,7 +570,7 @@ mod tests {
     fn the_process_stop_flag_ends_the_thread() {
         let stop = Arc::new(StopFlag::default());
         let handler = |_: &Request<'_>| Response::json(200, "{}");
-        let server = start(any_port(), Arc::new(handler), stop.clone()).unwrap();
+        let server = start(any_port(), Arc::new(handler), stop.clone(), None).unwrap();
         stop.stop();
         let t = Instant::now();
         while !server.is_finished() {
@@ -584,12 +589,14 @@ mod tests {
             any_port(),
             Arc::new(|_: &Request<'_>| Response::json(200, "{}")),
             Arc::default(),
+            None,
         )
         .unwrap();
         let err = start(
             first.local_addr(),
             Arc::new(|_: &Request<'_>| Response::json(200, "{}")),
             Arc::default(),
+            None,
         )
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);

@@ -1,7 +1,7 @@
 //! Feeds that recover: a feed that goes silent past `stale_after_ms` is reported `stale`, the
 //! collector reconnects, resubscribes, and data flows again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mdrelay::market::event::StatusCode;
 use mdrelay::market::instrument::Venue;
@@ -91,4 +91,52 @@ fn an_old_connection_is_replaced_before_the_venue_limit() {
     let summary = relay.shutdown();
     assert!(summary.balanced());
     exchange.stop();
+}
+
+/// The cores the thread named `name` of this process may run on (`Cpus_allowed_list` of
+/// /proc), if such a thread exists.
+fn cpus_of_thread(name: &str) -> Option<String> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_owned());
+        }
+    }
+    None
+}
+
+#[test]
+fn threads_http_pins_the_http_thread() {
+    let _w = util::Watchdog::new("threads_http_pins_the_http_thread", 60);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let Some(core) = cores.last().map(|c| c.id) else {
+        eprintln!("no core ids visible: nothing to pin to");
+        return;
+    };
+    let (_dir, socket) = util::temp_socket();
+    let cfg = util::config(&[
+        "replay.enabled=false".into(),
+        "http.listen=\"127.0.0.1:0\"".into(),
+        "consumer.idle=\"park\"".into(),
+        format!("relay.socket_path={:?}", socket.display().to_string()),
+        "feeds.binance.enabled=false".into(),
+        "feeds.coinbase.enabled=false".into(),
+        "feeds.kraken_v1.enabled=false".into(),
+        format!("threads.http={core}"),
+    ]);
+    let running = run::start(cfg).unwrap();
+    // The thread pins itself first thing; give it the moment it needs to start.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = cpus_of_thread("http");
+    while seen.as_deref() != Some(&core.to_string()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        seen = cpus_of_thread("http");
+    }
+    running.shutdown();
+    assert_eq!(seen, Some(core.to_string()), "[threads] http = {core}");
 }

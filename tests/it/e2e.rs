@@ -38,23 +38,12 @@ fn every_trade_and_quote_of_the_capture_arrives_once_in_order_exactly() {
     let want = expected();
     assert_eq!(want.len(), 6106 + 24077, "capture: trades + bookTickers");
 
-    let exchange = util::replay_exchange(
-        &[(instrument::Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        true,
-    );
+    let exchange = util::binance_exchange(true);
     let (_dir, sock) = util::temp_socket();
     let cfg = util::config(&util::binance_only(&sock, exchange.local_addr()));
     let relay = run::start(cfg).unwrap();
-    let mut client = RelayClient::connect(&sock).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    assert!(util::wait_until(Duration::from_secs(20), || exchange
-        .subscribed_sessions()
-        >= 1));
-    exchange.resume();
+    let mut client = util::subscriber(&sock);
+    util::play_when_subscribed(&exchange, 1);
 
     let id = instrument::instrument_id("binance", "ETHUSDT");
     let mut got = Vec::new();
@@ -183,12 +172,7 @@ fn late_joiner_gets_definitions_then_cached_latest_then_live() {
 #[test]
 fn tiny_buffers_of_the_test_overlay_still_balance() {
     let _wd = util::Watchdog::new("tiny_buffers", 120);
-    let exchange = util::replay_exchange(
-        &[(instrument::Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        true,
-    );
+    let exchange = util::binance_exchange(true);
     let (_dir, sock) = util::temp_socket();
     let cfg = mdrelay::config::load(&mdrelay::config::Sources {
         file: Some(util::repo("config/default.toml")),
@@ -208,14 +192,8 @@ fn tiny_buffers_of_the_test_overlay_still_balance() {
     .unwrap();
     assert_eq!(cfg.feeds[0].queue_capacity_frames, 32);
     let relay = run::start(cfg).unwrap();
-    let mut client = RelayClient::connect(&sock).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    assert!(util::wait_until(Duration::from_secs(20), || exchange
-        .subscribed_sessions()
-        >= 1));
-    exchange.resume();
+    let mut client = util::subscriber(&sock);
+    util::play_when_subscribed(&exchange, 1);
     let total = 6106 + 24077;
     let (mut delivered, mut reported, mut last_seq, mut gaps) = (0u64, 0u64, 0u64, 0u64);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -280,12 +258,7 @@ fn tiny_buffers_of_the_test_overlay_still_balance() {
 #[test]
 fn metrics_parse_and_health_turns_503_when_the_feed_goes_stale() {
     let _wd = util::Watchdog::new("metrics_health", 120);
-    let exchange = util::replay_exchange(
-        &[(instrument::Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        false,
-    );
+    let exchange = util::binance_exchange(false);
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.push("feeds.binance.stale_after_ms=1500".into());

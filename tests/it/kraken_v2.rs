@@ -84,16 +84,10 @@ fn run_kraken_v2(
         format!("feeds.kraken.book_depth={depth}"),
     ];
     let relay = run::start(util::config(&sets)).unwrap();
-    let mut client = RelayClient::connect(&sock).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    let mut client = util::subscriber(&sock);
     // instrument (no precision is configured, so the parser asks for it), trade, ticker, book:
     // every request answered before the replay starts.
-    assert!(util::wait_until(Duration::from_secs(20), || exchange
-        .subscribed_sessions()
-        >= 4));
-    exchange.resume();
+    util::play_when_subscribed(&exchange, 4);
 
     let mut seen = Seen {
         trades: BTreeMap::new(),

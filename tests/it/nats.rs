@@ -256,12 +256,7 @@ async fn read_stream(nc: &async_nats::Client, name: &str) -> Vec<(String, Vec<u8
 fn every_event_arrives_on_its_subject_exactly_in_order_and_jetstream_retains_it() {
     let _wd = util::Watchdog::new("nats_exact", 300);
     let server = NatsServer::start();
-    let exchange = util::replay_exchange(
-        &[(Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        true,
-    );
+    let exchange = util::binance_exchange(true);
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.extend(nats_sets(&server.url(), "frame", "MDEXACT", 1_000_000));
@@ -371,12 +366,7 @@ fn every_event_arrives_on_its_subject_exactly_in_order_and_jetstream_retains_it(
 fn json_payload_is_the_tail_json_line_and_max_msgs_is_enforced() {
     let _wd = util::Watchdog::new("nats_json", 300);
     let server = NatsServer::start();
-    let exchange = util::replay_exchange(
-        &[(Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        true,
-    );
+    let exchange = util::binance_exchange(true);
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.extend(nats_sets(&server.url(), "json", "MDJSON", 1000));

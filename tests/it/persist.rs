@@ -30,12 +30,7 @@ fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
 #[test]
 fn query_api_answers_every_endpoint_and_names_bad_parameters() {
     let _wd = util::Watchdog::new("query_api", 120);
-    let exchange = util::replay_exchange(
-        &[(Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        false,
-    );
+    let exchange = util::binance_exchange(false);
     let addr = exchange.local_addr();
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, addr);
@@ -310,12 +305,7 @@ fn record_then_replay_twice_gives_identical_csv_and_stream() {
     let raw = work.path().join("raw");
 
     // Record: the capture served by the replay exchange, through a live Binance collector.
-    let exchange = util::replay_exchange(
-        &[(Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        false,
-    );
+    let exchange = util::binance_exchange(false);
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.extend([

@@ -6,7 +6,6 @@ use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use mdrelay::sim::ReplayExchange;
 use mdrelay::{market::instrument, run};
 use serde_json::Value;
 
@@ -127,23 +126,13 @@ fn python_client_selftest_decodes_every_golden_vector() {
     );
 }
 
-/// A replay exchange serving the bundled Binance capture as fast as the socket takes it, once.
-fn exchange(start_paused: bool) -> ReplayExchange {
-    util::replay_exchange(
-        &[(instrument::Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        start_paused,
-    )
-}
-
 /// Connected before any data flows (the replay exchange is held paused until the Python client
 /// is admitted), the Python client decodes every trade and quote of the capture, live, in
 /// sequence, with the definition first.
 #[test]
 fn python_client_receives_the_whole_capture_live() {
     let _wd = util::Watchdog::new("python_live", 300);
-    let exchange = exchange(true);
+    let exchange = util::binance_exchange(true);
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     // The Python reader may be slow on a loaded machine: never cut it as a slow subscriber.
@@ -238,7 +227,7 @@ fn python_client_receives_the_whole_capture_live() {
 #[test]
 fn python_client_late_join_gets_cached_snapshot_then_clean_eof() {
     let _wd = util::Watchdog::new("python_late_join", 300);
-    let exchange = exchange(false);
+    let exchange = util::binance_exchange(false);
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.push("relay.drain_timeout_ms=30000".into());
@@ -305,7 +294,7 @@ fn python_client_late_join_gets_cached_snapshot_then_clean_eof() {
 #[test]
 fn python_client_subscribes_to_trades_only() {
     let _wd = util::Watchdog::new("python_subscribe", 300);
-    let exchange = exchange(true);
+    let exchange = util::binance_exchange(true);
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.push("relay.max_pending_bytes=268435456".into());

@@ -14,12 +14,7 @@ use crate::util;
 fn a_silent_feed_is_reported_stale_and_reconnects() {
     let _wd = util::Watchdog::new("stale_reconnect", 120);
     // The exchange plays the capture once and then stays connected and silent.
-    let exchange = util::replay_exchange(
-        &[(Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        false,
-    );
+    let exchange = util::binance_exchange(false);
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.push("feeds.binance.stale_after_ms=700".into());

@@ -16,8 +16,6 @@ use mdrelay::feed::venue::VenueParser;
 use mdrelay::market::bars::Decimal128;
 use mdrelay::market::event::Event;
 use mdrelay::market::fixed::Decimal;
-use mdrelay::market::instrument::Venue;
-use mdrelay::relay::client::RelayClient;
 use mdrelay::wire::protocol::Message;
 use mdrelay::{base::clock, persist::recording, run};
 
@@ -57,12 +55,7 @@ fn relay() -> (
     tempfile::TempDir,
     std::path::PathBuf,
 ) {
-    let exchange = util::replay_exchange(
-        &[(Venue::Binance, vec![util::binance_capture()])],
-        0.0,
-        false,
-        true,
-    );
+    let exchange = util::binance_exchange(true);
     let (dir, sock) = util::temp_socket();
     let relay = run::start(util::config(&util::binance_only(
         &sock,
@@ -76,14 +69,8 @@ fn relay() -> (
 fn the_ethusdt_row_shows_the_last_trade_price_the_client_saw() {
     let _wd = util::Watchdog::new("top_client", 120);
     let (exchange, relay, _dir, sock) = relay();
-    let mut client = RelayClient::connect(&sock).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    assert!(util::wait_until(Duration::from_secs(20), || exchange
-        .subscribed_sessions()
-        >= 1));
-    exchange.resume();
+    let mut client = util::subscriber(&sock);
+    util::play_when_subscribed(&exchange, 1);
 
     let http = relay.http_addr().expect("http is on").to_string();
     let scraper = Scraper::new(&http);
@@ -150,10 +137,7 @@ fn top_s_threads_follow_the_relay_to_the_end_of_the_capture() {
         http: Some(relay.http_addr().expect("http is on").to_string()),
     };
     let workers = Workers::start(&target).unwrap();
-    assert!(util::wait_until(Duration::from_secs(20), || exchange
-        .subscribed_sessions()
-        >= 1));
-    exchange.resume();
+    util::play_when_subscribed(&exchange, 1);
 
     // Every trade relayed: the reader saw the last one, the poller read the relay's session.
     let done = util::wait_until(Duration::from_secs(90), || {

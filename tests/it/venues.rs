@@ -67,14 +67,8 @@ fn run_venue(v: Venue, feed: &str, files: Vec<PathBuf>) {
         exchange.local_addr()
     ));
     let relay = run::start(util::config(&sets)).unwrap();
-    let mut client = RelayClient::connect(&sock).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    assert!(util::wait_until(Duration::from_secs(20), || exchange
-        .subscribed_sessions()
-        >= 1));
-    exchange.resume();
+    let mut client = util::subscriber(&sock);
+    util::play_when_subscribed(&exchange, 1);
 
     let mut got: BTreeMap<String, Vec<Trade>> = BTreeMap::new();
     let mut books: BTreeMap<u32, L2Book> = BTreeMap::new();

@@ -357,3 +357,37 @@ pub fn replay_exchange(
     )
     .expect("replay exchange starts")
 }
+
+/// A subscriber of the relay at `sock`, with a 30 s read timeout so that a stalled relay fails
+/// the test instead of hanging it.
+pub fn subscriber(sock: &Path) -> mdrelay::relay::client::RelayClient {
+    let client = mdrelay::relay::client::RelayClient::connect(sock).expect("connect to the relay");
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set read timeout");
+    client
+}
+
+/// Waits (at most 20 s) until `sessions` venue subscriptions have reached the paused
+/// `exchange`, then starts playing: whoever subscribed to the relay before sees the capture
+/// from its first message.
+pub fn play_when_subscribed(exchange: &mdrelay::sim::ReplayExchange, sessions: u64) {
+    assert!(wait_until(Duration::from_secs(20), || exchange
+        .subscribed_sessions()
+        >= sessions));
+    exchange.resume();
+}
+
+/// A replay exchange playing the bundled Binance capture once at full speed; `paused` holds
+/// sessions until `resume()` (see [`play_when_subscribed`]).
+pub fn binance_exchange(paused: bool) -> mdrelay::sim::ReplayExchange {
+    replay_exchange(
+        &[(
+            mdrelay::market::instrument::Venue::Binance,
+            vec![binance_capture()],
+        )],
+        0.0,
+        false,
+        paused,
+    )
+}

@@ -27,8 +27,7 @@ use crate::queue::Waker;
 use crate::wire::protocol::{self, DecodeError, FrameBuf, Meta};
 use crate::wire::subscription::{self, Filter, Request, RequestError, MAX_FILTERS};
 
-/// Venue name of the relay's own status frames.
-pub const RELAY_VENUE: &str = "mdrelay";
+use crate::wire::protocol::RELAY_VENUE;
 
 /// What the acceptor hands the consumer.
 #[derive(Debug)]

@@ -31,7 +31,7 @@ use crate::market::instrument::InstrumentId;
 use crate::relay::acceptor::{self, encode_reply};
 use crate::relay::cache::Cache;
 use crate::relay::config::RelayConfig;
-use crate::wire::protocol::{self, FrameBuf, Message, MsgType};
+use crate::wire::protocol::{self, FrameBuf, Message, MsgType, RELAY_VENUE};
 use crate::wire::subscription::{self, kinds, Filter, Request};
 
 /// Why the relay socket could not be set up.
@@ -172,7 +172,7 @@ impl Selection {
         }
         match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
             Ok(Ok(Message::Status { venue, .. })) => {
-                venue == acceptor::RELAY_VENUE
+                venue == RELAY_VENUE
                     || self.filters.iter().any(|f| f.wants_feed_status(venue))
             }
             _ => true,
@@ -318,7 +318,7 @@ fn skip_report_count(frame: &[u8]) -> u64 {
     }
     match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
         Ok(Ok(Message::Status { venue, status }))
-            if venue == acceptor::RELAY_VENUE && status.code == StatusCode::Dropped =>
+            if venue == RELAY_VENUE && status.code == StatusCode::Dropped =>
         {
             status.count
         }

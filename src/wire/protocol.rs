@@ -26,6 +26,9 @@ pub const HEADER_LEN: usize = 40;
 pub const TRAILER_LEN: usize = 4;
 /// Largest payload a decoder accepts (a 1000-level book snapshot is 32 KiB).
 pub const MAX_PAYLOAD_LEN: usize = 1 << 20;
+/// Venue name of the relay's own status frames (request answers, `too_slow`, a subscriber's
+/// `dropped` report, `not_persisted`), as opposed to a feed's.
+pub const RELAY_VENUE: &str = "mdrelay";
 /// Decimal exponent of every price and size: value = raw × 10^PRICE_EXPONENT.
 pub const PRICE_EXPONENT: i8 = -8;
 

@@ -34,7 +34,7 @@ use crate::persist::recorder::{Recorder, RecorderStats};
 use crate::persist::writer::{WriterHandle, WriterStats};
 use crate::queue::{self, QueueMonitor, QueueSpec, Waker};
 use crate::relay::acceptor::{self, AcceptConfig};
-use crate::relay::subscribers::{self as relay, RelayError, SocketGuard};
+use crate::relay::socket::{self, RelayError, SocketGuard};
 use crate::serve::http::{self, HttpServer};
 use crate::serve::metrics::{FeedMetrics, MetricsSources};
 use crate::serve::query;
@@ -142,7 +142,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         None => None,
     };
     let replay_addr = replay.as_ref().map(ReplayExchange::local_addr);
-    let (listener, socket) = relay::bind(&cfg.relay)?;
+    let (listener, socket) = socket::bind(&cfg.relay)?;
     let stop = Arc::new(StopFlag::default());
     let relay_counters = Arc::new(RelayCounters::default());
     let accept_counters = Arc::new(AcceptCounters::default());

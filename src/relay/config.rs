@@ -9,7 +9,7 @@ pub struct RelayConfig {
     /// Socket path (resolved: never empty).
     pub socket_path: PathBuf,
     /// Permission bits of the socket file; a directory mdrelay creates gets the same plus search
-    /// bits ([`crate::relay::subscribers::dir_mode`]).
+    /// bits ([`crate::relay::socket::dir_mode`]).
     pub socket_mode: u32,
     /// Subscribers beyond this are refused at accept; ≥ 1.
     pub max_subscribers: usize,

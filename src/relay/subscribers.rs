@@ -1,5 +1,5 @@
-//! The relay socket: a Unix-domain stream socket that subscribers connect to, and the set of
-//! connected subscribers with their outbound buffers.
+//! The set of connected subscribers with their outbound buffers (the socket itself is bound
+//! by [`crate::relay::socket`]).
 //!
 //! Two owners. The acceptor thread (`relay-accept`, [`crate::relay::acceptor`]) owns the listening
 //! socket and reads subscription requests. The consumer thread owns [`Subscribers`]: each
@@ -10,15 +10,9 @@
 //! exceed `max_pending_bytes` is sent a `too_slow` status after what it has not read, and closed
 //! (counted); one that hangs up is removed. Neither ever blocks the consumer or delays the
 //! others. Frames are length-delimited by their header, never split, never interleaved.
-//!
-//! Socket file hygiene: the directory is created 0700, the socket gets the configured mode;
-//! a live relay already on the path is refused, a stale socket file (crash) is unlinked; the file
-//! is removed on shutdown ([`SocketGuard`]).
 
-use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::io::{ErrorKind, Write};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,100 +24,8 @@ use crate::market::event::StatusCode;
 use crate::market::instrument::InstrumentId;
 use crate::relay::acceptor::{self, encode_reply};
 use crate::relay::cache::Cache;
-use crate::relay::config::RelayConfig;
 use crate::wire::protocol::{self, FrameBuf, Message, MsgType, RELAY_VENUE};
 use crate::wire::subscription::{self, kinds, Filter, Request};
-
-/// Why the relay socket could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// Another process is accepting on the path.
-    #[error("another relay is live on {0}; refusing to take over its socket")]
-    InUse(PathBuf),
-    /// The path exists and is not a socket.
-    #[error("{0} exists and is not a socket; refusing to remove it")]
-    NotASocket(PathBuf),
-    /// Filesystem or socket error.
-    #[error("relay socket {path}: {source}")]
-    Io {
-        /// The socket path.
-        path: PathBuf,
-        /// What failed.
-        source: io::Error,
-    },
-}
-
-/// Removes the socket file when dropped.
-#[derive(Debug)]
-pub struct SocketGuard {
-    path: PathBuf,
-}
-
-impl SocketGuard {
-    /// The socket path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for SocketGuard {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            if e.kind() != ErrorKind::NotFound {
-                tracing::warn!(path = %self.path.display(), "could not remove socket: {e}");
-            }
-        }
-    }
-}
-
-/// Binds the relay socket per `cfg` (see the module doc for the rules).
-pub fn bind(cfg: &RelayConfig) -> Result<(UnixListener, SocketGuard), RelayError> {
-    let path = &cfg.socket_path;
-    let io_err = |source| RelayError::Io {
-        path: path.clone(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() && !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(dir_mode(cfg.socket_mode))
-                .create(dir)
-                .map_err(io_err)?;
-            // The process umask (typically 022) clears group bits at creation: set them.
-            std::fs::set_permissions(
-                dir,
-                std::fs::Permissions::from_mode(dir_mode(cfg.socket_mode)),
-            )
-            .map_err(io_err)?;
-        }
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
-            Ok(_) => return Err(RelayError::InUse(path.clone())),
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                tracing::warn!(path = %path.display(), "removing stale socket left by a previous run");
-                std::fs::remove_file(path).map_err(io_err)?;
-            }
-            Err(e) => return Err(io_err(e)),
-        },
-        Ok(_) => return Err(RelayError::NotASocket(path.clone())),
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
-    let listener = UnixListener::bind(path).map_err(io_err)?;
-    let guard = SocketGuard { path: path.clone() };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))
-        .map_err(io_err)?;
-    Ok((listener, guard))
-}
-
-/// Mode of a socket directory mdrelay creates: the socket's read/write bits plus search (x)
-/// wherever read is granted, so `600` → `700` and `660` → `770` (the group can reach the socket).
-pub fn dir_mode(socket_mode: u32) -> u32 {
-    let r = socket_mode & 0o444;
-    (socket_mode & 0o666) | (r >> 2)
-}
 
 /// Why a subscriber was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,8 +74,7 @@ impl Selection {
         }
         match protocol::decode_frame(frame).map(|(f, _)| f.message()) {
             Ok(Ok(Message::Status { venue, .. })) => {
-                venue == RELAY_VENUE
-                    || self.filters.iter().any(|f| f.wants_feed_status(venue))
+                venue == RELAY_VENUE || self.filters.iter().any(|f| f.wants_feed_status(venue))
             }
             _ => true,
         }
@@ -740,17 +641,4 @@ fn snapshot_new(sel: &mut Selection, cache: &Cache, out: &mut Vec<u8>) {
         )
     });
     sel.ids.extend(new_ids);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn directory_mode_follows_socket_mode() {
-        assert_eq!(dir_mode(0o600), 0o700);
-        assert_eq!(dir_mode(0o660), 0o770);
-        assert_eq!(dir_mode(0o666), 0o777);
-        assert_eq!(dir_mode(0o640), 0o750);
-    }
 }

@@ -168,7 +168,7 @@ pub struct Pipeline {
     pub socket: PathBuf,
     consumer: Option<thread::JoinHandle<()>>,
     acceptor: Option<thread::JoinHandle<()>>,
-    _guard: mdrelay::relay::subscribers::SocketGuard,
+    _guard: mdrelay::relay::socket::SocketGuard,
     _dir: tempfile::TempDir,
 }
 
@@ -213,7 +213,7 @@ impl Pipeline {
             hello_timeout: Duration::ZERO,
             allowed_uids: Vec::new(),
         };
-        let (listener, guard) = mdrelay::relay::subscribers::bind(&relay_cfg).expect("bind");
+        let (listener, guard) = mdrelay::relay::socket::bind(&relay_cfg).expect("bind");
         let waker = Arc::new(Waker::default());
         let stop = Arc::new(mdrelay::base::stats::StopFlag::default());
         let relay_counters = Arc::new(mdrelay::base::stats::RelayCounters::default());

@@ -1,0 +1,152 @@
+//! Binance REST depth snapshots. `GET /binance/api/v3/depth?symbol=S&limit=N` answers a depth
+//! snapshot taken from a book the exchange keeps at its replay position: it starts from the
+//! snapshot recorded in the capture and applies each diff as it is sent, so a snapshot is
+//! consistent whenever a client asks. Served on the connection's own `replay-conn-N` thread,
+//! plain HTTP/1.1, one request per connection.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+
+use crate::feed::venue::binance::BinanceParser;
+use crate::feed::venue::VenueParser;
+use crate::market::book::L2Book;
+use crate::market::event::{Event, Level};
+use crate::market::fixed;
+
+/// Symbol → (book, lastUpdateId).
+pub(super) type Books = FxHashMap<String, (L2Book, u64)>;
+
+/// A Binance depth diff as recorded, for the exchange's own book.
+pub(super) struct Diff {
+    symbol: Box<str>,
+    final_update_id: u64,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+}
+
+/// Reads a Binance recording in order at load time: the depth diff each message carries, and
+/// the recorded REST snapshot that starts each symbol's book.
+#[derive(Default)]
+pub(super) struct BookScan {
+    parser: BinanceParser,
+    /// A recorded snapshot not yet claimed by a symbol.
+    pending_snapshot: Option<(L2Book, u64)>,
+    /// The first recorded snapshot of each symbol, the start of every session.
+    pub(super) initial_books: Books,
+}
+
+impl BookScan {
+    /// The depth diff `raw` carries, if any. A recorded REST snapshot names no symbol: it belongs
+    /// to the next diff's symbol.
+    pub(super) fn scan(&mut self, raw: &str) -> Option<Diff> {
+        let mut diff = None;
+        let pending_snapshot = &mut self.pending_snapshot;
+        let _ = self.parser.parse(raw, 0, &mut |sym, ev| {
+            if let Event::Book(b) = ev {
+                match (sym, b.snapshot) {
+                    (None, true) => {
+                        let mut book = L2Book::new();
+                        book.apply_snapshot(b.bids, b.asks);
+                        *pending_snapshot = Some((book, b.venue_sequence.unwrap_or(0)));
+                    }
+                    (Some(sym), false) => {
+                        diff = Some(Diff {
+                            symbol: sym.into(),
+                            final_update_id: b.venue_sequence.unwrap_or(0),
+                            bids: b.bids.to_vec(),
+                            asks: b.asks.to_vec(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if let (Some(d), Some(_)) = (&diff, &self.pending_snapshot) {
+            if let Some(snap) = self.pending_snapshot.take() {
+                self.initial_books
+                    .entry(d.symbol.to_string())
+                    .or_insert(snap);
+            }
+        }
+        diff
+    }
+}
+
+/// Applies a diff just sent to its symbol's book, unless the book is already past it.
+pub(super) fn apply(books: &Mutex<Books>, d: &Diff) {
+    if let Some((book, last)) = books.lock().get_mut(&*d.symbol) {
+        if d.final_update_id > *last {
+            book.apply_delta(&d.bids, &d.asks);
+            *last = d.final_update_id;
+        }
+    }
+}
+
+/// Answers `GET /binance/api/v3/depth?symbol=S&limit=N` from the REST book, then closes.
+pub(super) fn serve_rest(mut stream: TcpStream, books: &Mutex<Books>) -> io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        if stream.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let param = |k: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.to_owned())
+    };
+    let (status, body) = if path != "/binance/api/v3/depth" {
+        (
+            "404 Not Found",
+            r#"{"code":-1,"msg":"not found"}"#.to_owned(),
+        )
+    } else {
+        let symbol = param("symbol").unwrap_or_default().to_ascii_uppercase();
+        let limit: usize = param("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(100)
+            .clamp(1, 5000);
+        let books = books.lock();
+        match books.get(&symbol) {
+            Some((book, last)) => {
+                let side = |it: &mut dyn Iterator<Item = Level>| -> Vec<[String; 2]> {
+                    it.take(limit)
+                        .map(|l| {
+                            [
+                                fixed::format_fixed_places(l.price, 8),
+                                fixed::format_fixed_places(l.size, 8),
+                            ]
+                        })
+                        .collect()
+                };
+                let body = serde_json::json!({
+                    "lastUpdateId": last,
+                    "bids": side(&mut book.bids()),
+                    "asks": side(&mut book.asks()),
+                })
+                .to_string();
+                ("200 OK", body)
+            }
+            None => (
+                "400 Bad Request",
+                r#"{"code":-1121,"msg":"Invalid symbol."}"#.to_owned(),
+            ),
+        }
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}

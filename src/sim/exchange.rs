@@ -1,0 +1,169 @@
+//! The exchange's handle and the `replay-exchange` thread: loads the recordings, listens, hands
+//! each connection to its own `replay-conn-N` thread (see `session`), and on stop joins them all.
+
+use std::io::{self, ErrorKind};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+
+use crate::base::netutil::wait_readable;
+use crate::market::instrument::Venue;
+
+use super::binance_rest::Books;
+use super::session::serve;
+use super::source::{load, Source};
+
+/// How the exchange plays its recordings.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Listen address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Pace multiplier; 0 = as fast as possible.
+    pub speed: f64,
+    /// At the end of a recording, close the connection so the client reconnects and the
+    /// recording starts again; otherwise stay connected and idle.
+    pub loop_forever: bool,
+    /// Hold every session after its subscription until [`ReplayExchange::resume`] (tests).
+    pub start_paused: bool,
+}
+
+/// State shared by the acceptor and every session.
+pub(super) struct Shared {
+    pub(super) opts: ReplayOptions,
+    pub(super) sources: Vec<Arc<Source>>,
+    pub(super) stop: AtomicBool,
+    pub(super) paused: AtomicBool,
+    /// Sessions that completed a subscription, since start.
+    pub(super) subscribed: AtomicU64,
+    /// Messages sent, all sessions.
+    pub(super) sent: AtomicU64,
+    /// Binance REST books at the replay position of the most recently started session.
+    pub(super) books: Mutex<Books>,
+    sessions: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running replay exchange. Stops when dropped.
+pub struct ReplayExchange {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl ReplayExchange {
+    /// Loads `sources` (several files of one venue are merged by time) and starts listening.
+    pub fn start(sources: &[(Venue, Vec<PathBuf>)], opts: ReplayOptions) -> io::Result<Self> {
+        let mut loaded = Vec::new();
+        for (venue, paths) in sources {
+            loaded.push(Arc::new(load(*venue, paths)?));
+        }
+        let listener = TcpListener::bind(opts.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            paused: AtomicBool::new(opts.start_paused),
+            opts,
+            sources: loaded,
+            stop: AtomicBool::new(false),
+            subscribed: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            books: Mutex::new(FxHashMap::default()),
+            sessions: Mutex::new(Vec::new()),
+        });
+        let sh = shared.clone();
+        let acceptor = thread::Builder::new()
+            .name("replay-exchange".into())
+            .spawn(move || accept_loop(listener, sh))?;
+        tracing::info!(%addr, "replay exchange listening");
+        Ok(ReplayExchange {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Releases sessions held by `start_paused`.
+    pub fn resume(&self) {
+        self.shared.paused.store(false, Ordering::Release);
+    }
+
+    /// Sessions that have completed a subscription since start.
+    pub fn subscribed_sessions(&self) -> u64 {
+        self.shared.subscribed.load(Ordering::Acquire)
+    }
+
+    /// Messages sent to clients since start.
+    pub fn messages_sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, ends every session and joins every thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        let sessions = std::mem::take(&mut *self.shared.sessions.lock());
+        for s in sessions {
+            let _ = s.join();
+        }
+    }
+}
+
+impl Drop for ReplayExchange {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut serial = 0u64;
+    while !shared.stop.load(Ordering::Acquire) {
+        match wait_readable(&listener, Duration::from_millis(100)) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::error!("replay exchange poll: {e}");
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        }
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                serial += 1;
+                let sh = shared.clone();
+                let spawned = thread::Builder::new()
+                    .name(format!("replay-conn-{serial}"))
+                    .spawn(move || {
+                        if let Err(e) = serve(stream, &sh) {
+                            tracing::debug!(%peer, "replay session ended: {e}");
+                        }
+                    });
+                match spawned {
+                    Ok(h) => {
+                        let mut sessions = shared.sessions.lock();
+                        sessions.retain(|h| !h.is_finished());
+                        sessions.push(h);
+                    }
+                    Err(e) => tracing::error!("replay exchange: cannot spawn session: {e}"),
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => tracing::warn!("replay exchange accept: {e}"),
+        }
+    }
+}

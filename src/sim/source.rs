@@ -1,0 +1,110 @@
+//! Recordings as the exchange plays them: a venue's files loaded once, merged in receive-time
+//! order, each message tagged with the subscription key it belongs to (the key a venue's request
+//! handler puts in a session's subscriptions), and what the venue emulation needs from the whole
+//! recording (Binance's starting books, Kraken v2's pair precisions).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use tungstenite::Utf8Bytes;
+
+use crate::market::instrument::Venue;
+use crate::persist::recording;
+
+use super::binance::binance_key;
+use super::binance_rest::{BookScan, Books, Diff};
+use super::coinbase::coinbase_key;
+use super::kraken_v1::kraken_v1_key;
+use super::kraken_v2::{kraken_v2_key, kraken_v2_precisions};
+
+/// One recorded message.
+pub(super) struct Rec {
+    pub(super) recv_ns: u64,
+    /// Subscription key the message belongs to (see [`record_key`]); `None`: never sent.
+    pub(super) key: Option<Box<str>>,
+    pub(super) raw: Utf8Bytes,
+    /// Binance depth diffs, applied to the REST book when sent.
+    pub(super) diff: Option<Diff>,
+}
+
+/// A venue's recordings, merged in receive-time order, and its recorded REST snapshots.
+pub(super) struct Source {
+    pub(super) venue: Venue,
+    pub(super) records: Vec<Rec>,
+    /// Binance: symbol → (book, lastUpdateId) as recorded, the start of every session.
+    pub(super) initial_books: Books,
+    /// Kraken v2: symbol → (price_precision, qty_precision) seen in the recording, by symbol.
+    pub(super) kraken_pairs: BTreeMap<String, (u32, u32)>,
+}
+
+/// The top-level fields of a JSON-object message that Binance, Coinbase and Kraken v1 messages
+/// are keyed by.
+#[derive(Deserialize)]
+pub(super) struct Peek<'a> {
+    #[serde(borrow)]
+    pub(super) stream: Option<&'a str>,
+    #[serde(borrow, rename = "type")]
+    pub(super) kind: Option<&'a str>,
+    #[serde(borrow)]
+    pub(super) product_id: Option<&'a str>,
+    #[serde(borrow)]
+    pub(super) event: Option<&'a str>,
+}
+
+/// The subscription key of a recorded message, or `None` for messages the exchange never
+/// replays (recorded acks and status: the exchange answers its clients' own requests).
+pub(super) fn record_key(venue: Venue, raw: &str) -> Option<Box<str>> {
+    match venue {
+        Venue::Binance => binance_key(raw),
+        Venue::Coinbase => coinbase_key(raw),
+        Venue::KrakenV1 => kraken_v1_key(raw),
+        Venue::Kraken => kraken_v2_key(raw),
+    }
+}
+
+/// Loads a venue's recordings (several files play as one stream, merged by receive time).
+pub(super) fn load(venue: Venue, paths: &[PathBuf]) -> io::Result<Source> {
+    let mut all = Vec::new();
+    for path in paths {
+        let recs = recording::read_all(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        // Lines without a time keep the previous one (sent back to back).
+        let mut last_ns = 0;
+        for r in recs {
+            let ns = r.recv_ns.unwrap_or(last_ns);
+            last_ns = ns;
+            all.push((ns, r.raw));
+        }
+    }
+    // Several files of one venue (Kraken trade, ticker, book) play as one stream. Stable sort:
+    // lines with equal times keep their file order.
+    all.sort_by_key(|(ns, _)| *ns);
+    let mut books = BookScan::default();
+    let mut records = Vec::with_capacity(all.len());
+    let mut kraken_pairs = BTreeMap::new();
+    for (recv_ns, raw) in all {
+        let key = record_key(venue, &raw);
+        if venue == Venue::Kraken && key.is_some() {
+            kraken_v2_precisions(&raw, &mut kraken_pairs);
+        }
+        let diff = if venue == Venue::Binance {
+            books.scan(&raw)
+        } else {
+            None
+        };
+        records.push(Rec {
+            recv_ns,
+            key,
+            raw: Utf8Bytes::from(raw),
+            diff,
+        });
+    }
+    Ok(Source {
+        venue,
+        records,
+        initial_books: books.initial_books,
+        kraken_pairs,
+    })
+}

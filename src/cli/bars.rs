@@ -5,10 +5,13 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::Value;
 
 use super::args::{load_config, ConfigArgs};
+use super::http::{query_value, RelayHttp};
+
+/// Longest one request to the relay may take, connect to last byte.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to print.
 pub struct Query<'a> {
@@ -19,37 +22,6 @@ pub struct Query<'a> {
     pub open: bool,
     pub http: Option<&'a str>,
     pub config: &'a ConfigArgs,
-}
-
-fn get(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
-    let mut resp = agent
-        .get(url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .with_context(|| format!("GET {url}"))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .with_context(|| format!("reading the answer of {url}"))?;
-    let v: Value = serde_json::from_str(&body)
-        .with_context(|| format!("{url} answered {status} with something that is not JSON"))?;
-    if status != 200 {
-        let detail = v
-            .get("detail")
-            .and_then(Value::as_str)
-            .map(|d| format!(": {d}"))
-            .unwrap_or_default();
-        let error = v.get("error").and_then(Value::as_str).unwrap_or("error");
-        anyhow::bail!("relay answered {status} {error}{detail}");
-    }
-    Ok(v)
-}
-
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Runs the command.
@@ -64,19 +36,11 @@ pub fn run(q: &Query<'_>) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let base = if addr.starts_with("http://") {
-        addr
-    } else {
-        format!("http://{addr}")
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
+    let http = RelayHttp::new(&addr, REQUEST_TIMEOUT);
     let venue = match q.venue {
         Some(v) => v.to_owned(),
         None => {
-            let list = get(&agent, &format!("{base}/v1/instruments"))?;
+            let list = http.get_json("/v1/instruments")?;
             let venues: Vec<String> = list
                 .get("instruments")
                 .and_then(Value::as_array)
@@ -99,15 +63,15 @@ pub fn run(q: &Query<'_>) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let url = format!(
-        "{base}/v1/bars?venue={}&symbol={}&interval={}&limit={}&open={}",
-        enc(&venue),
-        enc(q.symbol),
-        enc(q.interval),
+    let path = format!(
+        "/v1/bars?venue={}&symbol={}&interval={}&limit={}&open={}",
+        query_value(&venue),
+        query_value(q.symbol),
+        query_value(q.interval),
         q.limit,
         q.open
     );
-    let v = get(&agent, &url)?;
+    let v = http.get_json(&path)?;
     let bars = v
         .get("bars")
         .and_then(Value::as_array)

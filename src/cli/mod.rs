@@ -8,12 +8,14 @@
 //! - `bars`: `mdrelay bars`, the query API's bars as a table.
 //! - `top`: `mdrelay top`, the terminal dashboard.
 //! - `nats`: `mdrelay nats-bridge`, the relay stream onto NATS.
+//! - `http`: a small blocking client of the relay's HTTP API, for `bars` and `top`.
 
 use std::process::ExitCode;
 
 pub mod args;
 pub mod bars;
 pub mod decode;
+pub mod http;
 pub mod nats;
 pub mod run;
 pub mod tail;

@@ -2,11 +2,17 @@
 //! `/health` and the `/v1/…` query API from published state only (atomics, snapshots), so a
 //! request never slows the relay.
 //!
+//! - `config`: the HTTP endpoint's configuration (`[http]`).
 //! - `http`: the server thread, request/response values, the router.
-//! - `metrics`: Prometheus rendering and the health policy.
+//! - `metrics`: Prometheus rendering of the relay's counters (`/metrics`).
+//! - `health`: the health policy: when a feed is stale, the `/health` verdict.
+//! - `exposition`: a parser of the Prometheus text format (what `metrics` writes), for clients
+//!   and tests.
 //! - `query`: the `/v1/…` handlers over the consumer's query snapshot.
 
 pub mod config;
+pub mod exposition;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod query;

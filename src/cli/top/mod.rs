@@ -10,8 +10,8 @@
 //!   ([`model::Model::apply`]); it blocks in `read(2)` for at most [`READ_TIMEOUT`], and when the
 //!   relay goes away it reconnects every [`RECONNECT_INTERVAL`].
 //! - `top-poller` (only with an HTTP address) reads `/health`, `/metrics` and `/v1/ticker` every
-//!   [`POLL_INTERVAL`] ([`scrape`]); it blocks on one HTTP request at a time, each bounded by
-//!   [`scrape::REQUEST_TIMEOUT`].
+//!   [`POLL_INTERVAL`] ([`scrape`], over [`crate::cli::http`]); it blocks on one HTTP request at a
+//!   time, each bounded by [`scrape::REQUEST_TIMEOUT`].
 //!
 //! The model is shared behind a `parking_lot` mutex held only to fold one frame, store one
 //! scrape, or copy a screen out; nothing blocks while holding it. Stopping: [`Workers::stop`] drops

@@ -3,55 +3,25 @@
 //! [`model`](super::model).
 //!
 //! The parsers are pure. [`Scraper`] runs on the `top-poller` thread and blocks on one HTTP request
-//! at a time, each bounded by [`REQUEST_TIMEOUT`]. The Prometheus parser is deliberately minimal:
-//! the line grammar of the text exposition format 0.0.4
-//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>), `name{label="value",…} value`,
-//! comments skipped, label values unescaped. It reads mdrelay's own output (src/metrics.rs) and
-//! skips any line it cannot read rather than failing the scrape.
+//! at a time (through [`RelayHttp`]), each bounded by [`REQUEST_TIMEOUT`]. `/metrics` is read with
+//! [`read_samples`], which skips any line it cannot read rather than failing the scrape.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cli::http::{query_value, HttpError, RelayHttp};
+use crate::serve::exposition::read_samples;
+
 /// Longest one request may take, connect to last byte. Also bounds how long `top` waits for the
 /// poller when it quits.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Why a scrape failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ScrapeError {
-    /// No answer: connection refused, timeout, malformed HTTP.
-    #[error("GET {url}: {source}")]
-    Http {
-        /// The URL asked.
-        url: String,
-        /// What ureq reported.
-        #[source]
-        source: ureq::Error,
-    },
-    /// An answer with an unexpected status.
-    #[error("GET {url}: answered {status}")]
-    Status {
-        /// The URL asked.
-        url: String,
-        /// HTTP status code.
-        status: u16,
-    },
-    /// An answer whose body is not what the endpoint documents.
-    #[error("GET {url}: unexpected body: {detail}")]
-    Body {
-        /// The URL asked.
-        url: String,
-        /// What is wrong with it.
-        detail: String,
-    },
-}
-
 // ---------------------------------------------------------------------------------------------
 // /health
 
-/// `GET /health` (src/metrics.rs `health`): 200 when every feed is healthy, 503 otherwise; the
-/// body has the same shape either way.
+/// `GET /health` ([`crate::serve::health::health`]): 200 when every feed is healthy, 503
+/// otherwise; the body has the same shape either way.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Health {
     /// `"ok"` or `"degraded"`.
@@ -100,96 +70,6 @@ pub fn parse_health(body: &str) -> Result<Health, serde_json::Error> {
 
 // ---------------------------------------------------------------------------------------------
 // /metrics
-
-/// One sample line of the exposition text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// Metric name (`mdrelay_queue_depth_frames`, `…_sum`).
-    pub name: String,
-    /// Labels in line order, values unescaped.
-    pub labels: Vec<(String, String)>,
-    /// Value; NaN and ±Inf as written.
-    pub value: f64,
-}
-
-impl Sample {
-    /// The value of label `key`.
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses `{a="x",b="y"}` (without the braces) into pairs; `None` when malformed.
-fn parse_labels(s: &str) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let mut rest = s.trim_start();
-    while !rest.is_empty() {
-        let (key, after) = rest.split_once('=')?;
-        let after = after.strip_prefix('"')?;
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let end = loop {
-            match chars.next()? {
-                (i, '"') => break i,
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    c => value.push(c),
-                },
-                (_, c) => value.push(c),
-            }
-        };
-        out.push((key.trim().to_owned(), value));
-        rest = after[end + 1..].trim_start();
-        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
-    }
-    Some(out)
-}
-
-/// Parses one sample line; `None` for comments, blank lines and lines it cannot read.
-fn parse_sample(line: &str) -> Option<Sample> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let (name, labels, rest) = match line.find(['{', ' ']) {
-        Some(i) if line.as_bytes()[i] == b'{' => {
-            let close = line.rfind('}')?;
-            (
-                &line[..i],
-                parse_labels(&line[i + 1..close])?,
-                &line[close + 1..],
-            )
-        }
-        Some(i) => (&line[..i], Vec::new(), &line[i..]),
-        None => return None,
-    };
-    // A timestamp may follow the value; it is ignored.
-    let value = match rest.split_whitespace().next()? {
-        "NaN" => f64::NAN,
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some(Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-    })
-}
-
-/// The samples of `text` whose name `keep` accepts, in order; unreadable lines are skipped.
-pub fn parse_prometheus(text: &str, keep: impl Fn(&str) -> bool) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| {
-            let name_end = l.find(['{', ' ']).unwrap_or(l.len());
-            keep(&l[..name_end])
-        })
-        .filter_map(parse_sample)
-        .collect()
-}
 
 /// Latency quantiles shown by `top`, as written in the `quantile` label.
 pub const SHOWN_QUANTILES: [f64; 3] = [0.5, 0.99, 0.999];
@@ -244,7 +124,7 @@ fn whole(v: f64) -> Option<u64> {
 /// Reads the per-feed queue, latency and throughput series of a `/metrics` body.
 pub fn parse_metrics(text: &str) -> MetricsView {
     let mut view = MetricsView::default();
-    for s in parse_prometheus(text, |n| WANTED.contains(&n)) {
+    for s in read_samples(text, |n| WANTED.contains(&n)) {
         let Some(feed) = s.label("feed") else {
             continue;
         };
@@ -344,78 +224,43 @@ pub fn parse_ticker(body: &str) -> Result<TickerSession, String> {
 /// Reads one relay's HTTP API. Blocking; one request at a time.
 #[derive(Debug)]
 pub struct Scraper {
-    agent: ureq::Agent,
-    /// `http://host:port`, no trailing slash.
-    base: String,
+    http: RelayHttp,
 }
 
 impl Scraper {
     /// A scraper of the relay listening on `addr` (`host:port`, or a URL starting `http://`).
     pub fn new(addr: &str) -> Self {
-        let base = if addr.starts_with("http://") {
-            addr.trim_end_matches('/').to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Scraper { agent, base }
+        Scraper {
+            http: RelayHttp::new(addr, REQUEST_TIMEOUT),
+        }
     }
 
     /// `http://host:port` of the relay.
     pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    /// GET `path_and_query`: (status, body).
-    fn get(&self, path_and_query: &str) -> Result<(String, u16, String), ScrapeError> {
-        let url = format!("{}{path_and_query}", self.base);
-        let http = |source| ScrapeError::Http {
-            url: url.clone(),
-            source,
-        };
-        let mut resp = self.agent.get(&url).call().map_err(http)?;
-        let status = resp.status().as_u16();
-        let body = resp.body_mut().read_to_string().map_err(http)?;
-        Ok((url, status, body))
+        self.http.base()
     }
 
     /// `GET /health` (200 healthy, 503 degraded: both carry the report).
-    pub fn health(&self) -> Result<Health, ScrapeError> {
-        let (url, status, body) = self.get("/health")?;
-        if status != 200 && status != 503 {
-            return Err(ScrapeError::Status { url, status });
-        }
-        parse_health(&body).map_err(|e| ScrapeError::Body {
-            url,
-            detail: e.to_string(),
-        })
+    pub fn health(&self) -> Result<Health, HttpError> {
+        let a = self.http.get("/health")?.status_in(&[200, 503])?;
+        parse_health(&a.body).map_err(|e| a.bad_body(e.to_string()))
     }
 
     /// `GET /metrics`, reduced to what `top` shows.
-    pub fn metrics(&self) -> Result<MetricsView, ScrapeError> {
-        let (url, status, body) = self.get("/metrics")?;
-        if status != 200 {
-            return Err(ScrapeError::Status { url, status });
-        }
-        Ok(parse_metrics(&body))
+    pub fn metrics(&self) -> Result<MetricsView, HttpError> {
+        let a = self.http.get("/metrics")?.status_in(&[200])?;
+        Ok(parse_metrics(&a.body))
     }
 
     /// `GET /v1/ticker` of one instrument: its session statistics.
-    pub fn ticker(&self, venue: &str, symbol: &str) -> Result<TickerSession, ScrapeError> {
-        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let (url, status, body) = self.get(&format!(
+    pub fn ticker(&self, venue: &str, symbol: &str) -> Result<TickerSession, HttpError> {
+        let path = format!(
             "/v1/ticker?venue={}&symbol={}",
-            enc(venue),
-            enc(symbol)
-        ))?;
-        if status != 200 {
-            return Err(ScrapeError::Status { url, status });
-        }
-        parse_ticker(&body).map_err(|detail| ScrapeError::Body { url, detail })
+            query_value(venue),
+            query_value(symbol)
+        );
+        let a = self.http.get(&path)?.status_in(&[200])?;
+        parse_ticker(&a.body).map_err(|detail| a.bad_body(detail))
     }
 }
 
@@ -440,52 +285,6 @@ mod tests {
         assert_eq!(h.feeds[1].last_message_age_ms, None);
         assert_eq!(h.feeds[1].queue_saturation, "critical");
         assert!(parse_health("not json").is_err());
-    }
-
-    #[test]
-    fn prometheus_lines_table() {
-        /// Name, labels, value.
-        type Want = (&'static str, Vec<(&'static str, &'static str)>, f64);
-        let cases: &[(&str, Option<Want>)] = &[
-            ("# HELP a x", None),
-            ("", None),
-            ("up 1", Some(("up", vec![], 1.0))),
-            ("up 1 1700000000000", Some(("up", vec![], 1.0))),
-            (
-                r#"m{feed="a",venue="b"} 2.5"#,
-                Some(("m", vec![("feed", "a"), ("venue", "b")], 2.5)),
-            ),
-            (
-                r#"m{feed="we\"ird\\x\ny"} 3"#,
-                Some(("m", vec![("feed", "we\"ird\\x\ny")], 3.0)),
-            ),
-            (r#"m{feed="a",} 4"#, Some(("m", vec![("feed", "a")], 4.0))),
-            (r#"m{feed="a}"} 5"#, Some(("m", vec![("feed", "a}")], 5.0))),
-            ("m NaN", Some(("m", vec![], f64::NAN))),
-            ("m +Inf", Some(("m", vec![], f64::INFINITY))),
-            ("m one", None),
-            (r#"m{feed="a} 1"#, None),
-            ("m", None),
-        ];
-        for (line, want) in cases {
-            let got = parse_sample(line);
-            match (got, want) {
-                (None, None) => {}
-                (Some(s), Some((name, labels, value))) => {
-                    assert_eq!(s.name, *name, "{line}");
-                    let labels: Vec<(String, String)> = labels
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect();
-                    assert_eq!(s.labels, labels, "{line}");
-                    assert!(
-                        s.value == *value || (s.value.is_nan() && value.is_nan()),
-                        "{line}"
-                    );
-                }
-                (got, want) => panic!("{line:?}: got {got:?}, want {want:?}"),
-            }
-        }
     }
 
     const METRICS: &str = "\

@@ -269,39 +269,11 @@ fn metrics_parse_and_health_turns_503_when_the_feed_goes_stale() {
     }));
     let (status, body) = util::http_get(addr, "/metrics");
     assert_eq!(status, 200);
-    let mut typed = std::collections::HashSet::new();
-    let mut samples = 0;
-    for line in body.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let name = rest.split_whitespace().next().unwrap();
-            assert!(typed.insert(name.to_owned()), "one TYPE per family: {name}");
-            continue;
-        }
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("sample line: {line}"));
-        let name = series.split('{').next().unwrap();
-        assert!(
-            name.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "metric name: {line}"
-        );
-        let family = typed.iter().any(|t| {
-            name == t
-                || name
-                    .strip_prefix(t.as_str())
-                    .is_some_and(|s| ["_sum", "_count", "_bucket"].contains(&s))
-        });
-        assert!(family, "sample before its TYPE: {line}");
-        assert!(
-            value.parse::<f64>().is_ok() || value == "NaN",
-            "value: {line}"
-        );
-        samples += 1;
-    }
+    // Every line parses, each family has its TYPE before its samples, once (and more: see
+    // serve::exposition::parse_exposition).
+    let samples = mdrelay::serve::exposition::parse_exposition(&body)
+        .unwrap_or_else(|e| panic!("{e}\n{body}"))
+        .len();
     assert!(samples > 20, "{body}");
     let relayed = body
         .lines()

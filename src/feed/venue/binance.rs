@@ -12,17 +12,16 @@
 //! stream names; if `data` came first it is kept as a raw slice and parsed afterwards.
 //! Runs on the Binance collector thread; never blocks.
 
-use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::binance_depth::{DepthBooks, DepthDiff, DepthSyncConfig};
+use super::de::{from_str_seed, pair_level, ErrSlot, LevelsSeed, StrPair};
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::market::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
-use crate::market::fixed::FixedError;
 use crate::market::instrument::Venue;
 
 /// The request that subscribes a combined-stream connection to `streams`
@@ -93,40 +92,16 @@ struct BookTickerData<'a> {
     event_time_ms: Option<u64>,
 }
 
-/// Deserializes `[["price","qty"],…]` straight into a reused level buffer.
-struct LevelsSeed<'v> {
+/// What a Binance level array is, for serde's "expected …" text.
+const LEVELS: &str = "an array of [price, quantity] string pairs";
+
+/// Deserializes `[["price","qty"],…]` straight into `out`, replacing its content.
+fn levels<'v, 'de>(
     out: &'v mut Vec<Level>,
-    /// The first fixed-point failure, kept so the caller can report it as a typed error.
-    fixed_err: &'v Cell<Option<(&'static str, FixedError)>>,
-}
-
-impl<'de> DeserializeSeed<'de> for LevelsSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for LevelsSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of [price, quantity] string pairs")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.out.clear();
-        while let Some((p, q)) = seq.next_element::<(&'de str, &'de str)>()? {
-            let price = crate::market::fixed::parse(p).map_err(|e| {
-                self.fixed_err.set(Some(("price", e)));
-                de::Error::custom("price is not an exact fixed-point decimal")
-            })?;
-            let size = crate::market::fixed::parse(q).map_err(|e| {
-                self.fixed_err.set(Some(("qty", e)));
-                de::Error::custom("quantity is not an exact fixed-point decimal")
-            })?;
-            self.out.push(Level { price, size });
-        }
-        Ok(())
-    }
+    err: &'v ErrSlot,
+) -> LevelsSeed<'v, StrPair<'de>, impl Fn(StrPair<'de>) -> Result<Level, ParseError>> {
+    out.clear();
+    LevelsSeed::new(out, err, LEVELS, pair_level("qty"))
 }
 
 /// Fields of a `depthUpdate` diff other than its levels.
@@ -143,7 +118,7 @@ struct DepthHead<'a> {
 struct DepthSeed<'v> {
     bids: &'v mut Vec<Level>,
     asks: &'v mut Vec<Level>,
-    fixed_err: &'v Cell<Option<(&'static str, FixedError)>>,
+    err: &'v ErrSlot,
 }
 
 impl<'de> DeserializeSeed<'de> for DepthSeed<'_> {
@@ -169,14 +144,8 @@ impl<'de> Visitor<'de> for DepthSeed<'_> {
                 "u" => head.final_update_id = Some(map.next_value()?),
                 "E" => head.event_time_ms = Some(map.next_value()?),
                 "lastUpdateId" => head.last_update_id = Some(map.next_value()?),
-                "b" | "bids" => map.next_value_seed(LevelsSeed {
-                    out: self.bids,
-                    fixed_err: self.fixed_err,
-                })?,
-                "a" | "asks" => map.next_value_seed(LevelsSeed {
-                    out: self.asks,
-                    fixed_err: self.fixed_err,
-                })?,
+                "b" | "bids" => map.next_value_seed(levels(self.bids, self.err))?,
+                "a" | "asks" => map.next_value_seed(levels(self.asks, self.err))?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -223,7 +192,7 @@ fn stream_kind(stream: &str) -> StreamKind {
 struct EnvelopeVisitor<'v> {
     bids: &'v mut Vec<Level>,
     asks: &'v mut Vec<Level>,
-    fixed_err: &'v Cell<Option<(&'static str, FixedError)>>,
+    err: &'v ErrSlot,
 }
 
 impl<'de> EnvelopeVisitor<'_> {
@@ -254,7 +223,7 @@ impl<'de> EnvelopeVisitor<'_> {
                 DepthSeed {
                     bids: self.bids,
                     asks: self.asks,
-                    fixed_err: self.fixed_err,
+                    err: self.err,
                 }
                 .deserialize(d)?,
             ),
@@ -319,14 +288,8 @@ impl<'de> Visitor<'de> for EnvelopeVisitor<'_> {
                     v.asks.clear();
                     while let Some(k) = map.next_key::<&'de str>()? {
                         match k {
-                            "bids" => map.next_value_seed(LevelsSeed {
-                                out: v.bids,
-                                fixed_err: v.fixed_err,
-                            })?,
-                            "asks" => map.next_value_seed(LevelsSeed {
-                                out: v.asks,
-                                fixed_err: v.fixed_err,
-                            })?,
+                            "bids" => map.next_value_seed(levels(v.bids, v.err))?,
+                            "asks" => map.next_value_seed(levels(v.asks, v.err))?,
                             _ => {
                                 map.next_value::<IgnoredAny>()?;
                             }
@@ -370,7 +333,8 @@ impl<'de> DeserializeSeed<'de> for DataSeed<'_, 'de> {
 pub struct BinanceParser {
     bids: Vec<Level>,
     asks: Vec<Level>,
-    fixed_err: Cell<Option<(&'static str, FixedError)>>,
+    /// The typed error of the current parse, if a number in a level array did not convert.
+    err: ErrSlot,
     /// Local books synced per Binance's procedure ([`super::binance_depth`]); `None` when no
     /// depth channel is subscribed (and in `mdrelay decode`, which prints raw diffs).
     depth: Option<DepthBooks>,
@@ -418,18 +382,16 @@ impl VenueParser for BinanceParser {
         body: &str,
         sink: &mut Sink<'_>,
     ) -> Result<(), ParseError> {
-        self.fixed_err.set(None);
+        self.err.clear();
+        // No `end()`: a REST body is taken as far as its object goes.
         let mut de = serde_json::Deserializer::from_str(body);
         let env = EnvelopeVisitor {
             bids: &mut self.bids,
             asks: &mut self.asks,
-            fixed_err: &self.fixed_err,
+            err: &self.err,
         }
         .deserialize(&mut de)
-        .map_err(|e| match self.fixed_err.take() {
-            Some((field, source)) => ParseError::Number { field, source },
-            None => ParseError::Json(e),
-        });
+        .map_err(|e| self.err.or_json(e));
         let last = match env {
             Ok(Envelope::Depth(DepthHead {
                 last_update_id: Some(last),
@@ -476,19 +438,13 @@ impl VenueParser for BinanceParser {
         sink: &mut Sink<'_>,
     ) -> Result<Parsed, ParseError> {
         let _ = recv_ts_ns;
-        self.fixed_err.set(None);
-        let mut de = serde_json::Deserializer::from_str(raw);
-        let env = EnvelopeVisitor {
+        self.err.clear();
+        let seed = EnvelopeVisitor {
             bids: &mut self.bids,
             asks: &mut self.asks,
-            fixed_err: &self.fixed_err,
-        }
-        .deserialize(&mut de)
-        .and_then(|e| de.end().map(|()| e))
-        .map_err(|e| match self.fixed_err.take() {
-            Some((field, source)) => ParseError::Number { field, source },
-            None => ParseError::Json(e),
-        })?;
+            err: &self.err,
+        };
+        let env = from_str_seed(raw, seed, &self.err)?;
         match env {
             Envelope::Trade(t) => {
                 let trade = Trade {

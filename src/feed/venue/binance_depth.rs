@@ -712,16 +712,14 @@ impl DepthBooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::testutil::fixture;
     use crate::feed::venue::binance::BinanceParser;
     use crate::feed::venue::VenueParser;
     use crate::market::event::Quote;
     use std::collections::BTreeMap;
     use std::io::BufRead;
 
-    const CAPTURE: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/data/binance/spot_ethusdt_20240808.txt.gz"
-    );
+    const CAPTURE: &str = "binance/spot_ethusdt_20240808.txt.gz";
 
     fn lv(price: i64, size: i64) -> Level {
         Level { price, size }
@@ -854,7 +852,7 @@ mod tests {
     }
 
     fn load_capture() -> Vec<Msg> {
-        let file = std::fs::File::open(CAPTURE).unwrap();
+        let file = std::fs::File::open(fixture(CAPTURE)).unwrap();
         let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
         let mut parser = BinanceParser::default();
         let mut out = Vec::new();

@@ -42,17 +42,17 @@
 //! error paths allocate their text.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::fmt;
 
 use rustc_hash::FxHashMap;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::de::{from_str_seed, pair_level, ErrSlot, LevelsSeed};
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::base::timefmt::parse_rfc3339_ns;
 use crate::market::book::L2Book;
 use crate::market::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
-use crate::market::fixed::{FixedError, ABSENT};
+use crate::market::fixed::ABSENT;
 use crate::market::instrument::Venue;
 
 /// The request that subscribes a connection to `channels` (`ticker`, `matches`, `level2_batch`,
@@ -80,9 +80,6 @@ const KNOWN_KINDS: [&str; 8] = [
     "heartbeat",
     "error",
 ];
-
-/// The first fixed-point failure inside a level array, with the field it came from.
-type FixedErrCell = Cell<Option<(&'static str, FixedError)>>;
 
 /// Every field of a feed message this parser uses; which ones are required depends on `kind`.
 /// Level arrays go straight into the parser's buffers, not here.
@@ -133,39 +130,15 @@ impl<'de> de::Deserialize<'de> for CowStr<'de> {
     }
 }
 
-/// Deserializes a snapshot side `[["price","size"],…]` onto the end of a (cleared) level buffer.
-struct LevelsSeed<'v> {
-    out: &'v mut Vec<Level>,
-    fixed_err: &'v FixedErrCell,
-}
-
-impl<'de> DeserializeSeed<'de> for LevelsSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for LevelsSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of [price, size] string pairs")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some((p, s)) = seq.next_element::<(&'de str, &'de str)>()? {
-            let level = level(p, s, self.fixed_err)?;
-            self.out.push(level);
-        }
-        Ok(())
-    }
-}
+/// What a snapshot side is, for serde's "expected …" text.
+const LEVELS: &str = "an array of [price, size] string pairs";
 
 /// Deserializes l2update `changes` `[["buy"|"sell","price","size"],…]` into the bid and ask
 /// buffers.
 struct ChangesSeed<'v> {
     bids: &'v mut Vec<Level>,
     asks: &'v mut Vec<Level>,
-    fixed_err: &'v FixedErrCell,
+    err: &'v ErrSlot,
 }
 
 impl<'de> DeserializeSeed<'de> for ChangesSeed<'_> {
@@ -181,37 +154,24 @@ impl<'de> Visitor<'de> for ChangesSeed<'_> {
         f.write_str("an array of [side, price, size] string triples")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let level = pair_level("size");
         while let Some((side, p, s)) = seq.next_element::<(&'de str, &'de str, &'de str)>()? {
             let out = match side {
                 "buy" => &mut *self.bids,
                 "sell" => &mut *self.asks,
                 other => return Err(de::Error::unknown_variant(other, &["buy", "sell"])),
             };
-            out.push(level(p, s, self.fixed_err)?);
+            out.push(self.err.check(level((p, s)))?);
         }
         Ok(())
     }
-}
-
-/// One level from its decimal strings; a fixed-point failure is parked in `fixed_err` so the
-/// caller can report it as [`ParseError::Number`] rather than as malformed JSON.
-fn level<E: de::Error>(p: &str, s: &str, fixed_err: &FixedErrCell) -> Result<Level, E> {
-    let price = crate::market::fixed::parse(p).map_err(|e| {
-        fixed_err.set(Some(("price", e)));
-        E::custom("price is not an exact fixed-point decimal")
-    })?;
-    let size = crate::market::fixed::parse(s).map_err(|e| {
-        fixed_err.set(Some(("size", e)));
-        E::custom("size is not an exact fixed-point decimal")
-    })?;
-    Ok(Level { price, size })
 }
 
 /// Reads one message object in a single pass, in whatever key order it comes.
 struct MsgSeed<'v> {
     bids: &'v mut Vec<Level>,
     asks: &'v mut Vec<Level>,
-    fixed_err: &'v FixedErrCell,
+    err: &'v ErrSlot,
 }
 
 impl<'de> DeserializeSeed<'de> for MsgSeed<'_> {
@@ -258,18 +218,22 @@ impl<'de> Visitor<'de> for MsgSeed<'_> {
                 "reason" => m.reason = map.next_value::<Option<CowStr<'de>>>()?.map(|c| c.0),
                 "bids" => {
                     self.bids.clear();
-                    map.next_value_seed(LevelsSeed {
-                        out: self.bids,
-                        fixed_err: self.fixed_err,
-                    })?;
+                    map.next_value_seed(LevelsSeed::new(
+                        self.bids,
+                        self.err,
+                        LEVELS,
+                        pair_level("size"),
+                    ))?;
                     m.has_bids = true;
                 }
                 "asks" => {
                     self.asks.clear();
-                    map.next_value_seed(LevelsSeed {
-                        out: self.asks,
-                        fixed_err: self.fixed_err,
-                    })?;
+                    map.next_value_seed(LevelsSeed::new(
+                        self.asks,
+                        self.err,
+                        LEVELS,
+                        pair_level("size"),
+                    ))?;
                     m.has_asks = true;
                 }
                 "changes" => {
@@ -278,7 +242,7 @@ impl<'de> Visitor<'de> for MsgSeed<'_> {
                     map.next_value_seed(ChangesSeed {
                         bids: self.bids,
                         asks: self.asks,
-                        fixed_err: self.fixed_err,
+                        err: self.err,
                     })?;
                     m.has_changes = true;
                 }
@@ -311,8 +275,8 @@ pub struct CoinbaseParser {
     bids: Vec<Level>,
     /// Ask levels of the message being parsed; cleared at the start of every parse.
     asks: Vec<Level>,
-    /// First fixed-point failure inside a level array; `None` between parses.
-    fixed_err: FixedErrCell,
+    /// The typed error of the current parse, if a number in a level array did not convert.
+    err: ErrSlot,
     /// Sequencing per product id; holds only products the feed has sent a ticker or match for.
     products: FxHashMap<Box<str>, ProductSeq>,
     /// Tickers and matches dropped because their sequence was not newer than the last accepted.
@@ -357,21 +321,15 @@ impl CoinbaseParser {
     }
 
     fn parse_inner(&mut self, raw: &str, sink: &mut Sink<'_>) -> Result<Parsed, ParseError> {
-        self.fixed_err.set(None);
+        self.err.clear();
         self.bids.clear();
         self.asks.clear();
-        let mut de = serde_json::Deserializer::from_str(raw);
-        let m = MsgSeed {
+        let seed = MsgSeed {
             bids: &mut self.bids,
             asks: &mut self.asks,
-            fixed_err: &self.fixed_err,
-        }
-        .deserialize(&mut de)
-        .and_then(|m| de.end().map(|()| m))
-        .map_err(|e| match self.fixed_err.take() {
-            Some((field, source)) => ParseError::Number { field, source },
-            None => ParseError::Json(e),
-        })?;
+            err: &self.err,
+        };
+        let m = from_str_seed(raw, seed, &self.err)?;
         let kind = m.kind.ok_or_else(|| missing("type"))?;
         match kind {
             "ticker" => self.ticker(&m, sink),
@@ -578,6 +536,7 @@ mod tests {
     use std::io::BufRead;
 
     use super::*;
+    use crate::base::testutil::fixture;
     use crate::market::event::Event;
 
     #[derive(Debug, PartialEq)]
@@ -623,11 +582,6 @@ mod tests {
 
     fn run(raw: &str) -> (Result<Parsed, String>, Vec<Out>) {
         feed(&mut CoinbaseParser::new(), raw)
-    }
-
-    /// `/work/shared/...` seen from the crate: `shared/` sits beside the repository.
-    fn fixture(rel: &str) -> std::path::PathBuf {
-        crate::base::testutil::fixture(rel)
     }
 
     fn samples() -> Vec<String> {

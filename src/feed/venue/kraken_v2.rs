@@ -16,9 +16,10 @@
 //!   after each message the book is truncated to the subscribed depth. The checksum is CRC32 over
 //!   the top 10 asks (lowest first) then the top 10 bids (highest first), each price and quantity
 //!   formatted to the instrument's `price_precision` / `qty_precision`, `.` removed, leading zeros
-//!   stripped ([`super::kraken_v1::book_checksum`], the same rule as v1). JSON numbers drop trailing
-//!   zeros (`0.566`), so the precision cannot be read off the message: it comes from `instrument`
-//!   channel messages when seen, else from configuration ([`KrakenV2Parser::with_precisions`]).
+//!   stripped ([`super::kraken_book::book_checksum`], the same rule as v1). JSON numbers drop
+//!   trailing zeros (`0.566`), so the precision cannot be read off the message: it comes from
+//!   `instrument` channel messages when seen, else from configuration
+//!   ([`KrakenV2Parser::with_precisions`]).
 //!   When a book is requested and some symbol has no configured precision, [`subscribe_requests`]
 //!   also subscribes to `instrument` (first, so its snapshot normally arrives before the books).
 //!
@@ -39,7 +40,6 @@
 //!
 //! [`subscribe_requests`]: VenueParser::subscribe_requests
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
@@ -49,8 +49,9 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::kraken_v1::{ChecksumStats, ErrSlot, KrakenBook, Verdict};
-use super::{ParseError, Parsed, Sink, Subscription, VenueParser};
+use super::de::{from_str_seed, size_field, ErrSlot, LevelsSeed};
+use super::kraken_book::{book_for, ChecksumStats, KrakenBook, Verdict};
+use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::base::timefmt::parse_rfc3339_ns;
 use crate::market::book::L2Book;
 use crate::market::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
@@ -171,7 +172,7 @@ struct Bufs<'v, 'de> {
     entries: &'v mut Vec<BookEntry>,
     trades: &'v mut Vec<(Range<usize>, Trade)>,
     quotes: &'v mut Vec<(Range<usize>, Quote)>,
-    err: ErrSlot<'v>,
+    err: &'v ErrSlot,
 }
 
 impl<'de> Bufs<'_, 'de> {
@@ -262,6 +263,9 @@ impl<'de> Visitor<'de> for BookDataSeed<'_, 'de> {
     }
 }
 
+/// What a book side is, for serde's "expected …" text.
+const LEVELS: &str = "an array of {price, qty} levels";
+
 struct BookEntrySeed<'r, 'v, 'de> {
     b: &'r mut Bufs<'v, 'de>,
 }
@@ -305,7 +309,15 @@ impl<'de> Visitor<'de> for BookEntrySeed<'_, '_, 'de> {
                     } else {
                         saw_asks = true;
                     }
-                    map.next_value_seed(LevelsSeed { b: &mut *b, bids })?;
+                    let out = if bids { &mut *b.bids } else { &mut *b.asks };
+                    // `[{"price":…,"qty":…}, …]`, appended.
+                    let level = |l: LevelV2<'de>| {
+                        Ok(Level {
+                            price: fixed_field("price", l.price.get())?,
+                            size: size_field("qty", l.qty.get())?,
+                        })
+                    };
+                    map.next_value_seed(LevelsSeed::new(out, b.err, LEVELS, level))?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -320,40 +332,6 @@ impl<'de> Visitor<'de> for BookEntrySeed<'_, '_, 'de> {
             checksum,
             ts_ns,
         });
-        Ok(())
-    }
-}
-
-/// `[{"price":…,"qty":…}, …]` appended to one side's level buffer.
-struct LevelsSeed<'r, 'v, 'de> {
-    b: &'r mut Bufs<'v, 'de>,
-    bids: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for LevelsSeed<'_, '_, 'de> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for LevelsSeed<'_, '_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of {price, qty} levels")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(l) = seq.next_element::<LevelV2<'de>>()? {
-            let level = Level {
-                price: self.b.number("price", l.price)?,
-                size: self.b.size("qty", l.qty)?,
-            };
-            if self.bids {
-                self.b.bids.push(level);
-            } else {
-                self.b.asks.push(level);
-            }
-        }
         Ok(())
     }
 }
@@ -537,7 +515,7 @@ pub struct KrakenV2Parser {
     /// Status detail text of the event being emitted.
     detail: String,
     /// The first typed error raised inside a deserializer during the current parse.
-    err: Cell<Option<ParseError>>,
+    err: ErrSlot,
     /// Checksum counters.
     stats: ChecksumStats,
 }
@@ -582,7 +560,7 @@ impl KrakenV2Parser {
         };
         match (r.channel, r.symbol, r.depth) {
             (Some("book"), Some(symbol), Some(depth)) if depth > 0 => {
-                if let Some(st) = book_for(&mut self.books, symbol, self.book_depth) {
+                if let Some(st) = book_for(&mut self.books, symbol, depth_levels(self.book_depth)) {
                     st.depth = usize::try_from(depth).unwrap_or(usize::MAX);
                 }
             }
@@ -631,7 +609,7 @@ impl KrakenV2Parser {
             ) else {
                 continue; // unreachable: ranges were checked while parsing
             };
-            let Some(st) = book_for(books, symbol, *book_depth) else {
+            let Some(st) = book_for(books, symbol, depth_levels(*book_depth)) else {
                 continue;
             };
             st.apply(snapshot, eb, ea, out_bids, out_asks);
@@ -675,17 +653,9 @@ impl KrakenV2Parser {
     }
 }
 
-/// `symbol`'s book, created (empty, `depth` levels a side) if it does not exist yet.
-fn book_for<'m>(
-    books: &'m mut FxHashMap<String, KrakenBook>,
-    symbol: &str,
-    depth: u32,
-) -> Option<&'m mut KrakenBook> {
-    if !books.contains_key(symbol) {
-        let depth = usize::try_from(depth.max(1)).unwrap_or(usize::MAX);
-        books.insert(symbol.to_owned(), KrakenBook::new(depth));
-    }
-    books.get_mut(symbol)
+/// Book depth `depth` (subscription or ack) as a level count; ≥ 1.
+fn depth_levels(depth: u32) -> usize {
+    usize::try_from(depth.max(1)).unwrap_or(usize::MAX)
 }
 
 impl VenueParser for KrakenV2Parser {
@@ -737,14 +707,13 @@ impl VenueParser for KrakenV2Parser {
         sink: &mut Sink<'_>,
     ) -> Result<Parsed, ParseError> {
         let _ = recv_ts_ns;
-        self.err.set(None);
+        self.err.clear();
         self.bids.clear();
         self.asks.clear();
         self.entries.clear();
         self.trades.clear();
         self.quotes.clear();
-        let mut de = serde_json::Deserializer::from_str(raw);
-        let env = EnvelopeVisitor {
+        let seed = EnvelopeVisitor {
             b: Bufs {
                 base: raw,
                 bids: &mut self.bids,
@@ -752,12 +721,10 @@ impl VenueParser for KrakenV2Parser {
                 entries: &mut self.entries,
                 trades: &mut self.trades,
                 quotes: &mut self.quotes,
-                err: ErrSlot(&self.err),
+                err: &self.err,
             },
-        }
-        .deserialize(&mut de)
-        .and_then(|env| de.end().map(|()| env))
-        .map_err(|e| self.err.take().unwrap_or(ParseError::Json(e)))?;
+        };
+        let env = from_str_seed(raw, seed, &self.err)?;
 
         if env.method.is_some() {
             self.on_ack(&env);
@@ -810,7 +777,8 @@ impl VenueParser for KrakenV2Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::fixed::Decimal;
+    use crate::base::testutil::fixture;
+    use crate::feed::venue::testutil::describe;
 
     /// MATIC/USD and ALGO/USD as the `instrument` channel describes them (the precisions under
     /// which the docs' checksums reproduce).
@@ -822,57 +790,11 @@ mod tests {
     }
 
     fn samples() -> Vec<String> {
-        std::fs::read_to_string(crate::base::testutil::fixture("samples/kraken_v2.jsonl"))
+        std::fs::read_to_string(fixture("samples/kraken_v2.jsonl"))
             .expect("samples")
             .lines()
             .map(str::to_owned)
             .collect()
-    }
-
-    /// One line per event, checkable against the message by eye.
-    fn describe(sym: Option<&str>, ev: &Event<'_>) -> String {
-        let sym = sym.unwrap_or("-");
-        let lv = |ls: &[Level]| {
-            ls.iter()
-                .map(|l| format!("{}x{}", Decimal(l.price), Decimal(l.size)))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        match ev {
-            Event::Trade(t) => format!(
-                "trade {sym} {} {}x{} t={:?} id={:?}",
-                t.side.name(),
-                Decimal(t.price),
-                Decimal(t.size),
-                t.exchange_ts_ns,
-                t.trade_id
-            ),
-            Event::Quote(q) => format!(
-                "quote {sym} {}x{} / {}x{} t={:?}",
-                Decimal(q.bid_price),
-                Decimal(q.bid_size),
-                Decimal(q.ask_price),
-                Decimal(q.ask_size),
-                q.exchange_ts_ns
-            ),
-            Event::Book(b) if b.snapshot => format!(
-                "snapshot {sym} bids={} asks={} best={}/{} t={:?} bad={}",
-                b.bids.len(),
-                b.asks.len(),
-                lv(&b.bids[..1]),
-                lv(&b.asks[..1]),
-                b.exchange_ts_ns,
-                b.may_be_bad
-            ),
-            Event::Book(b) => format!(
-                "update {sym} bids=[{}] asks=[{}] t={:?} bad={}",
-                lv(b.bids),
-                lv(b.asks),
-                b.exchange_ts_ns,
-                b.may_be_bad
-            ),
-            Event::Status(s) => format!("status {sym} {} {}", s.code.name(), s.count),
-        }
     }
 
     fn run(p: &mut KrakenV2Parser, raw: &str) -> (Result<Parsed, String>, Vec<String>) {

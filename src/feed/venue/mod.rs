@@ -4,12 +4,33 @@
 //! Parsers run on the collector thread of their feed (and in `mdrelay decode`, which runs the very
 //! same code). They never block, never allocate per message once warm, and never panic on bad
 //! input: every malformed message is a typed [`ParseError`] that the caller counts.
+//!
+//! Files, one parser (or shared part) each:
+//! - `mod.rs`: the contract every venue provides ([`VenueParser`], [`Parsed`], [`ParseError`],
+//!   [`Sink`], [`Subscription`]) and [`parser_for`].
+//! - `binance.rs`: Binance spot combined streams: `trade`, `aggTrade`, `bookTicker`,
+//!   `depthUpdate` diffs and the REST depth snapshot.
+//! - `binance_depth.rs`: Binance local depth books, kept in step with diffs and REST snapshots
+//!   (Binance's "manage a local order book" procedure: buffering, bridging, gaps, resyncs).
+//! - `coinbase.rs`: Coinbase Exchange feed: `ticker`, `match` / `last_match`, level2 `snapshot` /
+//!   `l2update`, control messages; sequencing, trade-id gaps, crossed books.
+//! - `kraken_v1.rs`: Kraken WebSocket v1 arrays: `trade`, `spread`, `ticker`, `book-N`.
+//! - `kraken_v2.rs`: Kraken WebSocket v2 objects: `trade`, `ticker`, `book`, `instrument`.
+//! - `kraken_book.rs`: the checksummed local book both Kraken versions keep per instrument, and
+//!   Kraken's CRC32 book checksum.
+//! - `de.rs`: serde plumbing shared by the parsers: the typed-error side channel and the
+//!   level-array reader.
+//! - `testutil.rs` (tests only): helpers shared by the parsers' unit tests.
 
 pub mod binance;
 pub mod binance_depth;
 pub mod coinbase;
+mod de;
+pub mod kraken_book;
 pub mod kraken_v1;
 pub mod kraken_v2;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use crate::market::event::Event;
 use crate::market::fixed::FixedError;

@@ -1,0 +1,51 @@
+//! Test-only helpers shared by the venue parsers' unit tests (fixtures come from
+//! [`crate::base::testutil::fixture`]).
+
+use crate::market::event::{Event, Level};
+use crate::market::fixed::Decimal;
+
+/// One line per event, in a form a reader can check against the message by eye.
+pub(crate) fn describe(sym: Option<&str>, ev: &Event<'_>) -> String {
+    let sym = sym.unwrap_or("-");
+    let lv = |ls: &[Level]| {
+        ls.iter()
+            .map(|l| format!("{}x{}", Decimal(l.price), Decimal(l.size)))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match ev {
+        Event::Trade(t) => format!(
+            "trade {sym} {} {}x{} t={:?} id={:?}",
+            t.side.name(),
+            Decimal(t.price),
+            Decimal(t.size),
+            t.exchange_ts_ns,
+            t.trade_id
+        ),
+        Event::Quote(q) => format!(
+            "quote {sym} {}x{} / {}x{} t={:?}",
+            Decimal(q.bid_price),
+            Decimal(q.bid_size),
+            Decimal(q.ask_price),
+            Decimal(q.ask_size),
+            q.exchange_ts_ns
+        ),
+        Event::Book(b) if b.snapshot => format!(
+            "snapshot {sym} bids={} asks={} best={}/{} t={:?} bad={}",
+            b.bids.len(),
+            b.asks.len(),
+            lv(&b.bids[..1]),
+            lv(&b.asks[..1]),
+            b.exchange_ts_ns,
+            b.may_be_bad
+        ),
+        Event::Book(b) => format!(
+            "update {sym} bids=[{}] asks=[{}] t={:?} bad={}",
+            lv(b.bids),
+            lv(b.asks),
+            b.exchange_ts_ns,
+            b.may_be_bad
+        ),
+        Event::Status(s) => format!("status {sym} {} {}", s.code.name(), s.count),
+    }
+}

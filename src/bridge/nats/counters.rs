@@ -65,6 +65,28 @@ pub struct BridgeCounters {
     pub publisher: CachePadded<PublisherCounters>,
 }
 
+impl BridgeCounters {
+    /// The summary of these counters, with the threads that panicked.
+    pub(super) fn summary(&self, panicked: Vec<&'static str>) -> BridgeSummary {
+        let r = &self.reader;
+        let p = &self.publisher;
+        BridgeSummary {
+            frames: r.frames.get(),
+            heartbeats: r.heartbeats.get(),
+            queued: r.queued.get(),
+            published: p.published.get(),
+            dropped: r.dropped.get(),
+            drop_reports: r.drop_reports.get(),
+            refused: p.refused.get(),
+            skipped: r.skipped.get(),
+            lost_at_shutdown: p.lost_at_shutdown.get(),
+            connects: p.connects.get(),
+            resends: p.resends.get(),
+            panicked,
+        }
+    }
+}
+
 /// What a bridge did, at shutdown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeSummary {

@@ -53,19 +53,19 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use async_nats::ServerAddr;
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
 
 pub use counters::{BridgeCounters, BridgeSummary, PublisherCounters, ReaderCounters};
 pub use outbound::{DETAIL_BUFFER_FULL, DETAIL_REFUSED};
-pub use publisher::{backoff_delay, ACK_WINDOW, DRAIN_TIMEOUT};
+pub use publisher::{ACK_WINDOW, DRAIN_TIMEOUT};
 pub use subjects::{
     feed_status_subject, subject, symbol_from_token, symbol_token, venue_token, Kind,
 };
 
+use crate::base::backoff::Backoff;
 use crate::bridge::config::{NatsConfig, Payload};
-use connect::connect_options;
+use connect::{connect_options, server_addrs};
 use outbound::Outbound;
 use publisher::publisher_thread;
 use reader::Reader;
@@ -86,6 +86,19 @@ struct Shared {
     closed: AtomicBool,
     counters: BridgeCounters,
     payload: Payload,
+}
+
+impl Shared {
+    /// True once [`Bridge::shutdown`] (or drop) asked the threads to stop.
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Nothing more will be pushed: the publisher drains the buffer and exits.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
 }
 
 /// Why the bridge could not start.
@@ -134,16 +147,11 @@ impl Bridge {
     /// Fails at once on an unusable URL, credentials or TLS file; a NATS server that is not
     /// reachable yet is not an error (the bridge connects when it can, buffering meanwhile).
     pub fn start(cfg: &NatsConfig, socket: &Path) -> Result<Bridge, BridgeError> {
-        let addrs = cfg
-            .urls
-            .iter()
-            .map(|u| {
-                u.parse::<ServerAddr>().map_err(|e| BridgeError::Url {
-                    url: crate::bridge::config::redact_url(u),
-                    reason: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let addrs = server_addrs(cfg)?;
+        let backoff = Backoff {
+            initial: cfg.reconnect_initial,
+            max: cfg.reconnect_max,
+        };
         let shared = Arc::new(Shared {
             queue: ArrayQueue::new(cfg.buffer_frames.max(1)),
             notify: Notify::new(),
@@ -152,7 +160,7 @@ impl Bridge {
             counters: BridgeCounters::default(),
             payload: cfg.payload,
         });
-        let opts = connect_options(cfg, &shared)?;
+        let opts = connect_options(cfg, backoff, &shared)?;
         tracing::info!(
             url = %cfg.redacted_urls(),
             prefix = %cfg.subject_prefix,
@@ -164,7 +172,6 @@ impl Bridge {
             let shared = shared.clone();
             let js = cfg.jetstream.clone();
             let prefix = cfg.subject_prefix.clone();
-            let backoff = (cfg.reconnect_initial, cfg.reconnect_max);
             thread::Builder::new()
                 .name("nats-publish".into())
                 .spawn(move || publisher_thread(shared, opts, addrs, js, prefix, backoff))
@@ -180,7 +187,6 @@ impl Bridge {
         };
         let prefix = cfg.subject_prefix.clone();
         let socket = socket.to_path_buf();
-        let backoff = (cfg.reconnect_initial, cfg.reconnect_max);
         let reader = thread::Builder::new()
             .name("nats-bridge".into())
             .spawn(move || Reader::new(shared, prefix).run(&socket, backoff))
@@ -223,8 +229,7 @@ impl Bridge {
             if h.join().is_err() {
                 panicked.push("nats-bridge");
                 // The reader could not close: let the publisher finish anyway.
-                self.shared.closed.store(true, Ordering::Release);
-                self.shared.notify.notify_one();
+                self.shared.close();
             }
         }
         if let Some(h) = self.publisher.take() {
@@ -232,22 +237,7 @@ impl Bridge {
                 panicked.push("nats-publish");
             }
         }
-        let r = &self.shared.counters.reader;
-        let p = &self.shared.counters.publisher;
-        BridgeSummary {
-            frames: r.frames.get(),
-            heartbeats: r.heartbeats.get(),
-            queued: r.queued.get(),
-            published: p.published.get(),
-            dropped: r.dropped.get(),
-            drop_reports: r.drop_reports.get(),
-            refused: p.refused.get(),
-            skipped: r.skipped.get(),
-            lost_at_shutdown: p.lost_at_shutdown.get(),
-            connects: p.connects.get(),
-            resends: p.resends.get(),
-            panicked,
-        }
+        self.shared.counters.summary(panicked)
     }
 }
 

@@ -27,6 +27,25 @@ pub(super) struct Origin {
     pub(super) status_subject: Subject,
 }
 
+impl Origin {
+    /// `ev` about this origin as one object of the JSON-lines schema, without the newline.
+    pub(super) fn json(&self, recv_ts_ns: Option<u64>, ev: &Event<'_>) -> Bytes {
+        let mut out = Vec::with_capacity(256);
+        // Writing into a Vec cannot fail.
+        let _ = json::write_event(
+            &mut out,
+            &json::Origin {
+                venue: &self.venue,
+                symbol: self.symbol.as_deref(),
+                recv_ts_ns,
+            },
+            ev,
+        );
+        out.pop(); // the line's newline
+        Bytes::from(out)
+    }
+}
+
 /// One message in the buffer.
 #[derive(Debug)]
 pub(super) struct Outbound {
@@ -68,21 +87,7 @@ pub(super) fn render_drop(
             );
             Bytes::copy_from_slice(&buf)
         }
-        Payload::Json => {
-            let mut out = Vec::with_capacity(160);
-            // Writing into a Vec cannot fail.
-            let _ = json::write_event(
-                &mut out,
-                &json::Origin {
-                    venue: &origin.venue,
-                    symbol: origin.symbol.as_deref(),
-                    recv_ts_ns: None,
-                },
-                &Event::Status(status),
-            );
-            out.pop();
-            Bytes::from(out)
-        }
+        Payload::Json => origin.json(None, &Event::Status(status)),
     }
 }
 

@@ -14,6 +14,7 @@ use async_nats::{ConnectOptions, ServerAddr};
 
 use super::outbound::{render_drop, Outbound, DETAIL_REFUSED};
 use super::{Shared, READ_POLL};
+use crate::base::backoff::Backoff;
 use crate::bridge::config::JetStreamConfig;
 
 /// JetStream messages awaiting their ack at once; a failed ack re-sends all of them.
@@ -21,20 +22,11 @@ pub const ACK_WINDOW: usize = 1024;
 /// At shutdown, how long the publisher may take to empty the buffer and collect acks.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reconnect delay after `attempts` failed tries: 0 for the first, then doubling from
-/// `initial`, capped at `max`.
-pub fn backoff_delay(initial: Duration, max: Duration, attempts: usize) -> Duration {
-    if attempts <= 1 {
-        return Duration::ZERO;
-    }
-    let shift = (attempts - 2).min(30) as u32;
-    initial.saturating_mul(1u32 << shift).min(max)
-}
-
 struct Publisher {
     shared: Arc<Shared>,
     client: async_nats::Client,
-    backoff: (Duration, Duration),
+    /// Waits between stream-creation attempts and between window re-sends.
+    backoff: Backoff,
     /// Set once the reader closed: the drain deadline.
     deadline: Option<tokio::time::Instant>,
 }
@@ -69,6 +61,13 @@ fn transient(e: &jetstream::context::PublishError) -> bool {
 }
 
 impl Publisher {
+    /// The wait before retry `attempt` (≥ 2) of a JetStream operation: never below `initial`.
+    fn retry_delay(&self, attempt: u64) -> Duration {
+        self.backoff
+            .before_attempt(attempt)
+            .max(self.backoff.initial)
+    }
+
     fn pop(&mut self) -> Option<Outbound> {
         self.shared.queue.pop()
     }
@@ -207,8 +206,7 @@ impl Publisher {
                 return;
             }
             attempt += 1;
-            let d = backoff_delay(self.backoff.0, self.backoff.1, attempt).max(self.backoff.0);
-            tokio::time::sleep(d).await;
+            tokio::time::sleep(self.retry_delay(attempt)).await;
         }
     }
 
@@ -254,7 +252,7 @@ impl Publisher {
         let run_id = format!("{:x}-{}", crate::base::clock::wall_ns(), std::process::id());
         let mut next_id: u64 = 0;
         let mut window: std::collections::VecDeque<Inflight> = std::collections::VecDeque::new();
-        let mut failures = 0usize;
+        let mut failures = 0u64;
         // Consecutive "wrong last message id" answers: after a few, the chain is restarted
         // (an outage longer than the stream's duplicate window, or another publisher).
         let mut mismatches = 0usize;
@@ -319,11 +317,7 @@ impl Publisher {
                     if failures == 1 {
                         tracing::warn!(error = %e, pending = window.len(), "nats bridge: JetStream ack failed; re-sending the window after a backoff");
                     }
-                    tokio::time::sleep(
-                        backoff_delay(self.backoff.0, self.backoff.1, failures + 1)
-                            .max(self.backoff.0),
-                    )
-                    .await;
+                    tokio::time::sleep(self.retry_delay(failures + 1)).await;
                     if matches!(
                         e.kind(),
                         jetstream::context::PublishErrorKind::StreamNotFound
@@ -367,7 +361,7 @@ pub(super) fn publisher_thread(
     addrs: Vec<ServerAddr>,
     js: Option<JetStreamConfig>,
     prefix: String,
-    backoff: (Duration, Duration),
+    backoff: Backoff,
 ) {
     // The runtime lives and dies with this thread: nothing else in mdrelay is async.
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -399,19 +393,4 @@ pub(super) fn publisher_thread(
             None => p.run_core().await,
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_starts_immediate_then_doubles_to_the_cap() {
-        let (i, m) = (Duration::from_millis(100), Duration::from_millis(1000));
-        let d: Vec<u64> = (0..7)
-            .map(|a| backoff_delay(i, m, a).as_millis() as u64)
-            .collect();
-        assert_eq!(d, [0, 0, 100, 200, 400, 800, 1000]);
-        assert_eq!(backoff_delay(i, m, usize::MAX), m);
-    }
 }

@@ -10,7 +10,6 @@
 //! relay going away means reconnecting with the configured doubling backoff.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -22,11 +21,11 @@ use rustc_hash::FxHashMap;
 use super::outbound::{render_drop, Origin, Outbound, DETAIL_BUFFER_FULL};
 use super::subjects::{feed_status_subject, subject, Kind};
 use super::{Shared, READ_POLL};
+use crate::base::backoff::Backoff;
 use crate::bridge::config::Payload;
 use crate::market::event::{BookUpdate, Event, Level};
 use crate::market::instrument::InstrumentId;
 use crate::relay::client::{ClientError, Received, RelayClient};
-use crate::wire::json;
 use crate::wire::protocol::{flags, Message};
 
 /// After the stop flag, how long the reader keeps reading what the relay still sends.
@@ -45,6 +44,19 @@ struct Target {
     def: Option<Bytes>,
     /// The definition was lost: it goes again before the next frame.
     def_pending: bool,
+}
+
+impl Target {
+    /// A message about this target on `subject`.
+    fn message(&self, subject: &Subject, payload: Bytes, sequence: u64, counted: bool) -> Outbound {
+        Outbound {
+            subject: subject.clone(),
+            payload,
+            origin: self.origin.clone(),
+            sequence,
+            counted,
+        }
+    }
 }
 
 pub(super) struct Reader {
@@ -97,28 +109,20 @@ impl Reader {
     }
 
     fn add_target(&mut self, id: InstrumentId, venue: &str, symbol: Option<&str>) -> usize {
-        let (status, subjects): (String, Vec<Subject>) = match symbol {
-            Some(sym) => (
-                subject(&self.prefix, venue, sym, Kind::Status),
-                Kind::ALL
-                    .iter()
-                    .map(|k| Subject::from(subject(&self.prefix, venue, sym, *k)))
-                    .collect(),
-            ),
-            None => {
-                let s = feed_status_subject(&self.prefix, venue);
-                (
-                    s.clone(),
-                    Kind::ALL.iter().map(|_| Subject::from(s.clone())).collect(),
-                )
-            }
+        let subjects: Vec<Subject> = match symbol {
+            Some(sym) => Kind::ALL
+                .iter()
+                .map(|k| Subject::from(subject(&self.prefix, venue, sym, *k)))
+                .collect(),
+            None => vec![Subject::from(feed_status_subject(&self.prefix, venue)); Kind::ALL.len()],
         };
+        let status_subject = subjects[Kind::Status.index()].clone();
         self.targets.push(Target {
             origin: Arc::new(Origin {
                 id,
                 venue: venue.to_owned(),
                 symbol: symbol.map(str::to_owned),
-                status_subject: Subject::from(status),
+                status_subject,
             }),
             subjects,
             last_seq: 0,
@@ -167,14 +171,13 @@ impl Reader {
             .frame
             .message()
             .map_err(|_| "undecodable payload (JSON rendering needs the message)")?;
-        let o = &self.targets[ti].origin;
-        let mut out = Vec::with_capacity(256);
         let ev = match msg {
             Message::InstrumentDef {
                 venue,
                 symbol,
                 price_exponent,
             } => {
+                let mut out = Vec::with_capacity(256);
                 let _ = serde_json::to_writer(
                     &mut out,
                     &DefJson {
@@ -208,17 +211,7 @@ impl Reader {
                 return Err("message type without a JSON rendering (use payload = \"frame\")");
             }
         };
-        let _ = json::write_event(
-            &mut out,
-            &json::Origin {
-                venue: &o.venue,
-                symbol: o.symbol.as_deref(),
-                recv_ts_ns: Some(h.recv_ts_ns),
-            },
-            &ev,
-        );
-        out.pop(); // the line's newline
-        Ok(Bytes::from(out))
+        Ok(self.targets[ti].origin.json(Some(h.recv_ts_ns), &ev))
     }
 
     fn push(&self, m: Outbound) -> Result<(), Outbound> {
@@ -244,13 +237,7 @@ impl Reader {
             t.unreported,
             DETAIL_BUFFER_FULL,
         );
-        let m = Outbound {
-            subject: t.origin.status_subject.clone(),
-            payload,
-            origin: t.origin.clone(),
-            sequence: t.last_seq,
-            counted: false,
-        };
+        let m = t.message(&t.origin.status_subject, payload, t.last_seq, false);
         if self.push(m).is_err() {
             return false;
         }
@@ -313,13 +300,7 @@ impl Reader {
         let t = &self.targets[ti];
         if kind != Kind::Def && t.def_pending {
             if let Some(def) = t.def.clone() {
-                let m = Outbound {
-                    subject: t.subjects[0].clone(),
-                    payload: def,
-                    origin: t.origin.clone(),
-                    sequence: t.last_seq,
-                    counted: false,
-                };
+                let m = t.message(&t.subjects[Kind::Def.index()], def, t.last_seq, false);
                 if self.push(m).is_err() {
                     return self.lost(ti, kind);
                 }
@@ -327,14 +308,12 @@ impl Reader {
             self.targets[ti].def_pending = false;
         }
         let t = &self.targets[ti];
-        let idx = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(6);
-        let m = Outbound {
-            subject: t.subjects[idx].clone(),
+        let m = t.message(
+            &t.subjects[kind.index()],
             payload,
-            origin: t.origin.clone(),
-            sequence: h.sequence,
-            counted: kind.counted(),
-        };
+            h.sequence,
+            kind.counted(),
+        );
         if self.push(m).is_err() {
             self.lost(ti, kind);
         } else if kind == Kind::Def {
@@ -343,11 +322,12 @@ impl Reader {
     }
 
     /// Reads the relay until stopped, reconnecting (with backoff) when the relay goes away.
-    pub(super) fn run(&mut self, socket: &Path, backoff: (Duration, Duration)) {
-        let mut delay = backoff.0;
+    pub(super) fn run(&mut self, socket: &Path, backoff: Backoff) {
+        // The wait after the previous failed connect; `None` once connected.
+        let mut prev: Option<Duration> = None;
         let mut logged_down = false;
         'connect: loop {
-            if self.shared.stop.load(Ordering::Acquire) {
+            if self.shared.stopping() {
                 break;
             }
             let mut client = match RelayClient::connect(socket) {
@@ -357,8 +337,9 @@ impl Reader {
                         tracing::warn!(socket = %socket.display(), error = %e, "nats bridge: relay socket unavailable; retrying");
                         logged_down = true;
                     }
-                    self.sleep_unless_stopped(delay);
-                    delay = (delay * 2).min(backoff.1);
+                    let d = backoff.after(prev);
+                    self.sleep_unless_stopped(d);
+                    prev = Some(d);
                     continue;
                 }
             };
@@ -366,12 +347,12 @@ impl Reader {
                 continue;
             }
             logged_down = false;
-            delay = backoff.0;
+            prev = None;
             self.shared.counters.reader.relay_connects.inc();
             tracing::info!(socket = %socket.display(), "nats bridge: reading the relay");
             let mut stop_deadline: Option<Instant> = None;
             loop {
-                if stop_deadline.is_none() && self.shared.stop.load(Ordering::Acquire) {
+                if stop_deadline.is_none() && self.shared.stopping() {
                     stop_deadline = Some(Instant::now() + STOP_READ_GRACE);
                 }
                 if stop_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -381,7 +362,7 @@ impl Reader {
                     Ok(Some(rx)) => self.on_frame(&rx),
                     Ok(None) => {
                         tracing::info!("nats bridge: the relay closed the connection");
-                        self.sleep_unless_stopped(backoff.0);
+                        self.sleep_unless_stopped(backoff.initial);
                         continue 'connect;
                     }
                     Err(ClientError::Io(e))
@@ -398,7 +379,7 @@ impl Reader {
                     Err(e) => {
                         self.shared.counters.reader.relay_errors.inc();
                         tracing::warn!(error = %e, "nats bridge: relay stream failed; reconnecting");
-                        self.sleep_unless_stopped(delay);
+                        self.sleep_unless_stopped(backoff.initial);
                         continue 'connect;
                     }
                 }
@@ -419,13 +400,12 @@ impl Reader {
                 "nats bridge: shutdown: drop reports could not be queued"
             );
         }
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.notify.notify_one();
+        self.shared.close();
     }
 
     fn sleep_unless_stopped(&self, d: Duration) {
         let end = Instant::now() + d;
-        while Instant::now() < end && !self.shared.stop.load(Ordering::Acquire) {
+        while Instant::now() < end && !self.shared.stopping() {
             thread::sleep((end - Instant::now()).min(READ_POLL));
         }
     }

@@ -46,6 +46,11 @@ impl Kind {
         })
     }
 
+    /// Its position in [`Kind::ALL`].
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+
     /// The subject token.
     pub fn name(self) -> &'static str {
         match self {
@@ -208,5 +213,12 @@ mod tests {
                 Some("other")
             ]
         );
+    }
+
+    #[test]
+    fn a_kind_indexes_its_place_in_the_table() {
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i, "{k:?}");
+        }
     }
 }

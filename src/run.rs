@@ -26,7 +26,9 @@ use crate::base::stats::{AcceptCounters, FeedStats, RelayCounters, StopFlag};
 use crate::config::{Config, FeedConfig, FeedSource};
 use crate::consumer::analytics::{Analytics, AnalyticsCounters};
 use crate::consumer::snapshot::QueryState;
-use crate::consumer::thread::{Consumer, FeedInput, Published, SharedPublished};
+use crate::consumer::thread::{
+    Consumer, FeedInput, Inputs, Outputs, Published, RelaySide, SharedPublished,
+};
 use crate::feed::collector::Collector;
 use crate::feed::replay::FileCollector;
 use crate::feed::venue;
@@ -302,15 +304,21 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     };
     let (sub_tx, sub_rx) = crossbeam_channel::bounded(1024);
     let consumer = Consumer::new(
-        inputs,
-        sub_rx,
-        waker.clone(),
         cfg.consumer.clone(),
-        &cfg.relay,
-        relay_counters.clone(),
-        published.clone(),
-        stop.clone(),
-        analytics,
+        Inputs {
+            feeds: inputs,
+            waker: waker.clone(),
+            stop: stop.clone(),
+        },
+        RelaySide {
+            config: &cfg.relay,
+            counters: relay_counters.clone(),
+            admissions: sub_rx,
+        },
+        Outputs {
+            published: published.clone(),
+            analytics,
+        },
     );
     let consumer_core = core_for(&cfg.threads, "consumer");
     let consumer = spawn("consumer", move || {

@@ -12,42 +12,55 @@
 //! Records that are not persisted (writer queue full, disk errors in the writer, raw recorder
 //! queue full) are summed and reported to subscribers as one `not_persisted` status at most once
 //! per [`NOT_PERSISTED_REPORT`].
+//!
+//! [`Analytics`] keeps the per-instrument state and drives three parts, each in its own file:
+//! `bars` (when bars close, on which clock), `persistence` (CSV records, `not_persisted`
+//! reports) and `publishing` (the query snapshot).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::base::clock;
 use crate::base::stats::Counter;
+use crate::consumer::bars::Bars;
 use crate::consumer::config::{BarClock, BarsConfig, Persist};
-use crate::consumer::snapshot::{BookView, SharedQuery};
+use crate::consumer::persistence::Persistence;
+use crate::consumer::publishing::Publishing;
+use crate::consumer::snapshot::SharedQuery;
 use crate::market::bars::{Bar, BarBuilder};
 use crate::market::event::{Quote, Status, StatusCode, Trade};
 use crate::market::instrument::InstrumentId;
 use crate::persist::recorder::RecorderStats;
-use crate::persist::writer::{WriterHandle, WriterRecord, WriterStats};
+use crate::persist::writer::{WriterHandle, WriterStats};
 use crate::relay::cache::Cache;
 use crate::relay::subscribers::Subscribers;
 use crate::wire::protocol::{self, BarFrame, FrameBuf, Header, Message, Meta, MsgType};
 
-/// Shortest time between two `not_persisted` reports.
-pub const NOT_PERSISTED_REPORT: Duration = Duration::from_secs(1);
+pub use crate::consumer::persistence::NOT_PERSISTED_REPORT;
+/// Venue name of relay-wide status frames (the acceptor's, so subscribers recognise them).
+pub use crate::relay::acceptor::RELAY_VENUE;
 
-/// Venue name of relay-wide status frames.
-pub const RELAY_VENUE: &str = "mdrelay";
-
-/// Per-instrument derived state.
-struct Inst {
-    feed: usize,
-    bars: BarBuilder,
-    /// Latest market-data sequence seen (carried by the instrument's Bar frames).
-    sequence: u64,
-    last_trade: Option<(Trade, u64)>,
-    quote: Option<(Quote, u64)>,
+/// Per-instrument derived state: one per instrument whose InstrumentDef the consumer has taken,
+/// never removed.
+pub(super) struct Inst {
+    /// The feed the definition came on (config order); fixed. That feed's data-clock timer
+    /// closes this instrument's bars.
+    pub(super) feed: usize,
+    /// Open bars and session statistics, fed the instrument's relayed trades in queue order.
+    pub(super) bars: BarBuilder,
+    /// Sequence of the instrument's latest frame taken (definition, trade, quote or book);
+    /// carried by its Bar frames.
+    pub(super) sequence: u64,
+    /// The latest trade and its `recv_ts_ns`; `None` until the first.
+    pub(super) last_trade: Option<(Trade, u64)>,
+    /// The latest quote and its `recv_ts_ns`; `None` until the first.
+    pub(super) quote: Option<(Quote, u64)>,
 }
 
-/// Counters of derived data (shared with metrics and the shutdown summary).
+/// Counters of derived data (shared with metrics and the shutdown summary); only the consumer's
+/// [`Analytics`] writes them.
 #[derive(Debug, Default)]
 pub struct AnalyticsCounters {
     /// Bars closed (and relayed).
@@ -66,33 +79,22 @@ pub struct AnalyticsCounters {
 
 /// The consumer's derived-data state.
 pub struct Analytics {
-    cfg: BarsConfig,
-    persist: Persist,
+    /// Every instrument defined so far, by id; frames of other ids are ignored here.
     insts: FxHashMap<InstrumentId, Inst>,
-    /// Feed names, for the query snapshot.
-    feed_names: Vec<String>,
-    /// Per feed: latest receive time seen (the bar clock of a replay).
-    data_clock: Vec<u64>,
-    /// Per feed, with [`BarClock::Data`]: the data time of the feed's next bar-timer run.
-    next_data_timer: Vec<u64>,
-    writer: Option<WriterHandle>,
-    /// Raw recorder counters, read for `not_persisted` reports.
-    recorder: Option<Arc<RecorderStats>>,
-    /// Losses already reported.
-    reported_lost: u64,
-    next_report_ns: u64,
-    query: Option<SharedQuery>,
-    /// Instruments changed since the last successful publish.
-    dirty: FxHashSet<InstrumentId>,
-    /// Closed bars not yet in the query snapshot.
-    pending_bars: Vec<(InstrumentId, Bar)>,
-    /// Instruments defined but not yet in the query snapshot: (id, venue, symbol, feed).
-    pending_defs: Vec<(InstrumentId, String, String, usize)>,
+    /// When bars close, on which clock.
+    bars: Bars,
+    /// CSV records and `not_persisted` reports.
+    persistence: Persistence,
+    /// The query snapshot.
+    publishing: Publishing,
+    /// The bars closed by the current call; each user clears it first, so what it holds
+    /// between calls means nothing. Keeps its capacity, so closing bars does not allocate.
     closed: Vec<Bar>,
+    /// Encoding buffer for the Bar and `not_persisted` frames sent from here; meaningless
+    /// between calls.
     scratch: FrameBuf,
+    /// Shared with metrics and the shutdown summary; written only here.
     counters: Arc<AnalyticsCounters>,
-    /// Query snapshot period, ns.
-    snapshot_interval_ns: u64,
 }
 
 impl Analytics {
@@ -107,41 +109,26 @@ impl Analytics {
         query: Option<(SharedQuery, Duration)>,
         counters: Arc<AnalyticsCounters>,
     ) -> Self {
-        let snapshot_interval_ns = query
-            .as_ref()
-            .map_or(u64::MAX, |(_, d)| d.as_nanos() as u64);
-        let query = query.map(|(q, _)| q);
         let feeds = feed_names.len();
         Analytics {
-            cfg,
-            persist,
             insts: FxHashMap::default(),
-            feed_names,
-            data_clock: vec![0; feeds],
-            next_data_timer: vec![0; feeds],
-            writer,
-            recorder,
-            reported_lost: 0,
-            next_report_ns: 0,
-            query,
-            dirty: FxHashSet::default(),
-            pending_bars: Vec::new(),
-            pending_defs: Vec::new(),
+            bars: Bars::new(cfg, feeds),
+            persistence: Persistence::new(persist, writer, recorder),
+            publishing: Publishing::new(query, feed_names),
             closed: Vec::with_capacity(crate::market::bars::MAX_INTERVALS),
             scratch: FrameBuf::new(),
             counters,
-            snapshot_interval_ns,
         }
     }
 
     /// How often [`on_timer`](Self::on_timer) should run, ns.
     pub fn timer_interval_ns(&self) -> u64 {
-        self.cfg.timer_interval.as_nanos() as u64
+        self.bars.timer_interval_ns()
     }
 
     /// How often [`publish`](Self::publish) should run, ns (`u64::MAX`: no query API).
     pub fn snapshot_interval_ns(&self) -> u64 {
-        self.snapshot_interval_ns
+        self.publishing.interval_ns()
     }
 
     /// Bars with the default configuration for `feeds` feeds, relayed only: no CSV, no query
@@ -164,7 +151,7 @@ impl Analytics {
 
     /// The writer's counters, when CSV is on.
     pub fn writer_stats(&self) -> Option<Arc<WriterStats>> {
-        self.writer.as_ref().map(|w| w.stats().clone())
+        self.persistence.writer_stats()
     }
 
     /// Takes in a frame of `feed` that the cache accepted and subscribers were given.
@@ -180,15 +167,10 @@ impl Analytics {
         if h.instrument_id == 0 {
             return;
         }
-        if let Some(c) = self.data_clock.get_mut(feed) {
-            *c = (*c).max(h.recv_ts_ns);
-            // On the recording's clock the timer runs at fixed points of the feed's own data,
-            // so a replay closes the same bars at the same places in the stream every time.
-            if self.cfg.clock == BarClock::Data && *c >= self.next_data_timer[feed] {
-                let now = *c;
-                self.next_data_timer[feed] = now.saturating_add(self.timer_interval_ns());
-                self.close_due(Some(feed), now, subs, cache);
-            }
+        // On the recording's clock the timer runs at fixed points of the feed's own data, so a
+        // replay closes the same bars at the same places in the stream every time.
+        if let Some(now) = self.bars.on_data(feed, h.recv_ts_ns) {
+            self.close_due(Some(feed), now, subs, cache);
         }
         match MsgType::from_code(h.msg_type) {
             Some(MsgType::Trade) => self.on_trade(h, frame, subs, cache),
@@ -204,19 +186,13 @@ impl Analytics {
                     return;
                 };
                 inst.quote = Some((q, h.recv_ts_ns));
-                self.dirty.insert(h.instrument_id);
-                if self.persist.quotes {
-                    self.send(WriterRecord::Quote {
-                        instrument_id: h.instrument_id,
-                        recv_ts_ns: h.recv_ts_ns,
-                        quote: q,
-                    });
-                }
+                self.publishing.touch(h.instrument_id);
+                self.persistence.quote(h.instrument_id, h.recv_ts_ns, q);
             }
             Some(MsgType::BookSnapshot | MsgType::BookDelta) => {
                 if let Some(inst) = self.insts.get_mut(&h.instrument_id) {
                     inst.sequence = h.sequence;
-                    self.dirty.insert(h.instrument_id);
+                    self.publishing.touch(h.instrument_id);
                 }
             }
             Some(MsgType::InstrumentDef) => self.on_def(feed, h, frame),
@@ -235,23 +211,19 @@ impl Analytics {
         let Ok(Message::InstrumentDef { venue, symbol, .. }) = f.message() else {
             return;
         };
-        if let Some(w) = &self.writer {
-            if let Err(e) = w.register(h.instrument_id, venue, symbol) {
-                tracing::warn!("csv writer: {e}; its records will not be persisted");
-            }
-        }
+        self.persistence.register(h.instrument_id, venue, symbol);
         self.insts.insert(
             h.instrument_id,
             Inst {
                 feed,
-                bars: BarBuilder::new(&self.cfg.bars),
+                bars: self.bars.builder(),
                 sequence: h.sequence,
                 last_trade: None,
                 quote: None,
             },
         );
-        self.pending_defs
-            .push((h.instrument_id, venue.to_owned(), symbol.to_owned(), feed));
+        self.publishing
+            .defined(h.instrument_id, venue, symbol, feed);
     }
 
     #[inline]
@@ -276,14 +248,8 @@ impl Analytics {
             crate::market::bars::TradeOutcome::Late => self.counters.late_trades.inc(),
             crate::market::bars::TradeOutcome::Rejected => self.counters.rejected_trades.inc(),
         }
-        self.dirty.insert(h.instrument_id);
-        if self.persist.trades {
-            self.send(WriterRecord::Trade {
-                instrument_id: h.instrument_id,
-                recv_ts_ns: h.recv_ts_ns,
-                trade: t,
-            });
-        }
+        self.publishing.touch(h.instrument_id);
+        self.persistence.trade(h.instrument_id, h.recv_ts_ns, t);
         if !self.closed.is_empty() {
             let closed = std::mem::take(&mut self.closed);
             self.emit_bars(
@@ -322,31 +288,16 @@ impl Analytics {
             subs.broadcast(&self.scratch);
             cache.store_bar(id, bar.interval_ns, &self.scratch);
             self.counters.bars_closed.inc();
-            if self.persist.bars {
-                self.send(WriterRecord::Bar {
-                    instrument_id: id,
-                    bar: *bar,
-                });
-            }
-            if self.query.is_some() {
-                self.pending_bars.push((id, *bar));
-            }
+            self.persistence.bar(id, bar);
+            self.publishing.bar_closed(id, bar);
         }
-        self.dirty.insert(id);
-    }
-
-    #[inline]
-    fn send(&mut self, rec: WriterRecord) {
-        if let Some(w) = self.writer.as_mut() {
-            // Refusals are counted by the handle; they are reported as `not_persisted`.
-            let _ = w.try_send(rec);
-        }
+        self.publishing.touch(id);
     }
 
     /// The wall-clock timer: with [`BarClock::Wall`] closes the bars whose end + grace has
     /// passed; reports unpersisted records.
     pub fn on_timer(&mut self, now_wall_ns: u64, subs: &mut Subscribers, cache: &mut Cache) {
-        if self.cfg.clock == BarClock::Wall {
+        if self.bars.on_wall_clock() {
             self.close_due(None, now_wall_ns, subs, cache);
         }
         self.report_losses(now_wall_ns, subs, false);
@@ -385,33 +336,9 @@ impl Analytics {
     /// Sends one `not_persisted` status when records were lost since the last report (at most
     /// once per [`NOT_PERSISTED_REPORT`] unless `force`).
     fn report_losses(&mut self, now_ns: u64, subs: &mut Subscribers, force: bool) {
-        if !force && now_ns < self.next_report_ns {
+        let Some((n, detail)) = self.persistence.take_unreported(now_ns, force) else {
             return;
-        }
-        let mut lost = self.recorder.as_ref().map_or(0, |r| r.dropped.get());
-        let mut why = Vec::new();
-        if lost > 0 {
-            why.push("raw recorder queue full");
-        }
-        if let Some(w) = &self.writer {
-            let s = w.stats();
-            let full = s.producer.full.get() + s.producer.disconnected.get();
-            let io = s.writer.dropped_io.get() + s.writer.dropped_unknown.get();
-            if full > 0 {
-                why.push("csv writer queue full");
-            }
-            if io > 0 {
-                why.push("csv write errors");
-            }
-            lost += full + io;
-        }
-        if lost <= self.reported_lost {
-            return;
-        }
-        let n = lost - self.reported_lost;
-        self.reported_lost = lost;
-        self.next_report_ns = now_ns + NOT_PERSISTED_REPORT.as_nanos() as u64;
-        let detail = format!("records not persisted ({})", why.join(", "));
+        };
         protocol::encode_status(
             &mut self.scratch,
             &Meta {
@@ -432,59 +359,14 @@ impl Analytics {
     /// Copies what changed into the query snapshot unless the HTTP thread holds it (`force`:
     /// wait for it, at shutdown).
     pub fn publish(&mut self, cache: &Cache, force: bool) {
-        let Some(q) = &self.query else {
-            return;
-        };
-        let guard = if force { Some(q.lock()) } else { q.try_lock() };
-        let Some(mut s) = guard else {
-            self.counters.snapshots_skipped.inc();
-            return;
-        };
-        for (id, venue, symbol, feed) in self.pending_defs.drain(..) {
-            let name = self.feed_names.get(feed).map_or("", String::as_str);
-            s.define(id, &venue, &symbol, name);
-        }
-        for (id, bar) in self.pending_bars.drain(..) {
-            s.push_closed(id, &bar);
-        }
-        let depth = s.book_depth;
-        for id in self.dirty.drain() {
-            let Some(inst) = self.insts.get(&id) else {
-                continue;
-            };
-            let Some(v) = s.get_mut(id) else {
-                continue;
-            };
-            v.last_trade = inst.last_trade;
-            v.quote = inst.quote;
-            v.session = *inst.bars.session();
-            v.open_bars.clear();
-            v.open_bars.extend(
-                inst.bars
-                    .intervals_ns()
-                    .filter_map(|ns| inst.bars.current(ns).copied()),
-            );
-            if let Some(cb) = cache.get(id).and_then(|e| e.book.as_ref()) {
-                let b = v.book.get_or_insert_with(BookView::default);
-                b.bids.clear();
-                b.bids.extend(cb.book.bids().take(depth));
-                b.asks.clear();
-                b.asks.extend(cb.book.asks().take(depth));
-                b.bid_levels = cb.book.bid_levels();
-                b.ask_levels = cb.book.ask_levels();
-                b.sequence = cb.last.sequence;
-                b.recv_ts_ns = cb.last.recv_ts_ns;
-                b.may_be_bad = cb.last.flags & protocol::flags::BOOK_MAY_BE_BAD != 0;
-            }
-        }
-        s.published_ns = clock::wall_ns();
-        self.counters.snapshots_published.inc();
+        self.publishing
+            .publish(&self.insts, cache, force, &self.counters);
     }
 
     /// At shutdown: closes the open bars if configured, reports the last losses, publishes the
     /// final snapshot, and hands the writer back for closing (it writes everything queued).
     pub fn finish(&mut self, cache: &mut Cache, subs: &mut Subscribers) -> Option<WriterHandle> {
-        if self.cfg.close_on_shutdown {
+        if self.bars.close_on_shutdown() {
             let mut closed = Vec::new();
             let mut ids: Vec<InstrumentId> = self.insts.keys().copied().collect();
             ids.sort_unstable();
@@ -494,16 +376,13 @@ impl Analytics {
                 };
                 closed.clear();
                 inst.bars.close_all(&mut closed);
-                let at = match self.cfg.clock {
-                    BarClock::Wall => clock::wall_ns(),
-                    BarClock::Data => self.data_clock.get(inst.feed).copied().unwrap_or(0),
-                };
+                let at = self.bars.shutdown_ns(inst.feed);
                 let seq = inst.sequence;
                 self.emit_bars(id, seq, at, &closed, subs, cache);
             }
         }
         self.report_losses(clock::wall_ns(), subs, true);
         self.publish(cache, true);
-        self.writer.take()
+        self.persistence.take_writer()
     }
 }

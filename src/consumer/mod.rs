@@ -4,10 +4,18 @@
 //! snapshots other threads read.
 //!
 //! - `thread`: the consumer loop, idle strategies, latency histograms and their publication.
-//! - `analytics`: bars, session statistics, CSV records, query snapshot publication.
+//! - `analytics`: bars, session statistics, CSV records, query snapshot publication; drives
+//!   the three parts below.
+//! - `bars`: when bars close — the bar configuration and the wall or per-feed data clock.
+//! - `persistence`: records handed to the CSV writer; `not_persisted` reports, rate-limited.
+//! - `publishing`: what changed since the last query snapshot, and copying it in.
 //! - `snapshot`: the query snapshot the consumer writes and the `http` thread reads.
+//! - `config`: `[consumer]`, `[bars]` and the CSV record selection, as the consumer takes them.
 
 pub mod analytics;
+mod bars;
 pub mod config;
+mod persistence;
+mod publishing;
 pub mod snapshot;
 pub mod thread;

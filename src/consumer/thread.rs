@@ -93,83 +93,134 @@ impl Published {
 /// Cheap shared handle to what the consumer publishes.
 pub type SharedPublished = Arc<Mutex<Published>>;
 
-struct Input {
+/// What the consumer reads, and what wakes it or tells it to finish.
+#[derive(Debug)]
+pub struct Inputs {
+    /// One per feed, in config order: a feed's index here is its index everywhere else
+    /// (cache, histograms, analytics).
+    pub feeds: Vec<FeedInput>,
+    /// The waker the feeds' producers (and the acceptor) were built with.
+    pub waker: Arc<Waker>,
+    /// Set once at shutdown; the consumer then relays what is still queued and returns.
+    pub stop: Arc<StopFlag>,
+}
+
+/// The subscriber side: who joins, and how subscribers are served.
+pub struct RelaySide<'a> {
+    /// The `[relay]` section: pending-bytes limit, heartbeat interval, drain timeout.
+    pub config: &'a RelayConfig,
+    /// Counters of the subscriber set, shared with metrics.
+    pub counters: Arc<RelayCounters>,
+    /// From the acceptor: new subscribers, their requests, refusals.
+    pub admissions: Receiver<Admission>,
+}
+
+/// What the consumer produces besides the relayed frames.
+pub struct Outputs {
+    /// Histograms and subscriber stats for other threads; one histogram per feed.
+    pub published: SharedPublished,
+    /// Bars, CSV records, the query snapshot.
+    pub analytics: Analytics,
+}
+
+/// One feed's queue as the consumer polls it.
+struct InputQueue {
+    /// The queue and the feed's counters.
     feed: FeedInput,
-    /// False once the queue reported Disconnected and was empty.
+    /// True until the queue reported Disconnected (producer gone, queue empty); then false for
+    /// good, and the queue is not polled again.
     open: bool,
 }
 
 /// Backoff idle state.
 struct Idle {
+    /// The configured strategy (`cfg.idle`); fixed.
     strategy: IdleStrategy,
-    /// Idle turns since the last frame.
+    /// Idle turns since the last turn that took a frame; 0 after any frame.
     turns: u64,
-    /// Current park duration; doubles up to the strategy's max.
+    /// The next park's length under `Backoff`: 1 µs after any frame, doubling with each park
+    /// up to the strategy's `park_max`.
     park: Duration,
 }
 
-/// The consumer thread's state.
+/// The consumer thread's state; everything here is touched by the consumer thread only,
+/// except what is shared behind `Arc`s as noted.
 pub struct Consumer {
-    inputs: Vec<Input>,
+    /// One per feed, in config order (the feed index of everything below); never shrinks.
+    inputs: Vec<InputQueue>,
+    /// Latest state per instrument for late joiners; every relayed frame was accepted by it
+    /// first.
     cache: Cache,
+    /// Connected subscribers, each with a pending buffer bounded by `max_pending_bytes`.
     subs: Subscribers,
+    /// From the acceptor; drained at the top of every turn.
     new_subs: Receiver<Admission>,
+    /// Batch size and idle strategy; fixed.
     cfg: ConsumerConfig,
+    /// Heartbeat period, ns; fixed.
     heartbeat_interval_ns: u64,
+    /// Longest the subscribers' pending bytes are written for at shutdown; fixed.
     drain_timeout: Duration,
+    /// Shutdown: the loop ends once it is set and no input is open, so every queued frame has
+    /// been taken.
     stop: Arc<StopFlag>,
-    /// Per feed: latency since the last publish.
+    /// Per feed: `t_relay − t_recv` of the frames relayed to at least one subscriber since the
+    /// last successful publish, ns; emptied into `published` by each.
     interval: Vec<Histogram<u64>>,
-    /// Per feed: read → queued since the last publish.
+    /// Per feed: read → queued since the last successful publish, ns.
     parse: Vec<Histogram<u64>>,
-    /// Per feed: queued → dequeued since the last publish.
+    /// Per feed: queued → dequeued since the last successful publish, ns.
     queue_wait: Vec<Histogram<u64>>,
+    /// What other threads read; taken with `try_lock` (a plain lock only at shutdown).
     published: SharedPublished,
-    /// (feed index, t_recv) of the frames of the current turn, for latency after the writes.
+    /// (feed index, t_recv) of the frames relayed this turn, for latency after the writes;
+    /// empty between turns.
     turn: Vec<(usize, u64)>,
+    /// How long the next idle wait is.
     idle: Idle,
+    /// Encoding buffer for heartbeats and `dropped` reports; meaningless between uses.
     scratch: FrameBuf,
     /// Wakes this thread when it parks; shared with every producer and the acceptor.
     waker: Arc<Waker>,
     /// (feed, id) → events lost because their frames came before the instrument's definition
     /// (possible only after `drop_oldest` evicted it): refused events, plus the counts carried
-    /// by refused `dropped` reports. Reported as one `dropped` right after the definition.
+    /// by refused `dropped` reports. An entry exists only while the id is undefined: it is
+    /// reported as one `dropped` right after the definition, and removed.
     undefined: FxHashMap<(usize, InstrumentId), u64>,
     /// Bars, CSV records, query snapshot.
     analytics: Analytics,
 }
 
 impl Consumer {
-    /// Builds the consumer; `published` must have one histogram per feed.
-    #[allow(clippy::too_many_arguments)]
+    /// Builds the consumer; `outputs.published` must have one histogram per feed.
     pub fn new(
-        feeds: Vec<FeedInput>,
-        new_subs: Receiver<Admission>,
-        waker: Arc<Waker>,
         cfg: ConsumerConfig,
-        relay: &RelayConfig,
-        relay_counters: Arc<RelayCounters>,
-        published: SharedPublished,
-        stop: Arc<StopFlag>,
-        analytics: Analytics,
+        inputs: Inputs,
+        relay: RelaySide<'_>,
+        outputs: Outputs,
     ) -> Self {
+        let Inputs { feeds, waker, stop } = inputs;
+        let Outputs {
+            published,
+            analytics,
+        } = outputs;
         let n = feeds.len();
         Consumer {
             inputs: feeds
                 .into_iter()
-                .map(|feed| Input { feed, open: true })
+                .map(|feed| InputQueue { feed, open: true })
                 .collect(),
             cache: Cache::default(),
-            subs: Subscribers::new(relay.max_pending_bytes, relay_counters),
-            new_subs,
+            subs: Subscribers::new(relay.config.max_pending_bytes, relay.counters),
+            new_subs: relay.admissions,
             idle: Idle {
                 strategy: cfg.idle,
                 turns: 0,
                 park: Duration::from_micros(1),
             },
             cfg,
-            heartbeat_interval_ns: relay.heartbeat_interval.as_nanos() as u64,
-            drain_timeout: relay.drain_timeout,
+            heartbeat_interval_ns: relay.config.heartbeat_interval.as_nanos() as u64,
+            drain_timeout: relay.config.drain_timeout,
             stop,
             interval: (0..n).map(|_| new_histogram()).collect(),
             parse: (0..n).map(|_| new_histogram()).collect(),

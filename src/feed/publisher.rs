@@ -137,6 +137,15 @@ impl Publisher {
     #[inline]
     fn push_buf(&mut self, t_recv_ns: u64) -> bool {
         let env = self.envelope(t_recv_ns);
+        self.push_env(env)
+    }
+
+    /// Pushes `env` under the policy and accounts for the outcome: `enqueued` when queued (and
+    /// what `drop_oldest` evicted for it, see [`Self::account_evicted`]); `dropped` when not,
+    /// and `consumer_gone` once the consumer has disconnected. Returns true if queued. What the
+    /// lost frame itself stood for (an event, a book) is the caller's to record.
+    #[inline]
+    fn push_env(&mut self, env: Envelope) -> bool {
         match self.producer.push(env) {
             Ok(Pushed::Queued) => {
                 self.stats.collector.enqueued.inc();
@@ -398,15 +407,8 @@ impl Publisher {
                 // Replaced by the newer quote below.
                 self.stats.collector.conflated.inc();
                 self.lost(i, false);
-            } else {
-                let env = q;
-                match self.producer.push(env) {
-                    Ok(_) => self.stats.collector.enqueued.inc(),
-                    Err(_) => {
-                        self.stats.collector.dropped.inc();
-                        self.lost(i, false);
-                    }
-                }
+            } else if !self.push_env(q) {
+                self.lost(i, false);
             }
         }
         if !self.instruments[i].def_sent && !self.send_def(i, recv_wall_ns, false) {
@@ -464,22 +466,7 @@ impl Publisher {
         if last {
             protocol::add_flags(&mut h.env.frame, flags::LAST_IN_EVENT);
         }
-        let queued = match self.producer.push(h.env) {
-            Ok(Pushed::Queued) => true,
-            Ok(Pushed::Evicted(old)) => {
-                self.account_evicted(&old);
-                true
-            }
-            Err(e) => {
-                if matches!(e, PushError::Disconnected(_)) {
-                    self.consumer_gone = true;
-                }
-                self.stats.collector.dropped.inc();
-                false
-            }
-        };
-        if queued {
-            self.stats.collector.enqueued.inc();
+        if self.push_env(h.env) {
             if h.snapshot {
                 self.instruments[h.instrument].book_bad = false;
             }
@@ -494,16 +481,8 @@ impl Publisher {
         self.release_held(true);
         for i in 0..self.instruments.len() {
             if let Some(q) = self.instruments[i].pending_quote.take() {
-                match self.producer.push(q) {
-                    Ok(Pushed::Queued) => self.stats.collector.enqueued.inc(),
-                    Ok(Pushed::Evicted(old)) => {
-                        self.stats.collector.enqueued.inc();
-                        self.account_evicted(&old);
-                    }
-                    Err(_) => {
-                        self.stats.collector.dropped.inc();
-                        self.lost(i, false);
-                    }
+                if !self.push_env(q) {
+                    self.lost(i, false);
                 }
             }
         }

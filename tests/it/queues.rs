@@ -245,7 +245,7 @@ fn ring_conflate() {
 #[test]
 fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
     let _wd = util::Watchdog::new("stalled_consumer", 60);
-    use mdrelay::consumer::thread::{Consumer, FeedInput, Published};
+    use mdrelay::consumer::thread::{Consumer, FeedInput, Inputs, Outputs, Published, RelaySide};
     use mdrelay::queue::{bounded, Waker};
     use std::sync::Arc;
     let waker = Arc::new(Waker::default());
@@ -299,22 +299,28 @@ fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
     stop.stop();
     let (_tx, sub_rx) = crossbeam_channel::bounded(1);
     let consumer = Consumer::new(
-        vec![FeedInput {
-            name: "stalled".into(),
-            rx,
-            stats: stats.clone(),
-        }],
-        sub_rx,
-        waker,
         mdrelay::config::ConsumerConfig {
             idle: IdleStrategy::Park,
             batch_frames: 4,
         },
-        &relay_cfg,
-        Arc::default(),
-        Arc::new(parking_lot::Mutex::new(Published::new(1))),
-        stop,
-        mdrelay::consumer::analytics::Analytics::relay_only(1),
+        Inputs {
+            feeds: vec![FeedInput {
+                name: "stalled".into(),
+                rx,
+                stats: stats.clone(),
+            }],
+            waker,
+            stop,
+        },
+        RelaySide {
+            config: &relay_cfg,
+            counters: Arc::default(),
+            admissions: sub_rx,
+        },
+        Outputs {
+            published: Arc::new(parking_lot::Mutex::new(Published::new(1))),
+            analytics: mdrelay::consumer::analytics::Analytics::relay_only(1),
+        },
     );
     let h = thread::spawn(move || consumer.run());
     h.join().unwrap();

@@ -198,7 +198,9 @@ impl Pipeline {
         Vec<std::sync::Arc<mdrelay::base::stats::FeedStats>>,
     ) {
         use mdrelay::config::{ConsumerConfig, RelayConfig};
-        use mdrelay::consumer::thread::{Consumer, FeedInput, Published};
+        use mdrelay::consumer::thread::{
+            Consumer, FeedInput, Inputs, Outputs, Published, RelaySide,
+        };
         use mdrelay::queue::{bounded, Waker};
         use std::sync::Arc;
 
@@ -237,18 +239,24 @@ impl Pipeline {
         }
         let (sub_tx, sub_rx) = crossbeam_channel::bounded(max_subscribers.max(8));
         let consumer = Consumer::new(
-            inputs,
-            sub_rx,
-            waker.clone(),
             ConsumerConfig {
                 idle,
                 batch_frames: 64,
             },
-            &relay_cfg,
-            relay_counters.clone(),
-            Arc::new(parking_lot::Mutex::new(Published::new(specs.len()))),
-            stop.clone(),
-            mdrelay::consumer::analytics::Analytics::relay_only(specs.len()),
+            Inputs {
+                feeds: inputs,
+                waker: waker.clone(),
+                stop: stop.clone(),
+            },
+            RelaySide {
+                config: &relay_cfg,
+                counters: relay_counters.clone(),
+                admissions: sub_rx,
+            },
+            Outputs {
+                published: Arc::new(parking_lot::Mutex::new(Published::new(specs.len()))),
+                analytics: mdrelay::consumer::analytics::Analytics::relay_only(specs.len()),
+            },
         );
         let consumer = thread::Builder::new()
             .name("consumer".into())

@@ -36,11 +36,11 @@ use crate::persist::recorder::RecorderStats;
 use crate::persist::writer::{WriterHandle, WriterStats};
 use crate::relay::cache::Cache;
 use crate::relay::subscribers::Subscribers;
-use crate::wire::protocol::{self, BarFrame, FrameBuf, Header, Message, Meta, MsgType};
+use crate::wire::protocol::{
+    self, BarFrame, FrameBuf, Header, Message, Meta, MsgType, RELAY_VENUE,
+};
 
 pub use crate::consumer::persistence::NOT_PERSISTED_REPORT;
-/// Venue name of relay-wide status frames (the acceptor's, so subscribers recognise them).
-pub use crate::relay::acceptor::RELAY_VENUE;
 
 /// Per-instrument derived state: one per instrument whose InstrumentDef the consumer has taken,
 /// never removed.

@@ -8,7 +8,7 @@
 //!
 //! No clock is read here: every call that needs the time takes `now_ns`, a monotonic reading in
 //! nanoseconds ([`crate::base::clock::mono_ns`] in the program, plain numbers in tests). No I/O, no
-//! locks: `top` shares one `Model` between its threads behind a `parking_lot` mutex (src/top/mod.rs),
+//! locks: `top` shares one `Model` between its threads behind a `parking_lot` mutex (`cli::top`),
 //! and every method here is short.
 //!
 //! Event rates are counted in one-second buckets over a sliding window of [`RATE_WINDOW_S`]

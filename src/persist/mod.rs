@@ -3,11 +3,15 @@
 //! messages as gzip, fed by the collectors). Both take records over bounded channels with
 //! `try_send`; a full channel is counted and reported, never waited on.
 //!
-//! - `writer`: the CSV writer thread and the handle the consumer feeds it by.
+//! - `writer/`: the CSV writer thread and the handle the consumer feeds it by.
 //! - `recorder`: the raw recorder thread and the handle collectors feed it by.
 //! - `recording`: reads recordings (`<recv_ns> <message>` lines, plain or gzip).
+//! - `paths`: names on disk, shared by both threads: safe path components, opening with
+//!   directories created.
+//! - `config`: both threads' configuration.
 
 pub mod config;
+pub mod paths;
 pub mod recorder;
 pub mod recording;
 pub mod writer;

@@ -15,9 +15,9 @@
 //! members to the day's file. I/O errors are logged (rate-limited), counted, and the file is
 //! retried after [`RETRY_AFTER`]; the lines meanwhile are counted as dropped.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -26,13 +26,17 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use crate::base::ratelimit::RateLimit;
 use crate::base::stats::Counter;
 use crate::base::timefmt::utc_date;
 use crate::persist::config::RecordingConfig;
-use crate::persist::writer::path_component;
+use crate::persist::paths::{open_creating_dirs, path_component};
 
 /// Wait before a file that failed is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// At most one error log line per this period; the others are counted into the next.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One recorded message.
 #[derive(Debug)]
@@ -112,7 +116,7 @@ impl Recorder {
                 })
                 .collect(),
             stats: stats.clone(),
-            last_error_log: None,
+            errlog: RateLimit::new(ERROR_LOG_INTERVAL),
         };
         let thread = thread::Builder::new()
             .name("recorder".into())
@@ -174,7 +178,8 @@ struct RecorderThread {
     flush_interval: Duration,
     files: Vec<FeedFile>,
     stats: Arc<RecorderStats>,
-    last_error_log: Option<Instant>,
+    /// Error lines: at most one per [`ERROR_LOG_INTERVAL`].
+    errlog: RateLimit,
 }
 
 impl RecorderThread {
@@ -208,7 +213,7 @@ impl RecorderThread {
             if let Some(out) = f.out.take() {
                 if let Err(e) = finish(out) {
                     self.stats.io_errors.inc();
-                    log_error(&mut self.last_error_log, &f.feed, &e);
+                    log_error(&mut self.errlog, &f.feed, &e);
                 }
             }
             f.day = day;
@@ -222,7 +227,7 @@ impl RecorderThread {
                 .dir
                 .join(&f.venue)
                 .join(format!("{}_{}.txt.gz", f.feed, f.day));
-            match open(&path) {
+            match open_creating_dirs(&path, OpenOptions::new().create(true).append(true)) {
                 Ok(file) => {
                     self.stats.files_opened.inc();
                     f.retry_at = None;
@@ -235,7 +240,7 @@ impl RecorderThread {
                     self.stats.io_errors.inc();
                     self.stats.dropped.inc();
                     f.retry_at = Some(Instant::now() + RETRY_AFTER);
-                    log_error(&mut self.last_error_log, &path.display().to_string(), &e);
+                    log_error(&mut self.errlog, &path.display().to_string(), &e);
                     return;
                 }
             }
@@ -253,7 +258,7 @@ impl RecorderThread {
                 self.stats.dropped.inc();
                 f.out = None;
                 f.retry_at = Some(Instant::now() + RETRY_AFTER);
-                log_error(&mut self.last_error_log, &f.feed, &e);
+                log_error(&mut self.errlog, &f.feed, &e);
             }
         }
     }
@@ -264,7 +269,7 @@ impl RecorderThread {
             if let Some(out) = f.out.take() {
                 if let Err(e) = finish(out) {
                     self.stats.io_errors.inc();
-                    log_error(&mut self.last_error_log, &f.feed, &e);
+                    log_error(&mut self.errlog, &f.feed, &e);
                     f.retry_at = Some(Instant::now() + RETRY_AFTER);
                 }
             }
@@ -272,23 +277,14 @@ impl RecorderThread {
     }
 }
 
-fn open(path: &Path) -> io::Result<File> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    OpenOptions::new().create(true).append(true).open(path)
-}
-
 fn finish(out: Gz) -> io::Result<()> {
     let mut w = out.finish()?;
     w.flush()
 }
 
-/// Logs at most one recorder error per 10 s.
-fn log_error(last: &mut Option<Instant>, what: &str, e: &io::Error) {
-    let now = Instant::now();
-    if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-        *last = Some(now);
-        tracing::warn!("raw recording {what}: {e}");
+/// Logs a recorder error unless `errlog` holds it back (then it is counted into the next line).
+fn log_error(errlog: &mut RateLimit, what: &str, e: &io::Error) {
+    if let Some(suppressed) = errlog.allow(Instant::now()) {
+        tracing::warn!(suppressed, "raw recording {what}: {e}");
     }
 }

@@ -1,7 +1,7 @@
 //! Rate-limited logging: at most one line per interval, and the lines held back in between are
 //! counted into the next one, so a failure repeated a million times costs one log line per
-//! interval and still says how often it happened (the CSV writer's errors, the HTTP server's
-//! warnings).
+//! interval and still says how often it happened (the CSV writer's and the raw recorder's
+//! errors, the HTTP server's warnings).
 
 use std::time::{Duration, Instant};
 

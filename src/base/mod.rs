@@ -8,6 +8,7 @@
 //! - `ratelimit`: at most one log line per interval, the rest counted.
 //! - `stats`: single-writer atomic counters and the per-thread counter structs.
 //! - `netutil`: small socket helpers.
+//! - `testutil` (tests only): paths of the bundled fixtures.
 
 pub mod affinity;
 pub mod backoff;

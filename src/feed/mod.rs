@@ -2,6 +2,7 @@
 //! reads a venue WebSocket — or, for `mdrelay replay`, recording files — parses every message
 //! with its venue's parser into events, encodes frames and pushes them into the feed's queue.
 //!
+//! - `config`: a feed's section (`[feeds.NAME]` over `[feed_defaults]`).
 //! - `collector`: the live collector thread: connect, subscribe, read, reconnect with backoff.
 //! - `publisher`: events → frames: instrument definitions, sequences, backpressure, drop reports.
 //! - `replay`: the file collector: recordings through the same parsers, paced or at full speed.

@@ -6,6 +6,7 @@
 //! - `subscribers`: the subscriber set, outbound buffers, slow subscribers.
 //! - `cache`: latest trade, quote and book per instrument, replayed to late joiners.
 //! - `acceptor`: the `relay-accept` thread: new connections, hello, subscription requests.
+//! - `config`: the `[relay]` section.
 //! - `client`: a blocking subscriber (used by `tail`, `top`, the NATS bridge and tests).
 
 pub mod acceptor;

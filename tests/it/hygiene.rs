@@ -217,3 +217,47 @@ fn source_files_stay_readable() {
         main.lines().count()
     );
 }
+
+#[test]
+fn every_folder_lists_its_files() {
+    // A `mod.rs` (or `lib.rs`) opens with `//!` lines that name each file and folder beside it,
+    // so that a reader finds where a thing lives without opening them all.
+    let mut missing = Vec::new();
+    let mut dirs = vec![crate::util::repo("src")];
+    while let Some(dir) = dirs.pop() {
+        let index = if dir == crate::util::repo("src") {
+            dir.join("lib.rs")
+        } else {
+            dir.join("mod.rs")
+        };
+        let Ok(text) = fs::read_to_string(&index) else {
+            continue;
+        };
+        let doc: String = text
+            .lines()
+            .filter(|l| l.starts_with("//!"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_stem().unwrap().to_str().unwrap().to_owned();
+            if p.is_dir() {
+                dirs.push(p.clone());
+            } else if p.extension().is_none_or(|x| x != "rs")
+                || ["mod", "lib", "main"].contains(&name.as_str())
+            {
+                continue;
+            }
+            let named = [
+                format!("`{name}`"),
+                format!("`{name}.rs`"),
+                format!("`{name}/`"),
+                format!("[`{name}`]"),
+            ];
+            if !named.iter().any(|n| doc.contains(n.as_str())) {
+                missing.push(format!("{} does not name `{name}`", index.display()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}

@@ -18,6 +18,11 @@
 //! the sender of a zero-capacity channel, which both workers see as disconnected (the poller at once,
 //! in its wait; the reader after its current read). The terminal is restored before the join, on
 //! every return path (a guard), and on a panic (ratatui's panic hook).
+//!
+//! - `mod.rs`: the target (socket, HTTP address), the worker threads and the terminal loop.
+//! - `model`: what the dashboard knows: frames and scrapes folded into rows, sorted, filtered.
+//! - `scrape`: the HTTP polls (`/health`, `/metrics`, `/v1/ticker`) read into the model.
+//! - `ui`: drawing a screen of the model with ratatui; keys to actions.
 
 pub mod model;
 pub mod scrape;

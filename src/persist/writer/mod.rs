@@ -47,6 +47,7 @@
 //! - `retry`: when a file that failed is tried again (the per-file backoff table).
 //! - `files`: which file a record goes to, opening it for appending, torn-tail repair.
 //! - `rows`: the CSV schema (headers) and the formatting of one row; [`bars_csv`].
+//! - `testkit` (tests only): records, configurations and checks the unit tests share.
 
 use std::io;
 

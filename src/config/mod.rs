@@ -32,13 +32,12 @@ pub use crate::bridge::config::NatsConfig;
 pub use crate::consumer::config::{BarClock, BarsConfig, ConsumerConfig, IdleStrategy, Persist};
 pub use crate::feed::config::{FeedConfig, FeedSource, BINANCE_MAX_CONNECTION_AGE_MS};
 pub use crate::persist::config::{RecordingConfig, WriterConfig};
-pub use crate::relay::config::RelayConfig;
+pub use crate::relay::config::{default_socket_path, RelayConfig};
 pub use crate::serve::config::HttpConfig;
 pub use crate::sim::config::ReplayConfig;
 pub use error::ConfigError;
 pub use layers::{merged_table, Sources};
 pub use raw::RawConfig;
-pub use validate::default_socket_path;
 
 use error::invalid;
 

@@ -21,20 +21,9 @@ use super::{
 use crate::feed::venue::Subscription;
 use crate::market::instrument::Venue;
 use crate::queue::{Backpressure, Transport};
+use crate::relay::config::default_socket_path;
 
-/// The default socket path: `$XDG_RUNTIME_DIR/mdrelay/relay.sock`, else
-/// `/tmp/mdrelay-<uid>/relay.sock`.
-pub fn default_socket_path() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("mdrelay").join("relay.sock"),
-        _ => PathBuf::from(format!(
-            "/tmp/mdrelay-{}",
-            rustix::process::getuid().as_raw()
-        ))
-        .join("relay.sock"),
-    }
-}
-
+/// A `[threads]` value: "none", "auto" or a core id.
 fn placement(key: &str, v: &toml::Value) -> Result<Placement, ConfigError> {
     match v {
         toml::Value::String(s) if s == "none" => Ok(Placement::Unpinned),
@@ -66,7 +55,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         "frames",
     )?;
     let threads = threads(&raw, &feeds)?;
-    let writer = validate_writer(&raw.writer, threads.get("writer"))?;
+    let writer = writer(&raw.writer, threads.get("writer"))?;
     Ok(Config {
         nats: nats::validate(&raw.nats)?,
         relay,
@@ -75,8 +64,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         replay,
         threads,
         status_interval: ms("status.interval_ms", raw.status.interval_ms, 100, 3_600_000)?,
-        http: validate_http(&raw.http)?,
-        bars: validate_bars(&raw.bars)?,
+        http: http(&raw.http)?,
+        bars: bars(&raw.bars)?,
         writer,
         persist: Persist {
             trades: raw.writer.trades,
@@ -451,7 +440,8 @@ fn recording(r: &RawRecording) -> Result<RecordingConfig, ConfigError> {
     })
 }
 
-fn validate_http(h: &RawHttp) -> Result<Option<HttpConfig>, ConfigError> {
+/// `[http]`: `None` when disabled (its other keys are checked all the same).
+fn http(h: &RawHttp) -> Result<Option<HttpConfig>, ConfigError> {
     let snapshot_interval = ms(
         "http.snapshot_interval_ms",
         h.snapshot_interval_ms,
@@ -475,7 +465,8 @@ fn validate_http(h: &RawHttp) -> Result<Option<HttpConfig>, ConfigError> {
     }))
 }
 
-fn validate_bars(b: &RawBars) -> Result<BarsConfig, ConfigError> {
+/// `[bars]`.
+fn bars(b: &RawBars) -> Result<BarsConfig, ConfigError> {
     let mut intervals = Vec::with_capacity(b.intervals_ms.len());
     for (i, &v) in b.intervals_ms.iter().enumerate() {
         intervals.push(ms(
@@ -497,7 +488,8 @@ fn validate_bars(b: &RawBars) -> Result<BarsConfig, ConfigError> {
     })
 }
 
-fn validate_writer(
+/// `[writer]` (and `[threads] writer`): `None` when CSV is off (its keys are checked all the same).
+fn writer(
     w: &RawWriter,
     placement: Option<&Placement>,
 ) -> Result<Option<WriterConfig>, ConfigError> {

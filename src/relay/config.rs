@@ -24,3 +24,16 @@ pub struct RelayConfig {
     /// Peer uids allowed to connect; empty: any the socket's permissions let in.
     pub allowed_uids: Vec<u32>,
 }
+
+/// The default socket path: `$XDG_RUNTIME_DIR/mdrelay/relay.sock`, else
+/// `/tmp/mdrelay-<uid>/relay.sock`.
+pub fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("mdrelay").join("relay.sock"),
+        _ => PathBuf::from(format!(
+            "/tmp/mdrelay-{}",
+            rustix::process::getuid().as_raw()
+        ))
+        .join("relay.sock"),
+    }
+}

@@ -1,6 +1,7 @@
 //! Rules of the code base that a test enforces: no unbounded queue anywhere in `src/`; the
 //! top-level modules form layers along the data flow and import only the layers below them;
-//! no source file grows past a size a reader can hold; `main.rs` stays thin.
+//! no source file grows past a size a reader can hold; `main.rs` stays thin; every folder's
+//! `mod.rs` names its files.
 
 use std::collections::BTreeSet;
 use std::fs;

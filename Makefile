@@ -5,6 +5,9 @@
 #   make bench  criterion micro-benchmarks (results in target/criterion), then the end-to-end
 #               latency harness (table on stdout; e2e.md, e2e.json, latency.svg in target/bench-report)
 #   make bench-idle  relay latency per consumer idle strategy (about 2 minutes)
+#   make install     after `make build`: the binary, /etc/mdrelay configs, the systemd unit and
+#                    its sysusers.d user (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR= for staging);
+#                    runs no systemctl. `make uninstall` removes them but keeps configs and data.
 
 CARGO ?= cargo
 CONFIG ?= config/default.toml
@@ -64,3 +67,43 @@ fuzz:
 SOAK_SECS ?= 300
 soak:
 	MDRELAY_SOAK_SECS=$(SOAK_SECS) $(CARGO) test --locked --release --test it soak -- --nocapture
+
+# Installation (README "Running as a service"). The binary goes to $(PREFIX)/bin, the unit and
+# the sysusers.d entry to $(PREFIX)/lib (the vendor directories systemd searches, for /usr/local
+# too; /etc/systemd/system stays the administrator's, for drop-ins), the configuration to
+# $(SYSCONFDIR)/mdrelay (read-only under the unit's ProtectSystem=strict). The unit names
+# /usr/local/bin and /etc/mdrelay; other PREFIX/SYSCONFDIR values are substituted. A config file
+# that is already installed is kept (the operator's edits) and the new one lands beside it as
+# `.new`. Build first as yourself (`make build`), then `sudo make install`: install never builds.
+.PHONY: install uninstall
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR ?=
+BIN := target/release/mdrelay
+UNIT_DIR = $(DESTDIR)$(PREFIX)/lib/systemd/system
+SYSUSERS_DIR = $(DESTDIR)$(PREFIX)/lib/sysusers.d
+CONF_DIR = $(DESTDIR)$(SYSCONFDIR)/mdrelay
+
+install:
+	@test -x $(BIN) || { echo "$(BIN) is missing: run \`make build\` first"; exit 1; }
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/mdrelay
+	sed -e 's|/usr/local/bin/mdrelay|$(PREFIX)/bin/mdrelay|g' \
+	  -e 's|/etc/mdrelay|$(SYSCONFDIR)/mdrelay|g' packaging/mdrelay.service > target/mdrelay.service
+	install -D -m 0644 target/mdrelay.service $(UNIT_DIR)/mdrelay.service
+	rm -f target/mdrelay.service
+	install -D -m 0644 packaging/mdrelay.sysusers $(SYSUSERS_DIR)/mdrelay.conf
+	@for f in mdrelay.toml:packaging/mdrelay.toml \
+	          environments/production.toml:config/environments/production.toml; do \
+	  dst=$(CONF_DIR)/$${f%%:*}; src=$${f#*:}; \
+	  if [ -e "$$dst" ] && ! cmp -s "$$src" "$$dst"; then \
+	    echo "install -D -m 0644 $$src $$dst.new  (keeping the existing $$dst)"; \
+	    install -D -m 0644 "$$src" "$$dst.new"; \
+	  else \
+	    echo "install -D -m 0644 $$src $$dst"; install -D -m 0644 "$$src" "$$dst"; \
+	  fi; \
+	done
+	@echo "next: systemd-sysusers; systemctl daemon-reload; systemctl enable --now mdrelay"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/mdrelay $(UNIT_DIR)/mdrelay.service $(SYSUSERS_DIR)/mdrelay.conf
+	@echo "kept: $(CONF_DIR) (configuration), /var/lib/mdrelay (data), the mdrelay user"

@@ -7,6 +7,7 @@
 mod util;
 
 mod cli;
+mod dashboard;
 mod e2e;
 mod faults;
 mod fuzz;
@@ -14,6 +15,7 @@ mod hygiene;
 mod kraken_v2;
 #[cfg(feature = "nats")]
 mod nats;
+mod packaging;
 mod persist;
 mod python;
 mod queues;

@@ -14,6 +14,7 @@ mod hygiene;
 mod kraken_v2;
 #[cfg(feature = "nats")]
 mod nats;
+mod ops;
 mod persist;
 mod python;
 mod queues;

@@ -1,8 +1,7 @@
 //! `mdrelay`: the command-line entry point. Parses arguments, runs a subcommand
-//! ([`mdrelay::cli`]), and maps errors to exit codes (0 ok, 1 runtime failure, 2 bad
-//! configuration or usage, 130 forced exit by a second signal).
+//! ([`mdrelay::cli`], which also sets up the log), and maps errors to exit codes (0 ok,
+//! 1 runtime failure, 2 bad configuration or usage, 130 forced exit by a second signal).
 
-use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,17 +10,10 @@ use mdrelay::cli::{self, args::Cli};
 use mdrelay::config::ConfigError;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(io::stderr)
-        .init();
     match cli::dispatch(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mdrelay: {e:#}");
+            cli::log::line(tracing::Level::ERROR, &format!("mdrelay: {e:#}"));
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(2)
             } else {

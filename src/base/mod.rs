@@ -6,6 +6,7 @@
 //! - `clock`: the monotonic and wall clocks every timestamp comes from.
 //! - `timefmt`: RFC 3339 formatting and UTC calendar arithmetic, exact to the nanosecond.
 //! - `ratelimit`: at most one log line per interval, the rest counted.
+//! - `log`: the `[log]` section (text or JSON lines, level) and when text lines carry colour.
 //! - `stats`: single-writer atomic counters and the per-thread counter structs.
 //! - `netutil`: small socket helpers.
 //! - `testutil` (tests only): paths of the bundled fixtures.
@@ -13,6 +14,7 @@
 pub mod affinity;
 pub mod backoff;
 pub mod clock;
+pub mod log;
 pub mod netutil;
 pub mod ratelimit;
 pub mod stats;

@@ -34,6 +34,16 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Check a configuration as `run` would at start-up and print it, merged, as TOML.
+    ///
+    /// Values first, then what needs the file system: socket path and directory, CSV and
+    /// recording directories, TLS and NATS files (nothing is created). Prints the effective
+    /// configuration, defaults included, passwords in URLs redacted. Exit 0 when valid, 2 naming
+    /// the key when not.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Subscribe to a running relay and print one line per event.
     Tail {
         /// Relay socket (default: relay.socket_path from the configuration).
@@ -135,13 +145,14 @@ pub enum Command {
     },
 }
 
+/// Where the configuration of `a` comes from: its flags and the process environment.
+pub fn sources(a: &ConfigArgs) -> Sources {
+    Sources::from_process(a.config.clone(), a.env_name.clone(), a.sets.clone())
+}
+
 /// Loads the configuration as every subcommand does: defaults < file < environment < `--set`.
 pub fn load_config(a: &ConfigArgs) -> Result<config::Config, config::ConfigError> {
-    config::load(&Sources::from_process(
-        a.config.clone(),
-        a.env_name.clone(),
-        a.sets.clone(),
-    ))
+    config::load(&sources(a))
 }
 
 /// The venue a `--venue` flag names.

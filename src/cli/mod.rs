@@ -3,6 +3,10 @@
 //!
 //! - `args`: every subcommand's arguments (clap) and the configuration they load.
 //! - `run`: `mdrelay run` and `mdrelay replay`: a relay until a signal (or the recordings' end).
+//! - `check_config`: `mdrelay check-config`, `run`'s start-up checks and the effective
+//!   configuration as TOML.
+//! - `log`: the process log on stderr (text or JSON lines, colour only on a terminal), and the
+//!   operator lines printed beside it.
 //! - `tail`: `mdrelay tail`, one line per event of a running relay (text or JSON lines).
 //! - `decode`: `mdrelay decode`, venue messages through the collectors' parser to JSON lines.
 //! - `bars`: `mdrelay bars`, the query API's bars as a table.
@@ -14,8 +18,10 @@ use std::process::ExitCode;
 
 pub mod args;
 pub mod bars;
+pub mod check_config;
 pub mod decode;
 pub mod http;
+pub mod log;
 pub mod nats;
 pub mod run;
 pub mod tail;
@@ -25,9 +31,22 @@ use args::{load_config, Cli, Command};
 
 /// Runs the subcommand `cli` names. A [`crate::config::ConfigError`] in the error chain means
 /// bad configuration or usage (exit code 2); any other error is a runtime failure (1).
+///
+/// The commands that load a configuration set up the log from its `[log]` section once it is
+/// loaded; the others set it up with the defaults here, before they start.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Replay { .. }
+            | Command::NatsBridge { .. }
+            | Command::CheckConfig { .. }
+    ) {
+        log::init(&crate::config::LogConfig::default());
+    }
     match cli.command {
         Command::Run { config } => run::run(&config),
+        Command::CheckConfig { config } => check_config::run(&config),
         Command::Tail {
             socket,
             json,

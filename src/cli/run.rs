@@ -1,13 +1,18 @@
 //! `mdrelay run` and `mdrelay replay`: start a relay ([`crate::run::start`]), print a status line
 //! every `status_interval`, and on SIGINT/SIGTERM (or, for a replay, when every recording has
 //! been replayed) drain and print the summary. A second signal exits at once with 130.
+//!
+//! Before anything starts, the log is set up from `[log]` and the configuration passes
+//! [`config::preflight`], the same checks as `mdrelay check-config`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use tracing::Level;
 
 use super::args::{load_config, parse_venue, ConfigArgs};
+use super::log;
 use crate::config;
 use crate::market::instrument::Venue;
 
@@ -56,26 +61,34 @@ pub fn replay(
 
 /// Runs a relay until a signal (or, with `until_feeds_end`, until every feed has ended).
 pub fn serve_until(cfg: config::Config, until_feeds_end: bool) -> anyhow::Result<ExitCode> {
+    log::init(&cfg.log);
+    config::preflight(&cfg)?;
     let status_interval = cfg.status_interval;
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<()>(1);
     let mut signals = 0u32;
     ctrlc::set_handler(move || {
         signals += 1;
         if signals > 1 {
-            eprintln!("mdrelay: second signal, exiting now");
+            log::line(Level::WARN, "mdrelay: second signal, exiting now");
             std::process::exit(130);
         }
         let _ = sig_tx.try_send(());
     })
     .context("installing the signal handler")?;
     let mut running = crate::run::start(cfg)?;
-    eprintln!(
-        "mdrelay: relay socket {} — `mdrelay tail --socket {}` to watch; Ctrl-C to stop",
-        running.socket_path().display(),
-        running.socket_path().display()
+    log::line(
+        Level::INFO,
+        &format!(
+            "mdrelay: relay socket {} — `mdrelay tail --socket {}` to watch; Ctrl-C to stop",
+            running.socket_path().display(),
+            running.socket_path().display()
+        ),
     );
     if let Some(addr) = running.http_addr() {
-        eprintln!("mdrelay: metrics http://{addr}/metrics, health http://{addr}/health");
+        log::line(
+            Level::INFO,
+            &format!("mdrelay: metrics http://{addr}/metrics, health http://{addr}/health"),
+        );
     }
     let tick = if until_feeds_end {
         status_interval.min(std::time::Duration::from_millis(50))
@@ -104,7 +117,7 @@ pub fn serve_until(cfg: config::Config, until_feeds_end: bool) -> anyhow::Result
     }
     tracing::info!("stopping: draining queues to subscribers");
     let summary = running.shutdown();
-    eprintln!("{summary}");
+    log::line(Level::INFO, &summary.to_string());
     Ok(if summary.panicked.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -17,6 +17,9 @@
 //! - `raw`: the TOML shape ([`RawConfig`]).
 //! - `validate`: raw → typed, section by section.
 //! - `nats`: the `[nats]` section (raw shape and validation).
+//! - `preflight`: [`preflight`], the start-up checks that need the file system (socket
+//!   directory and path length, CSV and recording directories, TLS and NATS files), shared by
+//!   `mdrelay run` and `mdrelay check-config`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,10 +27,12 @@ use std::time::Duration;
 mod error;
 mod layers;
 mod nats;
+mod preflight;
 mod raw;
 mod validate;
 
 pub use crate::base::affinity::Placement;
+pub use crate::base::log::{LogConfig, LogFormat};
 pub use crate::bridge::config::NatsConfig;
 pub use crate::consumer::config::{BarClock, BarsConfig, ConsumerConfig, IdleStrategy, Persist};
 pub use crate::feed::config::{FeedConfig, FeedSource, BINANCE_MAX_CONNECTION_AGE_MS};
@@ -37,6 +42,7 @@ pub use crate::serve::config::HttpConfig;
 pub use crate::sim::config::ReplayConfig;
 pub use error::ConfigError;
 pub use layers::{merged_table, Sources};
+pub use preflight::preflight;
 pub use raw::RawConfig;
 
 use error::invalid;
@@ -71,6 +77,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     /// The NATS bridge (`[nats]`).
     pub nats: NatsConfig,
+    /// The process log (`[log]`).
+    pub log: LogConfig,
 }
 
 /// Loads, merges, and validates the configuration.
@@ -205,5 +213,17 @@ mod tests {
     fn default_socket_path_is_per_user() {
         let p = default_socket_path();
         assert!(p.ends_with("relay.sock"));
+    }
+
+    #[test]
+    fn bad_log_values_name_the_key() {
+        for (set, key) in [
+            ("log.format=\"xml\"", "log.format"),
+            ("log.level=\"verbose\"", "log.level"),
+            ("log.level=\"mdrelay=loud\"", "log.level"),
+        ] {
+            let err = with_sets(&[set]).unwrap_err().to_string();
+            assert!(err.contains(key), "{set}: {err}");
+        }
     }
 }

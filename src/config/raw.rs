@@ -150,6 +150,14 @@ pub struct RawStatus {
     pub(super) interval_ms: u64,
 }
 
+/// `[log]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub(super) format: String,
+    pub(super) level: String,
+}
+
 /// The whole file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,4 +176,5 @@ pub struct RawConfig {
     #[serde(default)]
     pub(super) threads: BTreeMap<String, toml::Value>,
     pub(super) nats: RawNats,
+    pub(super) log: RawLog,
 }

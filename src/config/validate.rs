@@ -10,14 +10,15 @@ use std::time::Duration;
 use super::error::{invalid, ms, nonempty_path, range, ConfigError};
 use super::nats;
 use super::raw::{
-    OneOrMany, RawBars, RawConfig, RawConsumer, RawFeed, RawFeedDefaults, RawHttp, RawRecording,
-    RawRelay, RawReplay, RawWriter,
+    OneOrMany, RawBars, RawConfig, RawConsumer, RawFeed, RawFeedDefaults, RawHttp, RawLog,
+    RawRecording, RawRelay, RawReplay, RawWriter,
 };
 use super::{
     BarClock, BarsConfig, Config, ConsumerConfig, FeedConfig, FeedSource, HttpConfig, IdleStrategy,
-    Persist, Placement, RecordingConfig, RelayConfig, ReplayConfig, WriterConfig,
-    BINANCE_MAX_CONNECTION_AGE_MS,
+    LogConfig, LogFormat, Persist, Placement, RecordingConfig, RelayConfig, ReplayConfig,
+    WriterConfig, BINANCE_MAX_CONNECTION_AGE_MS,
 };
+use crate::base::log::check_level;
 use crate::feed::venue::Subscription;
 use crate::market::instrument::Venue;
 use crate::queue::{Backpressure, Transport};
@@ -73,6 +74,25 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             bars: raw.writer.bars,
         },
         recording: recording(&raw.recording)?,
+        log: log(&raw.log)?,
+    })
+}
+
+/// `[log]`.
+fn log(l: &RawLog) -> Result<LogConfig, ConfigError> {
+    let format = LogFormat::from_name(&l.format).ok_or_else(|| {
+        invalid(
+            "log.format",
+            format!(
+                "`{}` is not a log format: expected \"text\" or \"json\"",
+                l.format
+            ),
+        )
+    })?;
+    check_level(&l.level).map_err(|m| invalid("log.level", m))?;
+    Ok(LogConfig {
+        format,
+        level: l.level.clone(),
     })
 }
 

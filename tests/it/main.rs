@@ -15,6 +15,7 @@ mod hygiene;
 mod kraken_v2;
 #[cfg(feature = "nats")]
 mod nats;
+mod ops;
 mod packaging;
 mod persist;
 mod python;

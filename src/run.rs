@@ -64,22 +64,37 @@ pub enum StartError {
     Http(std::io::Error),
     /// The CSV writer could not start.
     #[error("csv writer: {0}")]
-    Writer(#[from] crate::persist::writer::WriterError),
+    Writer(crate::persist::writer::WriterError),
     /// The raw recorder could not start.
     #[error("raw recorder: {0}")]
     Recorder(std::io::Error),
     /// The NATS bridge (`[nats] enabled`) could not start.
     #[cfg(feature = "nats")]
     #[error("nats bridge: {0}")]
-    Nats(#[from] crate::bridge::nats::BridgeError),
+    Nats(crate::bridge::nats::BridgeError),
     /// The OS refused a thread.
-    #[error("cannot spawn thread {name}: {source}")]
+    #[error("cannot spawn thread {name}: {cause}")]
     Spawn {
         /// Thread name.
         name: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+}
+
+// Causes are in the messages, not `source()`s, so each text is printed once; hence `From` by
+// hand rather than `#[from]`.
+impl From<crate::persist::writer::WriterError> for StartError {
+    fn from(e: crate::persist::writer::WriterError) -> Self {
+        StartError::Writer(e)
+    }
+}
+
+#[cfg(feature = "nats")]
+impl From<crate::bridge::nats::BridgeError> for StartError {
+    fn from(e: crate::bridge::nats::BridgeError) -> Self {
+        StartError::Nats(e)
+    }
 }
 
 struct FeedHandle {
@@ -117,9 +132,9 @@ fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<JoinHandle<()
     thread::Builder::new()
         .name(name.to_owned())
         .spawn(f)
-        .map_err(|source| StartError::Spawn {
+        .map_err(|cause| StartError::Spawn {
             name: name.to_owned(),
-            source,
+            cause,
         })
 }
 

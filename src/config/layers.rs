@@ -1,5 +1,6 @@
 //! Layering: built-in defaults < TOML file < environment overlay file < `MDRELAY__…`
 //! environment variables < `--set` flags, merged as TOML trees before anything is validated.
+//! An override sets one key to a one-line TOML value; a line break in it is refused.
 
 use std::path::{Path, PathBuf};
 
@@ -47,9 +48,9 @@ fn parse_toml(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
 }
 
 fn read_toml(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     parse_toml(&text, &path.display().to_string())
 }
@@ -74,6 +75,22 @@ fn override_value(text: &str) -> toml::Value {
             .unwrap_or_else(|| toml::Value::String(text.to_owned())),
         Err(_) => toml::Value::String(text.to_owned()),
     }
+}
+
+/// `text` when it is one line: after a line break the TOML parser would read the rest as keys
+/// of its own and drop them without a word, so a line break is refused naming the key (`via`:
+/// the `--set` flag or the environment variable that gave the value).
+fn one_line<'t>(key: &[String], text: &'t str, via: &str) -> Result<&'t str, ConfigError> {
+    if text.contains(['\n', '\r']) {
+        return Err(invalid(
+            key.join("."),
+            format!(
+                "the value from {via} holds a line break: an override sets one key to a one-line \
+                 TOML value (a newline inside a string is written \\n)"
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 /// Sets `path` (`a.b.c`) to `value` in `root`, creating tables on the way.
@@ -141,7 +158,7 @@ pub fn merged_table(src: &Sources) -> Result<toml::Table, ConfigError> {
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::BadOverride(k.clone()));
         }
-        set_path(&mut root, &path, override_value(v))?;
+        set_path(&mut root, &path, override_value(one_line(&path, v, k)?))?;
     }
     for s in &src.sets {
         let (k, v) = s
@@ -151,7 +168,11 @@ pub fn merged_table(src: &Sources) -> Result<toml::Table, ConfigError> {
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::BadOverride(s.clone()));
         }
-        set_path(&mut root, &path, override_value(v.trim()))?;
+        set_path(
+            &mut root,
+            &path,
+            override_value(one_line(&path, v, "--set")?.trim()),
+        )?;
     }
     Ok(root)
 }

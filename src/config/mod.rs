@@ -215,6 +215,92 @@ mod tests {
         assert!(p.ends_with("relay.sock"));
     }
 
+    /// Defect 10: an unknown channel name was accepted and the feed looped on reconnects.
+    #[test]
+    fn defect10_unknown_channel_names_the_key_and_lists_the_accepted_names() {
+        for (set, key, accepted) in [
+            (
+                "feeds.binance.channels=[\"trade\", \"nosuch\"]",
+                "feeds.binance.channels",
+                "bookTicker",
+            ),
+            (
+                "feeds.coinbase.channels=[\"nosuch\"]",
+                "feeds.coinbase.channels",
+                "level2_batch",
+            ),
+            (
+                "feeds.kraken_v1.channels=[\"nosuch\"]",
+                "feeds.kraken_v1.channels",
+                "spread",
+            ),
+        ] {
+            let err = with_sets(&[set]).unwrap_err().to_string();
+            assert!(err.contains(key), "{set}: {err}");
+            assert!(err.contains("`nosuch`"), "{set}: {err}");
+            assert!(err.contains(accepted), "{set}: {err}");
+        }
+        let err = with_sets(&[
+            "feeds.kraken_v1.venue=\"kraken\"",
+            "feeds.kraken_v1.channels=[\"spread\"]",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("feeds.kraken_v1.channels"),
+            "v2 has no spread: {err}"
+        );
+        let c = with_sets(&[
+            "feeds.binance.channels=[\"aggTrade\", \"depth\"]",
+            "feeds.coinbase.channels=[\"ticker\", \"level2_batch\"]",
+        ])
+        .unwrap();
+        assert_eq!(c.feeds[0].subscription.channels, ["aggTrade", "depth"]);
+    }
+
+    /// Defect 10: a newline inside a `--set` value silently dropped the rest of the value.
+    #[test]
+    fn defect10_newline_in_an_override_value_is_refused_naming_the_key() {
+        for sets in [
+            &["relay.max_subscribers=5\nrelay.socket_mode=\"777\""][..],
+            &["feeds.binance.symbols=[\"BTCUSDT\",\n\"ETHUSDT\"]"],
+            &["relay.max_subscribers=5\r"],
+        ] {
+            let err = with_sets(sets).unwrap_err().to_string();
+            assert!(err.contains("line break"), "{sets:?}: {err}");
+            let key = sets[0].split_once('=').unwrap().0;
+            assert!(err.contains(key), "{sets:?}: {err}");
+        }
+        let err = load(&Sources {
+            env_vars: vec![(
+                "MDRELAY__RELAY__MAX_SUBSCRIBERS".into(),
+                "5\nrelay.socket_mode=\"777\"".into(),
+            )],
+            ..Sources::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("relay.max_subscribers"), "{err}");
+        assert!(err.contains("MDRELAY__RELAY__MAX_SUBSCRIBERS"), "{err}");
+        assert!(err.contains("line break"), "{err}");
+        // An escaped newline inside a TOML string is one line, and fine.
+        with_sets(&["relay.socket_path=\"/tmp/a\\nb/relay.sock\""]).unwrap();
+    }
+
+    /// Defect 10: the OS error text appeared twice, once in the message and once more as its
+    /// source in the `{:#}` chain `main` prints.
+    #[test]
+    fn defect10_os_error_text_appears_once() {
+        let e = load(&Sources {
+            file: Some(PathBuf::from("/nonexistent/mdrelay.toml")),
+            ..Sources::default()
+        })
+        .unwrap_err();
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(text.matches("No such file").count(), 1, "{text}");
+        assert!(text.contains("/nonexistent/mdrelay.toml"), "{text}");
+    }
+
     #[test]
     fn bad_log_values_name_the_key() {
         for (set, key) in [

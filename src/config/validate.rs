@@ -292,6 +292,17 @@ fn feed(
     if f.channels.is_empty() {
         return Err(invalid(key("channels"), "must list at least one channel"));
     }
+    let accepted = crate::feed::venue::channels(venue);
+    if let Some(c) = f.channels.iter().find(|c| !accepted.contains(&c.as_str())) {
+        return Err(invalid(
+            key("channels"),
+            format!(
+                "`{c}` is not a {} channel: expected one of {}",
+                f.venue,
+                accepted.join(", ")
+            ),
+        ));
+    }
     let transport = match f.transport.as_deref().unwrap_or(&d.transport) {
         "channel" => Transport::Channel,
         "ring" => Transport::Ring,

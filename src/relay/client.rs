@@ -21,13 +21,27 @@ use crate::wire::subscription::{self, Filter};
 pub enum ClientError {
     /// Connecting or reading failed (a read timeout shows as `WouldBlock`/`TimedOut`).
     #[error("relay socket: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// The bytes are not a valid frame: the stream cannot be trusted past this point.
     #[error("bad frame from relay: {0}")]
-    Decode(#[from] DecodeError),
+    Decode(DecodeError),
     /// The relay closed the connection in the middle of a frame.
     #[error("relay closed the connection mid-frame ({0} bytes of a partial frame)")]
     Truncated(usize),
+}
+
+// The causes are in the messages, not `source()`s, so each text is printed once; hence `From` by
+// hand rather than `#[from]`.
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+impl From<DecodeError> for ClientError {
+    fn from(e: DecodeError) -> Self {
+        ClientError::Decode(e)
+    }
 }
 
 /// A frame as handed out by [`RelayClient::next_frame`], with the name of its instrument when

@@ -22,12 +22,12 @@ pub enum RelayError {
     #[error("{0} exists and is not a socket; refusing to remove it")]
     NotASocket(PathBuf),
     /// Filesystem or socket error.
-    #[error("relay socket {path}: {source}")]
+    #[error("relay socket {path}: {cause}")]
     Io {
         /// The socket path.
         path: PathBuf,
-        /// What failed.
-        source: io::Error,
+        /// What failed (in the message, not a `source()`: each OS text is printed once).
+        cause: io::Error,
     },
 }
 
@@ -57,9 +57,9 @@ impl Drop for SocketGuard {
 /// Binds the relay socket per `cfg` (see the module doc for the rules).
 pub fn bind(cfg: &RelayConfig) -> Result<(UnixListener, SocketGuard), RelayError> {
     let path = &cfg.socket_path;
-    let io_err = |source| RelayError::Io {
+    let io_err = |cause| RelayError::Io {
         path: path.clone(),
-        source,
+        cause,
     };
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
@@ -113,5 +113,29 @@ mod tests {
         assert_eq!(dir_mode(0o660), 0o770);
         assert_eq!(dir_mode(0o666), 0o777);
         assert_eq!(dir_mode(0o640), 0o750);
+    }
+
+    /// Defect 10: the OS error text appeared twice in what `main` prints (`{:#}`): once in the
+    /// message and once more as the error's source.
+    #[test]
+    fn defect10_os_error_text_appears_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let cfg = RelayConfig {
+            socket_path: file.join("relay.sock"),
+            socket_mode: 0o600,
+            max_subscribers: 1,
+            max_pending_bytes: 1 << 16,
+            heartbeat_interval: std::time::Duration::from_secs(1),
+            drain_timeout: std::time::Duration::ZERO,
+            hello_timeout: std::time::Duration::ZERO,
+            allowed_uids: Vec::new(),
+        };
+        let e = bind(&cfg).unwrap_err();
+        assert!(matches!(e, RelayError::Io { .. }), "{e:?}");
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(text.matches("os error").count(), 1, "{text}");
+        assert!(text.contains("relay.sock"), "{text}");
     }
 }

@@ -155,7 +155,7 @@ pub enum Request {
 pub enum RequestError {
     /// Not a valid frame.
     #[error("malformed request frame: {0}")]
-    Frame(#[from] DecodeError),
+    Frame(DecodeError),
     /// A frame type that is not a request.
     #[error("frame type {0} is not a request (64 subscribe, 65 unsubscribe)")]
     NotARequest(u8),
@@ -165,6 +165,13 @@ pub enum RequestError {
     /// Payload shorter than its lengths say, bad UTF-8, unknown kind bits.
     #[error("malformed request payload: {0}")]
     Payload(&'static str),
+}
+
+// The cause is in the message, not a `source()`, so its text is printed once.
+impl From<DecodeError> for RequestError {
+    fn from(e: DecodeError) -> Self {
+        RequestError::Frame(e)
+    }
 }
 
 /// Request flag bit (payload byte 1): lossy delivery.

@@ -7,6 +7,7 @@
 mod util;
 
 mod cli;
+mod config_errors;
 mod dashboard;
 mod e2e;
 mod faults;

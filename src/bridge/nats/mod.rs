@@ -126,12 +126,12 @@ pub enum BridgeError {
     #[error("installing the signal handler: {0}")]
     Signal(String),
     /// The OS refused a thread.
-    #[error("cannot spawn thread {name}: {source}")]
+    #[error("cannot spawn thread {name}: {cause}")]
     Spawn {
         /// Thread name.
         name: &'static str,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -175,9 +175,9 @@ impl Bridge {
             thread::Builder::new()
                 .name("nats-publish".into())
                 .spawn(move || publisher_thread(shared, opts, addrs, js, prefix, backoff))
-                .map_err(|source| BridgeError::Spawn {
+                .map_err(|cause| BridgeError::Spawn {
                     name: "nats-publish",
-                    source,
+                    cause,
                 })?
         };
         let mut bridge = Bridge {
@@ -190,9 +190,9 @@ impl Bridge {
         let reader = thread::Builder::new()
             .name("nats-bridge".into())
             .spawn(move || Reader::new(shared, prefix).run(&socket, backoff))
-            .map_err(|source| BridgeError::Spawn {
+            .map_err(|cause| BridgeError::Spawn {
                 name: "nats-bridge",
-                source,
+                cause,
             })?;
         bridge.reader = Some(reader);
         Ok(bridge)

@@ -24,6 +24,11 @@ use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::market::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
 use crate::market::instrument::Venue;
 
+/// The channels a feed may name, each a stream suffix (`<symbol>@<channel>`) this parser
+/// normalizes: trades, aggregate trades, best bid/ask, and the diff depth streams the local book
+/// is kept from (partial-depth streams such as `depth20` carry no symbol and are not kept).
+pub const CHANNELS: &[&str] = &["trade", "aggTrade", "bookTicker", "depth", "depth@100ms"];
+
 /// The request that subscribes a combined-stream connection to `streams`
 /// (e.g. `ethusdt@trade`). Binance stream names use the lower-case symbol.
 pub fn subscribe_request(streams: &[String], id: u64) -> String {

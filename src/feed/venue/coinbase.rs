@@ -55,6 +55,18 @@ use crate::market::event::{BookUpdate, Event, Level, Quote, Side, Status, Status
 use crate::market::fixed::ABSENT;
 use crate::market::instrument::Venue;
 
+/// The channels a feed may name: those whose messages this parser normalizes (`ticker` and
+/// `ticker_batch` send `ticker`, `matches` sends `match` / `last_match`, `level2` and
+/// `level2_batch` send `snapshot` / `l2update`) and the quiet `heartbeat`.
+pub const CHANNELS: &[&str] = &[
+    "ticker",
+    "ticker_batch",
+    "matches",
+    "level2",
+    "level2_batch",
+    "heartbeat",
+];
+
 /// The request that subscribes a connection to `channels` (`ticker`, `matches`, `level2_batch`,
 /// `heartbeat`, …) for every product in `product_ids` (`BTC-USD`).
 pub fn subscribe_request(product_ids: &[String], channels: &[String]) -> String {

@@ -81,6 +81,10 @@ fn decimals_of(s: &str) -> u32 {
     s.find('.').map_or(0, |i| (s.len() - i - 1) as u32)
 }
 
+/// The channels a feed may name, as subscription names (`book` arrives as `book-N`, N from
+/// `book_depth`).
+pub const CHANNELS: &[&str] = &["trade", "spread", "ticker", "book"];
+
 /// The subscribe (or unsubscribe, with `event = "unsubscribe"`) request for `pairs` on one channel.
 /// `depth` is sent for `book` when > 0.
 pub fn subscription_request(event: &str, pairs: &[String], channel: &str, depth: u32) -> String {

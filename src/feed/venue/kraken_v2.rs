@@ -60,6 +60,9 @@ use crate::market::instrument::Venue;
 /// Book depth Kraken uses when a subscription names none.
 pub const DEFAULT_BOOK_DEPTH: u32 = 10;
 
+/// The channels a feed may name (`heartbeat` and `status` come unasked).
+pub const CHANNELS: &[&str] = &["trade", "ticker", "book", "instrument"];
+
 /// A request of `method` (`subscribe`/`unsubscribe`) for `channel`, with `symbol` when non-empty
 /// and `depth` when > 0.
 pub fn method_request(method: &str, channel: &str, symbols: &[String], depth: u32) -> String {

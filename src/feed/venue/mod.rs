@@ -7,7 +7,7 @@
 //!
 //! Files, one parser (or shared part) each:
 //! - `mod.rs`: the contract every venue provides ([`VenueParser`], [`Parsed`], [`ParseError`],
-//!   [`Sink`], [`Subscription`]) and [`parser_for`].
+//!   [`Sink`], [`Subscription`]), [`parser_for`] and [`channels`].
 //! - `binance.rs`: Binance spot combined streams: `trade`, `aggTrade`, `bookTicker`,
 //!   `depthUpdate` diffs and the REST depth snapshot.
 //! - `binance_depth.rs`: Binance local depth books, kept in step with diffs and REST snapshots
@@ -50,14 +50,14 @@ pub enum Parsed {
 pub enum ParseError {
     /// Not valid JSON, or not the shape the venue documents.
     #[error("malformed message: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// A decimal field that is not an exact fixed-point value (see [`crate::market::fixed`]).
-    #[error("field `{field}`: {source}")]
+    #[error("field `{field}`: {cause}")]
     Number {
         /// The venue's field name.
         field: &'static str,
         /// Why the number was refused.
-        source: FixedError,
+        cause: FixedError,
     },
     /// Well-formed, but a message kind mdrelay does not normalize (e.g. Binance klines).
     #[error("unsupported message kind `{0}`")]
@@ -67,13 +67,20 @@ pub enum ParseError {
     Invalid(&'static str),
 }
 
+// The cause is in the message, not a `source()`, so its text is printed once.
+impl From<serde_json::Error> for ParseError {
+    fn from(e: serde_json::Error) -> Self {
+        ParseError::Json(e)
+    }
+}
+
 impl ParseError {
     /// True when the message was refused because a number did not fit the fixed-point range.
     pub fn is_out_of_range(&self) -> bool {
         matches!(
             self,
             ParseError::Number {
-                source: FixedError::OutOfRange | FixedError::Precision,
+                cause: FixedError::OutOfRange | FixedError::Precision,
                 ..
             }
         )
@@ -166,8 +173,19 @@ pub fn parser_for(venue: Venue) -> Box<dyn VenueParser> {
     }
 }
 
+/// The channel names a feed of `venue` may subscribe: each venue module's `CHANNELS`
+/// (checked at start-up, so a misspelt channel fails there rather than on every reconnect).
+pub fn channels(venue: Venue) -> &'static [&'static str] {
+    match venue {
+        Venue::Binance => binance::CHANNELS,
+        Venue::Coinbase => coinbase::CHANNELS,
+        Venue::Kraken => kraken_v2::CHANNELS,
+        Venue::KrakenV1 => kraken_v1::CHANNELS,
+    }
+}
+
 /// Parses a fixed-point decimal field, naming the field on failure.
 #[inline]
 pub(crate) fn fixed_field(field: &'static str, s: &str) -> Result<i64, ParseError> {
-    crate::market::fixed::parse(s).map_err(|source| ParseError::Number { field, source })
+    crate::market::fixed::parse(s).map_err(|cause| ParseError::Number { field, cause })
 }

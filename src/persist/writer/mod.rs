@@ -76,9 +76,9 @@ pub enum WriterError {
     /// A configuration value out of range.
     #[error("invalid writer configuration: {0}")]
     InvalidConfig(&'static str),
-    /// The OS refused the thread.
+    /// The OS refused the thread (its text in the message, not a `source()`).
     #[error("cannot spawn the writer thread: {0}")]
-    Spawn(#[source] io::Error),
+    Spawn(io::Error),
 }
 
 /// Why an instrument could not be registered.

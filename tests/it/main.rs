@@ -10,6 +10,7 @@ mod cli;
 mod dashboard;
 mod e2e;
 mod faults;
+mod files;
 mod fuzz;
 mod hygiene;
 mod kraken_v2;

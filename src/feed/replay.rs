@@ -146,7 +146,7 @@ impl Merged {
 }
 
 /// The subscription a Binance recording was made with, from its stream names in its first
-/// [`SCAN_LINES`] lines. Unreadable files and bad lines are passed over here: the replay
+/// 100 000 lines. Unreadable files and bad lines are passed over here: the replay
 /// reports them.
 pub fn binance_subscription(paths: &[PathBuf]) -> Subscription {
     let mut symbols: Vec<String> = Vec::new();

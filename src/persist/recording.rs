@@ -212,11 +212,11 @@ mod tests {
         assert!(recs.iter().all(|r| r.recv_ns.is_some()));
     }
 
+    /// Lines read: number and text, or why skipped.
+    type Lines = Vec<(u64, Result<String, BadLine>)>;
+
     /// Every line of `input` read with a cap of `max`, then the end or the error.
-    fn read_lines(
-        input: Vec<u8>,
-        max: usize,
-    ) -> (Vec<(u64, Result<String, BadLine>)>, Option<io::Error>) {
+    fn read_lines(input: Vec<u8>, max: usize) -> (Lines, Option<io::Error>) {
         let reader: Box<dyn BufRead + Send> =
             Box::new(BufReader::with_capacity(16, io::Cursor::new(input)));
         let mut r = LineReader::new(reader, max);

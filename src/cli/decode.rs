@@ -49,7 +49,7 @@ pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result
         let line = match line {
             Ok(l) => l,
             Err(bad) => {
-                eprintln!("{}:{no}: {bad}", file.display());
+                eprintln!("{}:{no}: {bad}, skipped", file.display());
                 continue;
             }
         };

@@ -293,14 +293,18 @@ impl FileCollector {
                 Item::Line(ns, raw) => (ns, raw),
                 Item::Bad(why) => {
                     self.out.stats().collector.parse_errors.inc();
-                    tracing::warn!(feed = %self.cfg.name, "{}:{line}: {why}", path.display());
+                    tracing::warn!(feed = %self.cfg.name, "{}:{line}: {why}, skipped", path.display());
                     continue;
                 }
                 Item::Stopped(e) => {
                     self.out.stats().collector.files_failed.inc();
+                    let at = match line {
+                        0 => "before its first line".to_owned(),
+                        n => format!("after line {n}"),
+                    };
                     tracing::error!(
                         feed = %self.cfg.name,
-                        "{}: {e}; replay of this file stopped after line {line}",
+                        "{}: {e}; replay of this file stopped {at}",
                         path.display()
                     );
                     continue;

@@ -46,7 +46,8 @@ pub fn split_line(line: &str) -> (Option<u64>, &str) {
 /// (a 5000-level Binance depth snapshot is about 200 KiB). `decode --max-line-bytes` changes it.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 8 << 20;
 
-/// Why a line was skipped. Displayed as the reason after `file:line: `.
+/// Why a line cannot be used. Displayed as the reason after `file:line: ` (callers that skip
+/// it add `, skipped`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadLine {
     /// Longer than the cap (the cap, bytes).
@@ -58,8 +59,8 @@ pub enum BadLine {
 impl fmt::Display for BadLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BadLine::TooLong(max) => write!(f, "line longer than {max} bytes, skipped"),
-            BadLine::NotUtf8 => f.write_str("invalid UTF-8, skipped"),
+            BadLine::TooLong(max) => write!(f, "line longer than {max} bytes"),
+            BadLine::NotUtf8 => f.write_str("invalid UTF-8"),
         }
     }
 }
@@ -171,8 +172,9 @@ pub fn read_all(path: &Path) -> io::Result<Vec<Record>> {
     let mut out = Vec::new();
     let mut reader = LineReader::open(path, DEFAULT_MAX_LINE_BYTES)?;
     while let Some((no, line)) = reader.next_line()? {
-        let line =
-            line.map_err(|bad| io::Error::new(io::ErrorKind::InvalidData, format!("{no}: {bad}")))?;
+        let line = line.map_err(|bad| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("line {no}: {bad}"))
+        })?;
         let (recv_ns, raw) = split_line(line);
         if raw.is_empty() {
             continue;
@@ -255,7 +257,7 @@ mod tests {
         );
         assert_eq!(
             BadLine::TooLong(40).to_string(),
-            "line longer than 40 bytes, skipped"
+            "line longer than 40 bytes"
         );
         assert_eq!(read_lines(Vec::new(), 40).0, vec![]);
     }

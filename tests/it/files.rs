@@ -167,15 +167,22 @@ fn defect6_invalid_utf8_line_is_reported_with_its_number_and_skipped() {
     let _wd = util::Watchdog::new("defect6_utf8", 120);
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("trade.txt.gz");
-    kraken_with_bad_line(&bad, 20, b"1618678140000000000 [1, \xff\xfe]".to_vec());
+    let mut lines: Vec<Vec<u8>> = kraken_trade_lines()
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+    lines.insert(19, b"1618678140000000000 [1, \xff\xfe]".to_vec());
+    lines.insert(29, b"1618678140000000000 not json".to_vec());
+    write_lines(&bad, &lines);
     let (code, stderr) = replay(dir.path(), "kraken_v1", &[&bad], &["--max"]);
     assert_eq!(code, Some(0), "bad lines are skipped, not fatal: {stderr}");
-    assert!(
-        stderr.contains(&format!("{}:20: invalid UTF-8", bad.display())),
-        "{stderr}"
-    );
-    // Every good line replayed, the one before the bad line too; the bad line is an error.
-    assert_eq!(summary_row(&stderr, "kraken_v1"), (49, 1), "{stderr}");
+    for want in [":20: invalid UTF-8, skipped", ":30: parse error, skipped"] {
+        let want = format!("{}{want}", bad.display());
+        assert!(stderr.contains(&want), "{want} in {stderr}");
+    }
+    // Every good line replayed, the one before the bad line too; the bad lines are errors
+    // (the one that is not JSON is a frame too).
+    assert_eq!(summary_row(&stderr, "kraken_v1"), (50, 2), "{stderr}");
 }
 
 #[test]

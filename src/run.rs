@@ -593,6 +593,7 @@ impl Running {
                         queue_capacity: f.queue.capacity() as u64,
                         reconnects: c.reconnects.get(),
                         gaps: c.gaps.get(),
+                        files_failed: c.files_failed.get(),
                         p50_ns: h.map_or(0, |h| pct(h, 0.5)),
                         p99_ns: h.map_or(0, |h| pct(h, 0.99)),
                         max_ns: h.map_or(0, |h| if h.is_empty() { 0 } else { h.max() }),
@@ -665,6 +666,8 @@ pub struct FeedSummary {
     pub reconnects: u64,
     /// Venue sequence gaps seen.
     pub gaps: u64,
+    /// Recordings whose replay stopped on an error (`mdrelay replay` exits 1).
+    pub files_failed: u64,
     /// Latency percentiles, frame read → subscriber write, ns (0 when nothing was relayed to a
     /// subscriber).
     pub p50_ns: u64,
@@ -768,6 +771,13 @@ impl fmt::Display for Summary {
             .max_by_key(|s| s.gaps)
         {
             writeln!(f, "most venue gaps: {} ({})", worst.name, worst.gaps)?;
+        }
+        for s in self.feeds.iter().filter(|s| s.files_failed > 0) {
+            writeln!(
+                f,
+                "{}: {} recording(s) stopped by an error",
+                s.name, s.files_failed
+            )?;
         }
         let p = &self.persistence;
         write!(f, "bars closed {}", p.bars_closed)?;

@@ -109,6 +109,8 @@ pub struct CollectorCounters {
     pub subscribed: Gauge,
     /// Monotonic ns of the last data (non-control) message; 0 before the first.
     pub last_data_mono_ns: Gauge,
+    /// Recordings whose replay stopped on an error (cannot open, I/O, corrupt gzip): replay only.
+    pub files_failed: Counter,
 }
 
 /// Counters of one feed's queue, written only by the consumer thread.

@@ -74,8 +74,9 @@ pub enum Command {
         /// Recording files; several of one venue are merged by receive time.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Pace multiplier of the recorded timing (1 = as recorded).
-        #[arg(long, default_value_t = 1.0, conflicts_with = "max")]
+        /// Pace multiplier of the recorded timing (1 = as recorded), from 1e-6 to 1e6. A gap over
+        /// 60 s between two lines is replayed as 60 s (divided by the speed).
+        #[arg(long, default_value_t = 1.0, conflicts_with = "max", value_parser = parse_speed)]
         speed: f64,
         /// As fast as the pipeline takes it.
         #[arg(long)]
@@ -142,6 +143,10 @@ pub enum Command {
         /// Input file, or - for standard input.
         #[arg(default_value = "-")]
         file: PathBuf,
+        /// Longest line decoded, bytes; a longer one is reported and skipped.
+        #[arg(long, default_value_t = crate::persist::recording::DEFAULT_MAX_LINE_BYTES as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        max_line_bytes: u64,
     },
 }
 
@@ -153,6 +158,21 @@ pub fn sources(a: &ConfigArgs) -> Sources {
 /// Loads the configuration as every subcommand does: defaults < file < environment < `--set`.
 pub fn load_config(a: &ConfigArgs) -> Result<config::Config, config::ConfigError> {
     config::load(&sources(a))
+}
+
+/// Slowest `replay --speed`.
+pub const MIN_SPEED: f64 = 1e-6;
+/// Fastest `replay --speed` (`--max` for no pacing at all).
+pub const MAX_SPEED: f64 = 1e6;
+
+/// A `replay --speed` value: a number from [`MIN_SPEED`] to [`MAX_SPEED`].
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (MIN_SPEED..=MAX_SPEED).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected a number from {MIN_SPEED} to {MAX_SPEED} (--max for no pacing)"
+        )),
+    }
 }
 
 /// The venue a `--venue` flag names.

@@ -57,7 +57,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
         } => tail::filter(venue, symbol, &kind)
             .and_then(|f| tail::run(socket, json, count, f, &config)),
-        Command::Decode { venue, file } => decode::run(&venue, &file),
+        Command::Decode {
+            venue,
+            file,
+            max_line_bytes,
+        } => decode::run(&venue, &file, max_line_bytes),
         Command::Top {
             socket,
             http,

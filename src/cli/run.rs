@@ -1,6 +1,8 @@
 //! `mdrelay run` and `mdrelay replay`: start a relay ([`crate::run::start`]), print a status line
 //! every `status_interval`, and on SIGINT/SIGTERM (or, for a replay, when every recording has
-//! been replayed) drain and print the summary. A second signal exits at once with 130.
+//! been replayed) drain and print the summary. A second signal exits at once with 130. The exit
+//! status is 1 when a thread panicked or a recording stopped on an error (its feed's
+//! `files_failed`), else 0.
 //!
 //! Before anything starts, the log is set up from `[log]` and the configuration passes
 //! [`config::preflight`], the same checks as `mdrelay check-config`.
@@ -29,8 +31,12 @@ pub fn replay(
     wait_subscribers: u64,
     args: &ConfigArgs,
 ) -> anyhow::Result<ExitCode> {
-    if !(speed >= 0.0 && speed.is_finite()) {
-        anyhow::bail!("--speed must be a positive number");
+    if speed != 0.0 && !(super::args::MIN_SPEED..=super::args::MAX_SPEED).contains(&speed) {
+        anyhow::bail!(
+            "--speed must be between {} and {}",
+            super::args::MIN_SPEED,
+            super::args::MAX_SPEED
+        );
     }
     let forced = venue.map(parse_venue).transpose()?;
     let mut groups: Vec<(Venue, Vec<PathBuf>)> = Vec::new();
@@ -118,7 +124,9 @@ pub fn serve_until(cfg: config::Config, until_feeds_end: bool) -> anyhow::Result
     tracing::info!("stopping: draining queues to subscribers");
     let summary = running.shutdown();
     log::line(Level::INFO, &summary.to_string());
-    Ok(if summary.panicked.is_empty() {
+    // A thread panicked, or a recording could not be replayed to its end: 1.
+    let failed = summary.feeds.iter().any(|f| f.files_failed > 0);
+    Ok(if summary.panicked.is_empty() && !failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

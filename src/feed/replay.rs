@@ -9,16 +9,21 @@
 //! same frames (apart from relay-side timestamps: heartbeats, status frames) and byte-identical
 //! CSV.
 //!
-//! Pace: the recorded gaps divided by `speed` (sleeping on the collector thread), or none at all
-//! (`speed` = 0, `--max`: as fast as the pipeline takes them; the queue's `block` policy then
-//! makes the replay wait for the consumer instead of dropping).
+//! Pace: the recorded gaps divided by `speed` (sleeping on the collector thread), a gap over
+//! [`MAX_GAP_NS`] (60 s) counting as 60 s, or none at all (`speed` = 0, `--max`: as fast as the
+//! pipeline takes them; the queue's `block` policy then makes the replay wait for the consumer
+//! instead of dropping).
+//!
+//! Bad input: lines are read with [`LineReader`] (capped at [`DEFAULT_MAX_LINE_BYTES`]); a bad
+//! line is logged as `file:line: reason` and skipped; an error that stops a file is logged
+//! naming it and counted in the feed's `files_failed` (see [`FileCollector::run`]).
 //!
 //! Binance depth books need a REST snapshot. Recordings carry it as a `{"lastUpdateId":…}` line
 //! (as captured); when the parser asks for a snapshot, the next such line answers it. The
 //! symbols and channels of a Binance recording are read from its combined-stream names
 //! (`"stream":"ethusdt@depth@100ms"`) before the replay starts.
 
-use std::io::{self, BufRead};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,57 +36,92 @@ use crate::feed::publisher::Publisher;
 use crate::feed::venue::{Subscription, VenueParser};
 use crate::market::event::StatusCode;
 use crate::market::instrument::Venue;
-use crate::persist::recording;
+use crate::persist::recording::{self, BadLine, LineReader, DEFAULT_MAX_LINE_BYTES};
 use crate::queue::Producer;
 
 /// Lines scanned for Binance stream names before a replay starts.
-const SCAN_LINES: usize = 100_000;
+const SCAN_LINES: u64 = 100_000;
 
-/// One open recording and its next line.
+/// Longest gap between two lines that pacing reproduces, ns of recorded time (60 s): a longer
+/// one (a pause in the recording, a bogus receive time such as `u64::MAX`) is replayed as 60 s,
+/// divided by `speed` like every gap.
+pub const MAX_GAP_NS: u64 = 60_000_000_000;
+
+/// What a recording yields next, with its line number.
+enum Item {
+    /// A message and its receive time.
+    Line(u64, String),
+    /// A line skipped, and why (reported as `file:line: reason`).
+    Bad(BadLine),
+    /// An error that stopped the file (cannot open, I/O, corrupt or truncated gzip).
+    Stopped(io::Error),
+}
+
+/// One recording and what it yields next.
 struct Source {
     path: PathBuf,
-    lines: io::Lines<Box<dyn BufRead + Send>>,
-    /// Next (recv_ns, message), `None` once exhausted.
-    next: Option<(u64, String)>,
+    /// `None` once ended or stopped.
+    reader: Option<LineReader>,
+    /// Next (merge key, line number, item), `None` once exhausted. Bad lines and errors take
+    /// the time of the line before them, so they are reported in place.
+    next: Option<(u64, u64, Item)>,
     /// Receive time of the last line (lines without a time take it).
     last_ns: u64,
-    line_no: u64,
 }
 
 impl Source {
-    fn open(path: &Path) -> io::Result<Source> {
+    /// Opens `path`; a file that cannot be opened yields one [`Item::Stopped`].
+    fn open(path: &Path) -> Source {
+        let (reader, next) = match LineReader::open(path, DEFAULT_MAX_LINE_BYTES) {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some((0, 0, Item::Stopped(e)))),
+        };
         let mut s = Source {
             path: path.to_path_buf(),
-            lines: recording::open(path)?.lines(),
-            next: None,
+            reader,
+            next,
             last_ns: 0,
-            line_no: 0,
         };
-        s.advance()?;
-        Ok(s)
+        if s.next.is_none() {
+            s.advance();
+        }
+        s
     }
 
-    /// Reads the next non-empty line into `next`.
-    fn advance(&mut self) -> io::Result<()> {
+    /// Reads the next non-empty line, bad line or stopping error into `next`.
+    fn advance(&mut self) {
         self.next = None;
-        for line in self.lines.by_ref() {
-            let line = line?;
-            self.line_no += 1;
-            let (ns, raw) = recording::split_line(&line);
+        let Some(r) = self.reader.as_mut() else {
+            return;
+        };
+        loop {
+            let (no, line) = match r.next_line() {
+                Ok(Some(x)) => x,
+                Ok(None) => break,
+                Err(e) => {
+                    self.next = Some((self.last_ns, r.line_no(), Item::Stopped(e)));
+                    break;
+                }
+            };
+            let line = match line {
+                Ok(l) => l,
+                Err(bad) => {
+                    self.next = Some((self.last_ns, no, Item::Bad(bad)));
+                    return;
+                }
+            };
+            let (ns, raw) = recording::split_line(line);
             if raw.trim().is_empty() {
                 continue;
             }
             let ns = ns.unwrap_or(self.last_ns);
             self.last_ns = ns;
-            self.next = Some((ns, raw.to_owned()));
-            break;
+            self.next = Some((ns, no, Item::Line(ns, raw.to_owned())));
+            return;
         }
-        Ok(())
+        self.reader = None;
     }
 }
-
-/// A line that could not be read: the file, the line number, why.
-type ReadError = (PathBuf, u64, io::Error);
 
 /// Merges several recordings by receive time (ties: file order, then line order).
 struct Merged {
@@ -89,33 +129,39 @@ struct Merged {
 }
 
 impl Merged {
-    fn next(&mut self) -> Option<Result<(u64, String), ReadError>> {
+    /// The next item of any recording: (its file, its line number, the item).
+    fn next(&mut self) -> Option<(&Path, u64, Item)> {
         let i = self
             .sources
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.next.as_ref().map(|(ns, _)| (*ns, i)))
+            .filter_map(|(i, s)| s.next.as_ref().map(|(ns, _, _)| (*ns, i)))
             .min()?
             .1;
         let s = &mut self.sources[i];
-        let item = s.next.take()?;
-        if let Err(e) = s.advance() {
-            let at = s.line_no;
-            let path = s.path.clone();
-            s.next = None;
-            return Some(Err((path, at, e)));
-        }
-        Some(Ok(item))
+        let (_, no, item) = s.next.take()?;
+        s.advance();
+        Some((&s.path, no, item))
     }
 }
 
-/// The subscription a Binance recording was made with, from its stream names.
-pub fn binance_subscription(paths: &[PathBuf]) -> io::Result<Subscription> {
+/// The subscription a Binance recording was made with, from its stream names in its first
+/// 100 000 lines. Unreadable files and bad lines are passed over here: the replay
+/// reports them.
+pub fn binance_subscription(paths: &[PathBuf]) -> Subscription {
     let mut symbols: Vec<String> = Vec::new();
     let mut channels: Vec<String> = Vec::new();
     for p in paths {
-        for line in recording::open(p)?.lines().take(SCAN_LINES) {
-            let line = line?;
+        let Ok(mut reader) = LineReader::open(p, DEFAULT_MAX_LINE_BYTES) else {
+            continue;
+        };
+        while let Ok(Some((no, line))) = reader.next_line() {
+            if no > SCAN_LINES {
+                break;
+            }
+            let Ok(line) = line else {
+                continue;
+            };
             let Some(at) = line.find("\"stream\":\"") else {
                 continue;
             };
@@ -135,11 +181,11 @@ pub fn binance_subscription(paths: &[PathBuf]) -> io::Result<Subscription> {
             }
         }
     }
-    Ok(Subscription {
+    Subscription {
         symbols,
         channels,
         book_depth: 0,
-    })
+    }
 }
 
 /// The venue of a recording from its directory (`…/binance/x.txt.gz`), as the bundled captures
@@ -195,38 +241,33 @@ impl FileCollector {
     }
 
     /// Replays every line, then ends the feed (dropping the queue tells the consumer).
+    ///
+    /// A bad line (not UTF-8, over [`DEFAULT_MAX_LINE_BYTES`]) or one the parser rejects is
+    /// logged as `file:line: reason`, counted in `parse_errors` and skipped. An error that stops
+    /// a file (it cannot be opened, an I/O error, a corrupt or truncated gzip) is logged naming
+    /// the file and counted in `files_failed` (`mdrelay replay` then exits 1); every line before
+    /// it, and the other files, are replayed.
     pub fn run(mut self) {
-        if let Err(e) = self.replay() {
-            tracing::error!(feed = %self.cfg.name, "replay stopped: {e}");
-            self.out
-                .feed_status(StatusCode::Disconnected, 0, &format!("replay stopped: {e}"));
-        }
+        self.replay();
         self.out.finish();
     }
 
-    fn replay(&mut self) -> io::Result<()> {
+    fn replay(&mut self) {
         let mut sub = self.cfg.subscription.clone();
         if self.cfg.venue == Venue::Binance && sub.symbols.is_empty() {
-            sub = binance_subscription(&self.paths)?;
+            sub = binance_subscription(&self.paths);
         }
         // Sets up parser state (Binance depth books); the requests themselves go nowhere.
         let _ = self.parser.subscribe_requests(&sub);
         let mut merged = Merged {
-            sources: self
-                .paths
-                .iter()
-                .map(|p| {
-                    Source::open(p)
-                        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
-                })
-                .collect::<io::Result<_>>()?,
+            sources: self.paths.iter().map(|p| Source::open(p)).collect(),
         };
         let (want, subs) = &self.wait_subscribers;
         if *want > 0 {
             tracing::info!(feed = %self.cfg.name, "waiting for {want} subscriber(s)");
             while subs.subscribers.get() < *want {
                 if self.stop.is_stopped() {
-                    return Ok(());
+                    return;
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -240,28 +281,45 @@ impl FileCollector {
             &format!("replay of {files} recording(s)"),
         );
         let started = Instant::now();
-        let mut first_ns: Option<u64> = None;
+        // Recorded time played so far (gaps capped at MAX_GAP_NS), and the last receive time.
+        let (mut played_ns, mut prev_ns): (u64, Option<u64>) = (0, None);
         let mut n: u64 = 0;
-        while let Some(item) = merged.next() {
-            let (recv_ns, raw) = match item {
-                Ok(x) => x,
-                Err((path, line, e)) => {
-                    self.out.stats().collector.parse_errors.inc();
-                    tracing::warn!(feed = %self.cfg.name, "{}:{line}: {e}", path.display());
-                    continue;
-                }
-            };
+        while let Some((path, line, item)) = merged.next() {
             n += 1;
             if n % 256 == 0 && (self.stop.is_stopped() || self.out.consumer_gone()) {
                 break;
             }
+            let (recv_ns, raw) = match item {
+                Item::Line(ns, raw) => (ns, raw),
+                Item::Bad(why) => {
+                    self.out.stats().collector.parse_errors.inc();
+                    tracing::warn!(feed = %self.cfg.name, "{}:{line}: {why}, skipped", path.display());
+                    continue;
+                }
+                Item::Stopped(e) => {
+                    self.out.stats().collector.files_failed.inc();
+                    let at = match line {
+                        0 => "before its first line".to_owned(),
+                        n => format!("after line {n}"),
+                    };
+                    tracing::error!(
+                        feed = %self.cfg.name,
+                        "{}: {e}; replay of this file stopped {at}",
+                        path.display()
+                    );
+                    continue;
+                }
+            };
             if self.speed > 0.0 {
-                let first = *first_ns.get_or_insert(recv_ns);
-                let due = Duration::from_secs_f64(
-                    recv_ns.saturating_sub(first) as f64 / 1e9 / self.speed,
-                );
-                self.pace(started + due);
+                let gap = recv_ns.saturating_sub(prev_ns.unwrap_or(recv_ns));
+                played_ns = played_ns.saturating_add(gap.min(MAX_GAP_NS));
+                prev_ns = Some(recv_ns);
+                let due = Duration::try_from_secs_f64(played_ns as f64 / 1e9 / self.speed)
+                    .ok()
+                    .and_then(|d| started.checked_add(d));
+                self.pace(due);
             }
+            let errors_before = self.out.stats().collector.parse_errors.get();
             let t_recv = clock::mono_ns();
             if self.cfg.venue == Venue::Binance
                 && raw.starts_with("{\"lastUpdateId\"")
@@ -290,6 +348,9 @@ impl FileCollector {
                     recv_ns,
                 );
             }
+            if self.out.stats().collector.parse_errors.get() > errors_before {
+                tracing::warn!(feed = %self.cfg.name, "{}:{line}: parse error, skipped", path.display());
+            }
             self.parser.drain_outgoing(&mut self.outgoing);
             self.outgoing.clear();
             self.parser
@@ -301,17 +362,18 @@ impl FileCollector {
         self.out.stats().collector.subscribed.set(0);
         self.out
             .feed_status(StatusCode::Disconnected, 0, "end of recording");
-        Ok(())
     }
 
-    /// Sleeps until `due` unless stopping (short sleeps so a stop is seen within 50 ms).
-    fn pace(&self, due: Instant) {
+    /// Sleeps until `due` (`None`: a time too far to represent, i.e. until a stop) unless
+    /// stopping (short sleeps so a stop is seen within 50 ms).
+    fn pace(&self, due: Option<Instant>) {
         loop {
             let now = Instant::now();
-            if now >= due || self.stop.is_stopped() {
+            if due.is_some_and(|d| now >= d) || self.stop.is_stopped() {
                 return;
             }
-            std::thread::sleep((due - now).min(Duration::from_millis(50)));
+            let left = due.map_or(Duration::MAX, |d| d - now);
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 }

@@ -11,6 +11,7 @@ mod config_errors;
 mod dashboard;
 mod e2e;
 mod faults;
+mod files;
 mod fuzz;
 mod hygiene;
 mod kraken_v2;

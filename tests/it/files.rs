@@ -125,12 +125,7 @@ fn replay(dir: &Path, venue: &str, files: &[&Path], flags: &[&str]) -> (Option<i
 
 /// (frames, errors) of `feed` in a replay's summary.
 fn summary_row(stderr: &str, feed: &str) -> (u64, u64) {
-    let row: Vec<&str> = stderr
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(feed))
-        .unwrap_or_else(|| panic!("{feed} row in {stderr}"))
-        .split_whitespace()
-        .collect();
+    let row = util::summary_row(stderr, feed);
     (row[1].parse().unwrap(), row[3].parse().unwrap())
 }
 

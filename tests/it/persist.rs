@@ -401,12 +401,7 @@ fn replay_command_reads_the_bundled_captures_of_every_venue() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("accounting balanced"), "{stderr}");
     for feed in ["binance", "coinbase", "kraken_v1"] {
-        let row: Vec<&str> = stderr
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(feed))
-            .unwrap_or_else(|| panic!("{feed} row in {stderr}"))
-            .split_whitespace()
-            .collect();
+        let row = util::summary_row(&stderr, feed);
         // feed frames control errors range events …
         assert_eq!(row[3], "0", "{feed}: no parse errors\n{stderr}");
         assert!(

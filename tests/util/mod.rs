@@ -399,3 +399,14 @@ pub fn binance_exchange(paused: bool) -> mdrelay::sim::ReplayExchange {
         paused,
     )
 }
+
+/// The columns of `feed`'s row in a summary `mdrelay run`/`replay` printed on stderr
+/// (`feed frames control errors range events relayed dropped refused …`).
+pub fn summary_row<'a>(stderr: &'a str, feed: &str) -> Vec<&'a str> {
+    stderr
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(feed))
+        .unwrap_or_else(|| panic!("{feed} row in {stderr}"))
+        .split_whitespace()
+        .collect()
+}

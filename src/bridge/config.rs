@@ -1,5 +1,5 @@
 //! The NATS bridge's configuration (`[nats]`; `mdrelay nats-bridge`, or started by `mdrelay run`
-//! when `enabled`), built by `crate::config::nats`.
+//! when `enabled`), built by the `config` module (`config/nats.rs`).
 //!
 //! Compiled with or without the `nats` feature, so a configuration file is valid (or invalid)
 //! the same way in every build; only `enabled = true` is refused by a build without the feature.

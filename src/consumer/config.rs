@@ -1,5 +1,5 @@
 //! The consumer's configuration: `[consumer]`, `[bars]` and which records go to CSV
-//! (`[writer] trades/quotes/bars`), built by [`crate::config`].
+//! (`[writer] trades/quotes/bars`), built by the `config` module.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! The query snapshot: what the consumer publishes for the query API (`GET /v1/instruments`,
-//! `/v1/ticker`, `/v1/bars`, `/v1/book`, answered by [`crate::serve::query`] on the `http`
+//! `/v1/ticker`, `/v1/bars`, `/v1/book`, answered by the `serve` stage's query handlers on the `http`
 //! thread).
 //!
 //! The consumer owns the live state (cache, bar builders). Every `[http] snapshot_interval_ms` it

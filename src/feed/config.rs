@@ -1,5 +1,5 @@
 //! A feed's configuration (`[feeds.NAME]` over `[feed_defaults]`), built by
-//! [`crate::config`]; `mdrelay replay` builds its file feeds with [`FeedConfig::replay`].
+//! the `config` module; `mdrelay replay` builds its file feeds with [`FeedConfig::replay`].
 
 use std::path::PathBuf;
 use std::time::Duration;

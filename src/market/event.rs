@@ -2,7 +2,7 @@
 //!
 //! Prices and sizes are fixed-point `i64` (see [`crate::market::fixed`]); timestamps are ns since the
 //! Unix epoch. Events borrow (book levels, status detail) so a parser can hand them to its sink
-//! without allocating; whoever keeps one encodes it into a frame ([`crate::wire::protocol`]).
+//! without allocating; whoever keeps one encodes it into a frame (the `wire` stage's protocol).
 //!
 //! Pure data; any thread.
 

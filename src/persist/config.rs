@@ -1,5 +1,5 @@
 //! The persistence threads' configuration: CSV (`[writer]`) and raw recording
-//! (`[recording]`), built by [`crate::config`].
+//! (`[recording]`), built by the `config` module.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -66,7 +66,7 @@ pub enum Backpressure {
     /// Overwrite the oldest queued frame (ring transport only).
     DropOldest,
     /// Quotes: keep only the latest per instrument until there is room (see
-    /// [`crate::feed::publisher`]); everything else behaves as `Block`.
+    /// the feed's publisher); everything else behaves as `Block`.
     Conflate,
 }
 

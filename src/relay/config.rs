@@ -1,4 +1,4 @@
-//! The relay socket's configuration (`[relay]`), built by [`crate::config`].
+//! The relay socket's configuration (`[relay]`), built by the `config` module.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The HTTP endpoint's configuration (`[http]`), built by [`crate::config`].
+//! The HTTP endpoint's configuration (`[http]`), built by the `config` module.
 
 use std::net::SocketAddr;
 use std::time::Duration;

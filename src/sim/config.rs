@@ -1,4 +1,4 @@
-//! The embedded replay exchange's configuration (`[replay]`), built by [`crate::config`].
+//! The embedded replay exchange's configuration (`[replay]`), built by the `config` module.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

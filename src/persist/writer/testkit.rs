@@ -1,5 +1,10 @@
 //! What the writer's unit tests share: a fast configuration, record builders, a CSV loader and
 //! the accounting check (`sent = received = rows_written + dropped_io + dropped_unknown`).
+//!
+//! Tests only (declared `#[cfg(test)] mod testkit`): its `unwrap()`s are test failure reports,
+//! never on a runtime path.
+
+#![cfg(test)]
 
 use std::fs;
 use std::path::Path;

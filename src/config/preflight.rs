@@ -97,38 +97,34 @@ fn writable_dir(key: &str, dir: &Path) -> Result<(), ConfigError> {
         } else {
             a
         };
+        // What is wrong with `a`, said of `dir` itself or of the ancestor that stops its creation.
+        let refuse = |why: String| {
+            let message = if a == dir {
+                format!("`{}` {why}", a.display())
+            } else {
+                format!(
+                    "`{}` cannot be created: `{}` {why}",
+                    dir.display(),
+                    a.display()
+                )
+            };
+            invalid(key, message)
+        };
         match std::fs::metadata(a) {
             Ok(m) if m.is_dir() => {
                 return rustix::fs::access(a, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| {
                     let e = std::io::Error::from(e);
-                    invalid(
-                        key,
-                        if a == dir {
-                            format!("directory `{}` is not writable: {e}", a.display())
-                        } else {
-                            format!(
-                                "`{}` cannot be created: `{}` is not writable: {e}",
-                                dir.display(),
-                                a.display()
-                            )
-                        },
-                    )
+                    if a == dir {
+                        invalid(
+                            key,
+                            format!("directory `{}` is not writable: {e}", a.display()),
+                        )
+                    } else {
+                        refuse(format!("is not writable: {e}"))
+                    }
                 });
             }
-            Ok(_) => {
-                return Err(invalid(
-                    key,
-                    if a == dir {
-                        format!("`{}` is not a directory", a.display())
-                    } else {
-                        format!(
-                            "`{}` cannot be created: `{}` is not a directory",
-                            dir.display(),
-                            a.display()
-                        )
-                    },
-                ))
-            }
+            Ok(_) => return Err(refuse("is not a directory".to_owned())),
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
             Err(e) => return Err(invalid(key, format!("`{}`: {e}", a.display()))),
         }

@@ -2,22 +2,14 @@
 //! key before anything starts (issue 17, defect 10).
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::util;
 
 /// `mdrelay run` in the repository with `sets`, the default socket directory under `runtime` and
 /// nothing inherited from the test's environment: exit code and stderr.
 fn run(runtime: &Path, sets: &[String]) -> (Option<i32>, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mdrelay"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .env_remove("MDRELAY_ENV")
-        .env("XDG_RUNTIME_DIR", runtime)
-        .arg("run");
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MDRELAY__")) {
-        c.env_remove(k);
-    }
+    let mut c = util::mdrelay_in(runtime);
+    c.arg("run");
     for s in sets {
         c.arg("--set").arg(s);
     }

@@ -9,22 +9,6 @@ use mdrelay::config::{self, Sources};
 
 use crate::util;
 
-/// `mdrelay` in the repository (the bundled captures are relative to it), with no logging,
-/// colour or configuration variables inherited from the test's environment, and the default
-/// socket directory under `runtime`.
-fn mdrelay(runtime: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mdrelay"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .env_remove("NO_COLOR")
-        .env_remove("MDRELAY_ENV")
-        .env("XDG_RUNTIME_DIR", runtime);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MDRELAY__")) {
-        c.env_remove(k);
-    }
-    c
-}
-
 /// Runs `cmd` with stderr redirected to a file (not a pipe, not a terminal); its status, stdout
 /// and the file's bytes.
 fn with_stderr_in_file(mut cmd: Command, dir: &Path) -> (Output, Vec<u8>) {
@@ -39,7 +23,7 @@ fn with_stderr_in_file(mut cmd: Command, dir: &Path) -> (Output, Vec<u8>) {
 /// `mdrelay replay --max` of the small Kraken trade capture, on a socket in `dir`, nothing
 /// written to disk, plus `extra` flags.
 fn short_replay(dir: &Path, extra: &[&str]) -> Command {
-    let mut c = mdrelay(dir);
+    let mut c = util::mdrelay_in(dir);
     c.args(["replay", "--max", "data/kraken_v1/trade_20210417.txt.gz"])
         .args(["--set", "http.enabled=false"])
         .args(["--set", "consumer.idle=\"park\""])
@@ -65,7 +49,7 @@ fn a_redirected_log_has_no_colour_escapes() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, log) = with_stderr_in_file(
         {
-            let mut c = mdrelay(tmp.path());
+            let mut c = util::mdrelay_in(tmp.path());
             c.arg("check-config").stdout(Stdio::null());
             c
         },
@@ -141,7 +125,7 @@ fn json_format_makes_every_stderr_line_a_json_object() {
 
 /// `mdrelay check-config` with `args`: exit code, stdout, stderr.
 fn check_config(runtime: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = mdrelay(runtime)
+    let out = util::mdrelay_in(runtime)
         .arg("check-config")
         .args(args)
         .output()
@@ -201,7 +185,11 @@ fn check_config_and_run_refuse_the_same_bad_configurations_naming_the_key() {
     assert!(stderr.contains("writer.data_dir"), "{stderr}");
     assert!(stderr.contains("is not a directory"), "{stderr}");
     // `run` fails at start-up with the same message, before anything starts.
-    let out = mdrelay(tmp.path()).arg("run").args(&sets).output().unwrap();
+    let out = util::mdrelay_in(tmp.path())
+        .arg("run")
+        .args(&sets)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(text(&out.stderr), stderr, "run and check-config agree");
     assert!(

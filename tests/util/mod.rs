@@ -410,3 +410,19 @@ pub fn summary_row<'a>(stderr: &'a str, feed: &str) -> Vec<&'a str> {
         .split_whitespace()
         .collect()
 }
+
+/// The `mdrelay` binary run in the repository (the bundled captures are relative to it), with no
+/// logging, colour or configuration variables inherited from the test's environment, and the
+/// default socket directory under `runtime`.
+pub fn mdrelay_in(runtime: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mdrelay"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env_remove("MDRELAY_ENV")
+        .env("XDG_RUNTIME_DIR", runtime);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MDRELAY__")) {
+        c.env_remove(k);
+    }
+    c
+}

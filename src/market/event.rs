@@ -90,6 +90,73 @@ impl Quote {
     };
 }
 
+/// Mark price, index price and funding of a derivative instrument (Binance futures
+/// `markPriceUpdate`, OKX `mark-price` / `funding-rate`, Bybit linear/inverse `tickers`). Any
+/// field a venue's message does not carry is [`ABSENT`] (prices, rate) or `None` (times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// Mark price, fixed-point 1e-8, or [`ABSENT`].
+    pub mark_price: i64,
+    /// Index price, fixed-point 1e-8, or [`ABSENT`].
+    pub index_price: i64,
+    /// Estimated settle price (Binance `P`), fixed-point 1e-8, or [`ABSENT`].
+    pub settle_price: i64,
+    /// Funding rate per funding interval, fixed-point 1e-18 ([`crate::market::fixed::parse_rate`]),
+    /// or [`ABSENT`] (delivery futures have none).
+    pub funding_rate: i64,
+    /// When the next funding happens, ns since epoch.
+    pub next_funding_ns: Option<u64>,
+    /// Venue's timestamp of the message, ns since epoch.
+    pub exchange_ts_ns: Option<u64>,
+}
+
+/// Status of a liquidation order as the venue reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum LiquidationStatus {
+    /// The venue does not say, or says something else.
+    Unknown = 0,
+    /// Accepted, nothing filled yet.
+    New = 1,
+    /// Partly filled.
+    PartiallyFilled = 2,
+    /// Completely filled.
+    Filled = 3,
+    /// Cancelled or expired with the rest unfilled.
+    Canceled = 4,
+}
+
+/// A liquidation (forced) order (Binance futures `forceOrder`, OKX `liquidation-orders`, Bybit
+/// `allLiquidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liquidation {
+    /// Side of the liquidation *order*: [`Side::Sell`] means a long position was closed.
+    pub side: Side,
+    /// Order price, fixed-point 1e-8.
+    pub price: i64,
+    /// Average fill price, fixed-point 1e-8, or [`ABSENT`].
+    pub avg_price: i64,
+    /// Order quantity as the venue sends it (base units, or contracts on COIN-M), fixed-point 1e-8.
+    pub size: i64,
+    /// Quantity filled so far, fixed-point 1e-8, or [`ABSENT`].
+    pub filled_size: i64,
+    /// Order status.
+    pub status: LiquidationStatus,
+    /// Venue's timestamp (trade time), ns since epoch.
+    pub exchange_ts_ns: Option<u64>,
+}
+
+/// Open interest of a derivative instrument (REST poll or a venue stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenInterest {
+    /// Open interest as the venue sends it (base units, or contracts on COIN-M), fixed-point 1e-8.
+    pub open_interest: i64,
+    /// Its value in the quote currency, fixed-point 1e-8, or [`ABSENT`].
+    pub value: i64,
+    /// Venue's timestamp, ns since epoch.
+    pub exchange_ts_ns: Option<u64>,
+}
+
 /// One price level: size 0 in a delta removes the level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Level {

@@ -1,5 +1,6 @@
 //! Exact fixed-point decimals: every price and size in mdrelay is an `i64` count of
-//! 10⁻⁸ units (scale [`SCALE`] = 100 000 000), parsed straight from the exchange's decimal text.
+//! 10⁻⁸ units (scale [`SCALE`] = 100 000 000), parsed straight from the exchange's decimal text;
+//! rates (funding) are counts of 10⁻¹⁸ ([`parse_rate`], [`Rate`]).
 //!
 //! No `f64` is involved anywhere: `"2683.80000000"` becomes `268_380_000_000` by a digit loop, and
 //! formatting goes back to the shortest exact decimal string (`"2683.8"`). A value that cannot be
@@ -29,7 +30,7 @@ pub enum FixedError {
     #[error("non-zero digits beyond the 8th decimal place")]
     Precision,
     /// The magnitude does not fit in an i64 of 10⁻⁸ units.
-    #[error("value out of range for i64 fixed-point (scale 1e-8)")]
+    #[error("value out of range for i64 fixed-point")]
     OutOfRange,
 }
 
@@ -40,6 +41,24 @@ pub enum FixedError {
 /// still be exact.
 #[inline]
 pub fn parse(s: &str) -> Result<i64, FixedError> {
+    parse_scaled::<DECIMALS>(s)
+}
+
+/// Decimal places of a rate (funding rates): [`parse_rate`] values are `i64` counts of 10⁻¹⁸.
+/// Venues send funding rates with up to 16 decimals (OKX), beyond what prices need; the range,
+/// ±9.2, is ample for a rate per funding interval.
+pub const RATE_DECIMALS: u32 = 18;
+
+/// Parses a rate (a funding rate such as `"0.0000597393178553"`) into units of 10⁻¹⁸, exactly,
+/// with the same syntax and refusals as [`parse`].
+#[inline]
+pub fn parse_rate(s: &str) -> Result<i64, FixedError> {
+    parse_scaled::<RATE_DECIMALS>(s)
+}
+
+/// [`parse`] into units of 10^-`D` (`D` ≤ 18).
+#[inline(always)]
+fn parse_scaled<const D: u32>(s: &str) -> Result<i64, FixedError> {
     let b = s.as_bytes();
     let (neg, mut i) = match b.first() {
         Some(b'-') => (true, 1),
@@ -64,7 +83,7 @@ pub fn parse(s: &str) -> Result<i64, FixedError> {
     if i < b.len() && b[i] == b'.' {
         i += 1;
         while i < b.len() && b[i].is_ascii_digit() {
-            if frac_digits < DECIMALS + 10 {
+            if frac_digits < 18 {
                 // Keep up to 18 fraction digits exactly; an exponent may shift them back into range.
                 acc = acc
                     .checked_mul(10)
@@ -118,7 +137,7 @@ pub fn parse(s: &str) -> Result<i64, FixedError> {
         return Err(FixedError::Precision);
     }
     // value = acc * 10^(exp - frac_digits); we want value * 10^DECIMALS.
-    let shift = exp + DECIMALS as i32 - frac_digits as i32;
+    let shift = exp + D as i32 - frac_digits as i32;
     let mut v = acc;
     if shift >= 0 {
         for _ in 0..shift {
@@ -168,7 +187,12 @@ impl fmt::Display for Decimal {
 /// Writes `mag` units of 10⁻⁸ (with a `-` when `negative`) as the shortest exact decimal.
 /// Shared by [`Decimal`] and wider sums such as bar volumes.
 pub fn write_scaled(f: &mut fmt::Formatter<'_>, negative: bool, mag: u128) -> fmt::Result {
-    let scale = SCALE as u128;
+    write_places(f, negative, mag, DECIMALS)
+}
+
+/// Writes `mag` units of 10^-`places` (with a `-` when `negative`) as the shortest exact decimal.
+fn write_places(f: &mut fmt::Formatter<'_>, negative: bool, mag: u128, places: u32) -> fmt::Result {
+    let scale = 10u128.pow(places);
     let int = mag / scale;
     let mut frac = mag % scale;
     if negative {
@@ -176,7 +200,7 @@ pub fn write_scaled(f: &mut fmt::Formatter<'_>, negative: bool, mag: u128) -> fm
     }
     write!(f, "{int}")?;
     if frac != 0 {
-        let mut width = DECIMALS as usize;
+        let mut width = places as usize;
         while frac % 10 == 0 {
             frac /= 10;
             width -= 1;
@@ -184,6 +208,31 @@ pub fn write_scaled(f: &mut fmt::Formatter<'_>, negative: bool, mag: u128) -> fm
         write!(f, ".{frac:0width$}")?;
     }
     Ok(())
+}
+
+/// Displays a rate ([`parse_rate`], units of 10⁻¹⁸) as its shortest exact decimal string;
+/// [`ABSENT`] displays as the empty string.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub i64);
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == ABSENT {
+            return Ok(());
+        }
+        write_places(
+            f,
+            self.0 < 0,
+            u128::from(self.0.unsigned_abs()),
+            RATE_DECIMALS,
+        )
+    }
+}
+
+impl fmt::Debug for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 impl fmt::Debug for Decimal {
@@ -296,7 +345,26 @@ mod tests {
         assert_eq!(parse_u64("18446744073709551616"), None);
     }
 
+    #[test]
+    fn rates_keep_sixteen_decimals() {
+        assert_eq!(parse_rate("0.0000597393178553"), Ok(59_739_317_855_300));
+        assert_eq!(parse_rate("-0.00010000"), Ok(-100_000_000_000_000));
+        assert_eq!(
+            parse_rate("0.0000000000000000001"),
+            Err(FixedError::Precision)
+        );
+        assert_eq!(parse_rate("10"), Err(FixedError::OutOfRange));
+        assert_eq!(Rate(59_739_317_855_300).to_string(), "0.0000597393178553");
+        assert_eq!(Rate(-100_000_000_000_000).to_string(), "-0.0001");
+        assert_eq!(Rate(ABSENT).to_string(), "");
+    }
+
     proptest::proptest! {
+        #[test]
+        fn rate_display_then_parse_round_trips(v in (i64::MIN + 1)..=i64::MAX) {
+            proptest::prop_assert_eq!(parse_rate(&Rate(v).to_string()), Ok(v));
+        }
+
         #[test]
         fn display_then_parse_round_trips(v in (i64::MIN + 1)..=i64::MAX) {
             proptest::prop_assert_eq!(parse(&Decimal(v).to_string()), Ok(v));

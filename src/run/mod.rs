@@ -296,6 +296,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     // Before any thread starts, so a port in use fails start-up cleanly.
     let http = match (&cfg.http, query) {
         (Some(h), Some((q, _))) => {
+            let http_counters = Arc::new(http::HttpCounters::default());
             let router = http::Router::new(MetricsSources {
                 feeds: metric_feeds,
                 relay: relay_counters.clone(),
@@ -305,12 +306,19 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                 analytics: analytics_counters.clone(),
                 writer: writer_stats.clone(),
                 recorder: recorder_stats.clone(),
+                http: http_counters.clone(),
             })
             .with_fallback(Box::new(move |req| query::handle(&q, req)));
             let core = core_for(&cfg.threads, http::THREAD_NAME);
             Some(
-                http::start(h.listen, Arc::new(router), stop.clone(), core)
-                    .map_err(StartError::Http)?,
+                http::start(
+                    h.server_options(),
+                    Arc::new(router),
+                    http_counters,
+                    stop.clone(),
+                    core,
+                )
+                .map_err(StartError::Http)?,
             )
         }
         _ => None,

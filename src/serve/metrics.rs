@@ -33,6 +33,7 @@ use crate::persist::recorder::RecorderStats;
 use crate::persist::writer::WriterStats;
 use crate::queue::QueueMonitor;
 use crate::relay::subscribers::SubscriberStats;
+use crate::serve::server::HttpCounters;
 
 pub use super::health::{health, DEFAULT_STALE_AFTER};
 
@@ -81,6 +82,8 @@ pub struct MetricsSources {
     pub writer: Option<Arc<WriterStats>>,
     /// Raw recorder counters, when a feed records.
     pub recorder: Option<Arc<RecorderStats>>,
+    /// The HTTP server's own counters (written by the `http` thread).
+    pub http: Arc<HttpCounters>,
 }
 
 /// Seconds (as f64) from nanoseconds.
@@ -563,6 +566,7 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
     if let Some(r) = &src.recorder {
         o.table(RECORDER, &**r);
     }
+    o.table(HTTP, &src.http);
 
     if let Some(p) = src.published.try_lock_for(PUBLISHED_LOCK_TIMEOUT) {
         for (name, help, hs) in [
@@ -653,6 +657,46 @@ const SUBSCRIBER: &[SubscriberMetric] = &[
 type Metric<T> = (&'static str, Kind, &'static str, fn(&T) -> u64);
 
 type AnalyticsMetric = Metric<AnalyticsCounters>;
+
+/// The HTTP server's counters (`src/serve/server.rs`).
+const HTTP: &[Metric<HttpCounters>] = &[
+    (
+        "mdrelay_http_connections_total",
+        Kind::Counter,
+        "HTTP connections accepted and served (refused ones not included).",
+        |h| h.accepted.get(),
+    ),
+    (
+        "mdrelay_http_refused_connections_total",
+        Kind::Counter,
+        "HTTP connections refused with 503 because http.max_connections were open.",
+        |h| h.refused.get(),
+    ),
+    (
+        "mdrelay_http_timeouts_total",
+        Kind::Counter,
+        "HTTP connections closed at http.request_deadline_ms (request or response unfinished).",
+        |h| h.timed_out.get(),
+    ),
+    (
+        "mdrelay_http_requests_total",
+        Kind::Counter,
+        "HTTP request heads answered, whatever the status.",
+        |h| h.requests.get(),
+    ),
+    (
+        "mdrelay_http_bad_requests_total",
+        Kind::Counter,
+        "HTTP request heads answered 400 (not HTTP, bad target) or 431 (too large).",
+        |h| h.bad_requests.get(),
+    ),
+    (
+        "mdrelay_http_open_connections",
+        Kind::Gauge,
+        "HTTP connections open now (at most http.max_connections).",
+        |h| h.open.get(),
+    ),
+];
 
 /// Bars and query snapshot counters.
 const ANALYTICS: &[AnalyticsMetric] = &[
@@ -846,6 +890,7 @@ pub(crate) mod tests {
             analytics: Arc::default(),
             writer: None,
             recorder: None,
+            http: Arc::default(),
         }
     }
 

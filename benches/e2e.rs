@@ -484,10 +484,10 @@ impl Pipeline for RelayPipeline {
     fn window_start(&mut self) {
         // The consumer publishes every 500 ms: the window starts at its first publication after
         // the warm-up, so no warm-up sample is in it.
-        let before = self.published.lock().latency_total[0].len();
+        let before = self.published.load().latency_total[0].len();
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            let p = self.published.lock();
+            let p = self.published.load();
             if p.latency_total[0].len() != before || Instant::now() > deadline {
                 self.at_window_start = Some(p.latency_total[0].clone());
                 return;
@@ -510,7 +510,7 @@ impl Pipeline for RelayPipeline {
             r.shutdown();
         }
         source.stop();
-        let mut total = self.published.lock().latency_total[0].clone();
+        let mut total = self.published.load().latency_total[0].clone();
         if let Some(start) = &self.at_window_start {
             total.subtract(start).expect("window histogram");
         }

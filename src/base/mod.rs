@@ -9,6 +9,8 @@
 //! - `log`: the `[log]` section (text or JSON lines, level) and when text lines carry colour.
 //! - `stats`: single-writer atomic counters and the per-thread counter structs.
 //! - `netutil`: small socket helpers.
+//! - `publication`: a value one thread publishes and others read with no lock the writer can
+//!   find busy (the consumer's snapshots).
 //! - `testutil` (tests only): paths of the bundled fixtures.
 
 pub mod affinity;
@@ -16,6 +18,7 @@ pub mod backoff;
 pub mod clock;
 pub mod log;
 pub mod netutil;
+pub mod publication;
 pub mod ratelimit;
 pub mod stats;
 pub mod timefmt;

@@ -102,6 +102,8 @@ pub struct RawHttp {
     pub(super) listen: String,
     pub(super) snapshot_interval_ms: u64,
     pub(super) book_depth: u64,
+    pub(super) request_deadline_ms: u64,
+    pub(super) max_connections: u64,
 }
 
 /// `[bars]` as written.

@@ -480,6 +480,19 @@ fn http(h: &RawHttp) -> Result<Option<HttpConfig>, ConfigError> {
         60_000,
     )?;
     let book_depth = range("http.book_depth", h.book_depth, 1, 5000, "levels")? as usize;
+    let request_deadline = ms(
+        "http.request_deadline_ms",
+        h.request_deadline_ms,
+        100,
+        600_000,
+    )?;
+    let max_connections = range(
+        "http.max_connections",
+        h.max_connections,
+        1,
+        65_536,
+        "connections",
+    )? as usize;
     if !h.enabled {
         return Ok(None);
     }
@@ -493,6 +506,8 @@ fn http(h: &RawHttp) -> Result<Option<HttpConfig>, ConfigError> {
         listen,
         snapshot_interval,
         book_depth,
+        request_deadline,
+        max_connections,
     }))
 }
 

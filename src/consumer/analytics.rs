@@ -6,8 +6,8 @@
 //! fixed-offset decode, one [`BarBuilder::on_trade`] and a non-blocking `try_send` to the writer;
 //! a bar that closes is encoded once, relayed to subscribers as a Bar frame right after the
 //! trade that closed it, persisted and kept for the query API. Nothing here blocks: the writer
-//! queue is bounded and a full queue is counted, the query snapshot is published with
-//! `try_lock` (see [`crate::consumer::snapshot`]).
+//! queue is bounded and a full queue is counted, the query snapshot is a lock-free
+//! publication (see [`crate::consumer::snapshot`]).
 //!
 //! Records that are not persisted (writer queue full, disk errors in the writer, raw recorder
 //! queue full) are summed and reported to subscribers as one `not_persisted` status at most once
@@ -71,7 +71,8 @@ pub struct AnalyticsCounters {
     pub rejected_trades: Counter,
     /// Query snapshots published.
     pub snapshots_published: Counter,
-    /// Query snapshot publishes skipped because the HTTP thread held the lock.
+    /// Query snapshot publishes skipped: always 0 since the snapshot is a lock-free publication
+    /// (kept so dashboards that plot it keep working).
     pub snapshots_skipped: Counter,
     /// `not_persisted` status frames sent.
     pub not_persisted_reports: Counter,

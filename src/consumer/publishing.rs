@@ -3,9 +3,8 @@
 //! the shared [`QueryState`](crate::consumer::snapshot::QueryState).
 //!
 //! Runs on the consumer thread, inside [`Analytics`](super::analytics::Analytics). Never waits
-//! on the HTTP thread: a publish takes the snapshot with `try_lock` and, when the lock is held,
-//! skips the turn and keeps what changed for the next one (only the final publish at shutdown
-//! waits).
+//! on the HTTP thread: a publish writes a new version of the lock-free snapshot, which no reader
+//! can hold up.
 
 use std::time::Duration;
 
@@ -92,11 +91,8 @@ impl Publishing {
         let Some(q) = &self.query else {
             return;
         };
-        let guard = if force { Some(q.lock()) } else { q.try_lock() };
-        let Some(mut s) = guard else {
-            counters.snapshots_skipped.inc();
-            return;
-        };
+        let _ = force; // a publication never waits, at shutdown or not
+        let mut s = q.write();
         for (id, venue, symbol, feed) in self.pending_defs.drain(..) {
             let name = self.feed_names.get(feed).map_or("", String::as_str);
             s.define(id, &venue, &symbol, name);

@@ -3,19 +3,20 @@
 //! thread).
 //!
 //! The consumer owns the live state (cache, bar builders). Every `[http] snapshot_interval_ms` it
-//! copies what changed since the last time into [`QueryState`] behind a `parking_lot` mutex it
-//! only ever `try_lock`s: when a handler holds the lock, the consumer skips that publish and
-//! carries the changes to the next one, so it never waits for the HTTP thread. Handlers hold the
-//! lock only to copy out what they answer, and serialize after releasing it. Closed bars are
-//! appended to the snapshot's own bounded history (`[bars] history_bars` per interval), so a
-//! publish costs what changed, not the whole history.
+//! writes what changed since the last time into a new version of [`QueryState`], published
+//! through a lock-free [`Publication`]: handlers load the current version and answer from it
+//! for as long as they like, and the consumer never waits for them nor skips a publish because of
+//! them. A version is cheap to copy: instruments, their closed-bar histories and the name index
+//! sit behind `Arc`s shared between versions, and a publish copies only the instruments that
+//! changed (and a history only when a bar of it closed). Closed bars are appended to the
+//! snapshot's own bounded history (`[bars] history_bars` per interval).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
+use crate::base::publication::Publication;
 use crate::market::bars::{Bar, SessionStats};
 use crate::market::event::{Level, Quote, Trade};
 use crate::market::instrument::InstrumentId;
@@ -58,21 +59,25 @@ pub struct InstrumentView {
     pub session: SessionStats,
     /// The bars still open, one per interval that has one.
     pub open_bars: Vec<Bar>,
-    /// Closed bars per configured interval (same order), oldest first, bounded.
-    pub history: Vec<VecDeque<Bar>>,
+    /// Closed bars per configured interval (same order), oldest first, bounded; shared with
+    /// the other versions until a bar of that interval closes.
+    pub history: Vec<Arc<VecDeque<Bar>>>,
     /// The book, for instruments with book frames.
     pub book: Option<BookView>,
 }
 
-/// What the consumer publishes; read by the handlers.
-#[derive(Debug, Default)]
+/// (venue, symbol) → index in [`QueryState::instruments`].
+type NameIndex = FxHashMap<(Box<str>, Box<str>), usize>;
+
+/// What the consumer publishes; read by the handlers. Cloning it copies pointers only.
+#[derive(Debug, Default, Clone)]
 pub struct QueryState {
-    /// Instruments in definition order.
-    pub instruments: Vec<InstrumentView>,
-    /// (venue, symbol) → index in `instruments`.
-    by_name: FxHashMap<(Box<str>, Box<str>), usize>,
-    /// id → index in `instruments`.
-    by_id: FxHashMap<InstrumentId, usize>,
+    /// Instruments in definition order; each shared with the other versions until it changes.
+    pub instruments: Vec<Arc<InstrumentView>>,
+    /// (venue, symbol) → index in `instruments`; shared until an instrument is defined.
+    by_name: Arc<NameIndex>,
+    /// id → index in `instruments`; shared until an instrument is defined.
+    by_id: Arc<FxHashMap<InstrumentId, usize>>,
     /// Bar intervals, ns, in configuration order.
     pub intervals_ns: Vec<u64>,
     /// Closed bars kept per instrument and interval.
@@ -83,8 +88,8 @@ pub struct QueryState {
     pub published_ns: u64,
 }
 
-/// Shared handle to the query snapshot.
-pub type SharedQuery = Arc<Mutex<QueryState>>;
+/// Shared handle to the query snapshot: loaded by handlers, written by the consumer.
+pub type SharedQuery = Arc<Publication<QueryState>>;
 
 impl QueryState {
     /// An empty snapshot for bars of `intervals_ns`, keeping `history_bars` closed bars each
@@ -104,7 +109,7 @@ impl QueryState {
             return;
         }
         let i = self.instruments.len();
-        self.instruments.push(InstrumentView {
+        self.instruments.push(Arc::new(InstrumentView {
             id,
             venue: venue.into(),
             symbol: symbol.into(),
@@ -113,17 +118,17 @@ impl QueryState {
             quote: None,
             session: SessionStats::default(),
             open_bars: Vec::new(),
-            history: self.intervals_ns.iter().map(|_| VecDeque::new()).collect(),
+            history: self.intervals_ns.iter().map(|_| Arc::default()).collect(),
             book: None,
-        });
-        self.by_id.insert(id, i);
-        self.by_name.insert((venue.into(), symbol.into()), i);
+        }));
+        Arc::make_mut(&mut self.by_id).insert(id, i);
+        Arc::make_mut(&mut self.by_name).insert((venue.into(), symbol.into()), i);
     }
 
-    /// The instrument with `id`.
+    /// The instrument with `id`, copied out of the versions it was shared with.
     pub fn get_mut(&mut self, id: InstrumentId) -> Option<&mut InstrumentView> {
         let i = *self.by_id.get(&id)?;
-        self.instruments.get_mut(i)
+        self.instruments.get_mut(i).map(Arc::make_mut)
     }
 
     /// Appends a closed bar to its instrument's history (oldest dropped beyond the bound).
@@ -137,6 +142,7 @@ impl QueryState {
                 if cap == 0 {
                     return;
                 }
+                let h = Arc::make_mut(h);
                 if h.len() >= cap {
                     h.pop_front();
                 }
@@ -148,6 +154,6 @@ impl QueryState {
     /// The instrument `venue`/`symbol` names, if it has been defined.
     pub fn find(&self, venue: &str, symbol: &str) -> Option<&InstrumentView> {
         let i = *self.by_name.get(&(Box::from(venue), Box::from(symbol)))?;
-        self.instruments.get(i)
+        self.instruments.get(i).map(|v| &**v)
     }
 }

@@ -8,8 +8,8 @@
 //! park on the queues with a timeout, or park only), so it is usually awake when a frame lands.
 //!
 //! It takes no lock on the hot path: counters are single-writer atomics and the latency
-//! histograms are published to other threads with `try_lock` at most once per
-//! [`PUBLISH_INTERVAL`], skipping a turn rather than waiting.
+//! histograms are published to other threads once per [`PUBLISH_INTERVAL`] through a lock-free
+//! [`Publication`] that no reader can make it skip or wait for.
 //!
 //! Shutdown: once the stop flag is set and every collector has dropped its producer, the
 //! consumer empties every queue, writes what subscribers still have pending (up to the drain
@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use hdrhistogram::Histogram;
-use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
 use crate::base::clock;
+use crate::base::publication::Publication;
 use crate::base::stats::{FeedStats, RelayCounters, StopFlag};
 use crate::consumer::analytics::Analytics;
 use crate::consumer::config::{ConsumerConfig, IdleStrategy};
@@ -90,8 +90,9 @@ impl Published {
     }
 }
 
-/// Cheap shared handle to what the consumer publishes.
-pub type SharedPublished = Arc<Mutex<Published>>;
+/// Cheap shared handle to what the consumer publishes: readers load it without a lock, so they
+/// never make the consumer skip a publication.
+pub type SharedPublished = Arc<Publication<Published>>;
 
 /// What the consumer reads, and what wakes it or tells it to finish.
 #[derive(Debug)]
@@ -279,7 +280,7 @@ impl Consumer {
                 next_heartbeat = now + self.heartbeat_interval_ns;
             }
             if now >= next_publish {
-                self.publish(false);
+                self.publish();
                 next_publish = now + PUBLISH_INTERVAL.as_nanos() as u64;
             }
             if now >= next_bar_timer {
@@ -306,7 +307,7 @@ impl Consumer {
                 .min(next_snapshot);
             self.wait(next_timer.saturating_sub(now));
         }
-        self.publish(true);
+        self.publish();
         let writer = self.analytics.finish(&mut self.cache, &mut self.subs);
         let unfinished = self
             .subs
@@ -450,15 +451,10 @@ impl Consumer {
         waker.park_timeout(timeout, || self.has_work());
     }
 
-    /// Moves the interval histograms into the shared snapshot, unless another thread holds it
-    /// (then they keep accumulating and go next time). `force` waits for the lock (shutdown).
-    fn publish(&mut self, force: bool) {
-        let guard = if force {
-            Some(self.published.lock())
-        } else {
-            self.published.try_lock()
-        };
-        let Some(mut p) = guard else { return };
+    /// Moves the interval histograms into a new version of the shared snapshot; readers never
+    /// hold it up.
+    fn publish(&mut self) {
+        let mut p = self.published.write();
         for (total, h) in p.parse_total.iter_mut().zip(&mut self.parse) {
             let _ = total.add(&*h);
             h.reset();

@@ -20,9 +20,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use parking_lot::Mutex;
-
 use crate::base::affinity::{core_for, pin_current_thread};
+use crate::base::publication::Publication;
 use crate::base::stats::{AcceptCounters, FeedStats, RelayCounters, StopFlag};
 use crate::config::{Config, FeedConfig, FeedSource};
 use crate::consumer::analytics::{Analytics, AnalyticsCounters};
@@ -130,8 +129,8 @@ pub struct Running {
     recorder: Option<Recorder>,
     recorder_stats: Option<Arc<RecorderStats>>,
     started: Instant,
-    /// (time, total events relayed) at the last status line.
-    last_status: (Instant, u64),
+    /// (time, total events relayed, publication version of the latency) at the last status line.
+    last_status: (Instant, u64, u64),
 }
 
 fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<JoinHandle<()>, StartError> {
@@ -169,7 +168,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     let stop = Arc::new(StopFlag::default());
     let relay_counters = Arc::new(RelayCounters::default());
     let accept_counters = Arc::new(AcceptCounters::default());
-    let published: SharedPublished = Arc::new(Mutex::new(Published::new(cfg.feeds.len())));
+    let published: SharedPublished = Arc::new(Publication::new(Published::new(cfg.feeds.len())));
 
     let waker = Arc::new(Waker::default());
     let started_mono_ns = crate::base::clock::mono_ns();
@@ -281,7 +280,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
             cfg.bars.bars.history_bars(),
             h.book_depth,
         );
-        (Arc::new(Mutex::new(state)), h.snapshot_interval)
+        (Arc::new(Publication::new(state)), h.snapshot_interval)
     });
     let analytics = Analytics::new(
         cfg.bars.clone(),
@@ -296,6 +295,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     // Before any thread starts, so a port in use fails start-up cleanly.
     let http = match (&cfg.http, query) {
         (Some(h), Some((q, _))) => {
+            let http_counters = Arc::new(http::HttpCounters::default());
             let router = http::Router::new(MetricsSources {
                 feeds: metric_feeds,
                 relay: relay_counters.clone(),
@@ -305,12 +305,19 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                 analytics: analytics_counters.clone(),
                 writer: writer_stats.clone(),
                 recorder: recorder_stats.clone(),
+                http: http_counters.clone(),
             })
             .with_fallback(Box::new(move |req| query::handle(&q, req)));
             let core = core_for(&cfg.threads, http::THREAD_NAME);
             Some(
-                http::start(h.listen, Arc::new(router), stop.clone(), core)
-                    .map_err(StartError::Http)?,
+                http::start(
+                    h.server_options(),
+                    Arc::new(router),
+                    http_counters,
+                    stop.clone(),
+                    core,
+                )
+                .map_err(StartError::Http)?,
             )
         }
         _ => None,
@@ -403,7 +410,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         recorder,
         recorder_stats,
         started: Instant::now(),
-        last_status: (Instant::now(), 0),
+        last_status: (Instant::now(), 0, 0),
     })
 }
 
@@ -488,9 +495,13 @@ impl Running {
             .as_secs_f64()
             .max(1e-9);
         let rate = (relayed - self.last_status.1.min(relayed)) as f64 / dt;
-        self.last_status = (now, relayed);
+        // A latency figure is only as new as the consumer's last publication: say so when
+        // there was none since the previous line instead of repeating the old figure.
+        let version = self.published.version();
+        let fresh = version != self.last_status.2;
+        self.last_status = (now, relayed, version);
         let (p50, p99) = {
-            let p = self.published.lock();
+            let p = self.published.load();
             let mut h = crate::consumer::thread::new_histogram();
             for r in &p.latency_recent {
                 let _ = h.add(r);
@@ -506,10 +517,13 @@ impl Running {
             Some((len, cap, name)) => format!("{name} {len}/{cap}"),
             None => "-".into(),
         };
+        let latency = if fresh {
+            format!("latency p50 {} µs p99 {} µs", us(p50), us(p99))
+        } else {
+            "latency not republished since the last line".to_owned()
+        };
         format!(
-            "events/s {rate:.0} | frames {frames} | latency p50 {} µs p99 {} µs | fullest queue {queue} | subscribers {}",
-            us(p50),
-            us(p99),
+            "events/s {rate:.0} | frames {frames} | {latency} | fullest queue {queue} | subscribers {}",
             self.relay_counters.subscribers.get()
         )
     }
@@ -557,7 +571,7 @@ impl Running {
         for p in &panicked {
             tracing::error!(thread = %p, "thread panicked");
         }
-        let published = self.published.lock();
+        let published = self.published.load();
         Summary {
             uptime_s: self.started.elapsed().as_secs_f64(),
             feeds: self

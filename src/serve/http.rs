@@ -1,46 +1,26 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text) and `/health` (JSON), with room for more
 //! routes.
 //!
-//! One named thread, `http`, owns the listening socket and serves one connection at a time:
-//! read the request head (at most [`MAX_HEAD_BYTES`], within [`CLIENT_DEADLINE`]), call the
-//! [`Handler`], write the response, close. Handlers only read published state (atomics,
-//! snapshots), so a scrape never slows the relay. The thread blocks on: `poll(2)` for the next
-//! connection ([`POLL_INTERVAL`], then it checks the stop flags, so [`HttpServer::shutdown`]
-//! returns within about that long), the client's socket (bounded by the deadline), and the
-//! handler itself (for `/metrics`, at most [`crate::serve::metrics::PUBLISHED_LOCK_TIMEOUT`] on the
-//! consumer's snapshot). No other thread, no unbounded pool: a dedicated HTTP library would
-//! bring unnamed worker threads that cannot be joined, and metrics scrapes do not need them.
+//! The server itself, the `http` thread's event loop, is [`super::server`] (re-exported here:
+//! [`start`], [`HttpServer`], [`ServerOptions`], [`HttpCounters`]): it serves every connection
+//! at once, with one deadline per request and a cap on open connections. This file holds what
+//! it serves: requests and responses as values, the [`Handler`] trait and the relay's
+//! [`Router`].
 //!
 //! Handlers see a [`Request`] and return a [`Response`], plain values independent of the
 //! socket, so a route can be tested without one. The API is read-only: any method
 //! but GET and HEAD gets 405 before routing. A handler that panics yields a 500 and the server
-//! goes on. Failures are logged at `warn` at most once per [`WARN_INTERVAL`] (the rest are
+//! goes on. Failures are logged at `warn` at most once per [`super::server::WARN_INTERVAL`] (the rest are
 //! counted into the next line); a client that went away before its response is `debug`.
 
 use std::fmt;
-use std::io;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
 
-use crate::base::affinity::pin_current_thread;
 use crate::base::clock;
-use crate::base::ratelimit::RateLimit;
-use crate::base::stats::StopFlag;
 use crate::serve::metrics::{self, MetricsSources};
 
-/// Name of the server thread.
-pub const THREAD_NAME: &str = "http";
-
-/// Longest the server thread waits for a request before checking its stop flags.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
-/// At most one warning per this interval.
-pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+pub use super::server::{
+    start, HttpCounters, HttpServer, ServerOptions, MAX_HEAD_BYTES, POLL_INTERVAL, THREAD_NAME,
+};
 
 /// `Content-Type` of JSON bodies.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
@@ -144,8 +124,8 @@ impl Response {
     }
 }
 
-/// Answers requests. Called on the `http` thread, one request at a time; must not block for
-/// long (it delays every other request).
+/// Answers requests. Called on the `http` thread, one request at a time; must not block (it
+/// delays every other connection): read atomics and published snapshots only.
 pub trait Handler: Send + Sync + 'static {
     /// The response to `req`.
     fn handle(&self, req: &Request<'_>) -> Response;
@@ -230,214 +210,16 @@ impl Handler for Router {
     }
 }
 
-/// A running HTTP server. Dropping it stops it too.
-#[derive(Debug)]
-pub struct HttpServer {
-    /// The address actually bound (port 0 resolved).
-    addr: SocketAddr,
-    /// Set by [`shutdown`](Self::shutdown) or drop: stops this server only. The process-wide
-    /// [`StopFlag`] given to [`start`] stops it as well.
-    halt: Arc<AtomicBool>,
-    /// The `http` thread; `None` once joined.
-    thread: Option<JoinHandle<()>>,
-}
-
-/// Binds `addr` (port 0: any free port) and serves `handler` on a new `http` thread (pinned to
-/// `core`, `[threads] http`, when given) until `stop` is set or the server is shut down. Errors: the address cannot be bound (in use, no
-/// permission), or the thread cannot be spawned.
-pub fn start(
-    addr: SocketAddr,
-    handler: Arc<dyn Handler>,
-    stop: Arc<StopFlag>,
-    core: Option<usize>,
-) -> io::Result<HttpServer> {
-    let (server, addr) = bind(addr)?;
-    let halt = Arc::new(AtomicBool::new(false));
-    let h = halt.clone();
-    let thread = thread::Builder::new()
-        .name(THREAD_NAME.to_owned())
-        .spawn(move || {
-            pin_current_thread(THREAD_NAME, core);
-            serve_loop(server, &*handler, &stop, &h)
-        })?;
-    tracing::info!(%addr, "http listening");
-    Ok(HttpServer {
-        addr,
-        halt,
-        thread: Some(thread),
-    })
-}
-
-fn bind(addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    Ok((listener, local))
-}
-
-impl HttpServer {
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// True once the `http` thread has ended (stop flag set, or it panicked).
-    pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
-    }
-
-    /// Stops the server and joins its thread (within about [`POLL_INTERVAL`] plus the request
-    /// being served). `Err` when the thread panicked.
-    pub fn shutdown(mut self) -> thread::Result<()> {
-        self.halt.store(true, Ordering::Release);
-        match self.thread.take() {
-            Some(t) => t.join(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.halt.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Logs at `warn` at most once per [`WARN_INTERVAL`]; counts what it holds back.
-struct WarnLimiter(RateLimit);
-
-impl WarnLimiter {
-    fn warn(&mut self, msg: fmt::Arguments<'_>) {
-        if let Some(suppressed) = self.0.allow(Instant::now()) {
-            tracing::warn!(suppressed, "http: {msg}");
-        }
-    }
-}
-
-/// The `http` thread: waits for a connection ([`POLL_INTERVAL`] at a time, then checks the stop
-/// flags), serves it completely, closes it, and takes the next. One connection at a time: a
-/// scrape is small, and a client that stalls is cut at [`CLIENT_DEADLINE`].
-fn serve_loop(listener: TcpListener, handler: &dyn Handler, stop: &StopFlag, halt: &AtomicBool) {
-    let mut warn = WarnLimiter(RateLimit::new(WARN_INTERVAL));
-    while !stop.is_stopped() && !halt.load(Ordering::Acquire) {
-        match crate::base::netutil::wait_readable(&listener, POLL_INTERVAL) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                warn.warn(format_args!("poll failed: {e}"));
-                thread::sleep(POLL_INTERVAL);
-                continue;
-            }
-        }
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = serve(stream, handler, &mut warn) {
-                    tracing::debug!("http: connection ended: {e}");
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning on the error.
-                warn.warn(format_args!("accept failed: {e}"));
-                thread::sleep(POLL_INTERVAL);
-            }
-        }
-    }
-}
-
-/// Longest a client may take to send its request and take the response.
-pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
-
-/// Largest request head read; a longer one gets 431.
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
-
-/// Reads one request head, answers it, closes. Never panics (a panicking handler becomes a 500).
-fn serve(mut stream: TcpStream, handler: &dyn Handler, warn: &mut WarnLimiter) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_DEADLINE))?;
-    stream.set_write_timeout(Some(CLIENT_DEADLINE))?;
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let too_long = loop {
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            break false;
-        }
-        if head.len() >= MAX_HEAD_BYTES {
-            break true;
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(()); // the client left before finishing its request
-        }
-        head.extend_from_slice(&chunk[..n]);
-    };
-    let text = String::from_utf8_lossy(&head);
-    let mut parts = text.lines().next().unwrap_or("").split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let resp = if too_long {
-        Response::error(431, "request header too large", &[])
-    } else {
-        match Request::parse(method, target) {
-            Ok(req) => match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
-                Ok(r) => r,
-                Err(_) => {
-                    warn.warn(format_args!(
-                        "handler panicked on {} {}",
-                        req.method, req.path
-                    ));
-                    Response::internal_error()
-                }
-            },
-            Err(detail) => Response::bad_request(detail),
-        }
-    };
-    let mut out = Vec::with_capacity(resp.body.len() + 256);
-    write!(
-        out,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        resp.status,
-        reason(resp.status),
-        resp.content_type,
-        resp.body.len()
-    )?;
-    for (k, v) in &resp.headers {
-        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
-            warn.warn(format_args!("invalid header {k}: {v:?} not sent"));
-            continue;
-        }
-        write!(out, "{k}: {v}\r\n")?;
-    }
-    out.extend_from_slice(b"\r\n");
-    if method != "HEAD" {
-        out.extend_from_slice(&resp.body);
-    }
-    stream.write_all(&out)?;
-    stream.flush()
-}
-
-/// Reason phrase of the status codes the routes use.
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "",
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-    use std::net::{Ipv4Addr, TcpStream};
+    use std::io::{self, Read, Write};
+    use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::base::stats::StopFlag;
     use crate::market::instrument::Venue;
     use crate::serve::metrics::tests::{feed, parse_exposition, sources, value};
 
@@ -471,8 +253,8 @@ mod tests {
         h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    fn any_port() -> SocketAddr {
-        (Ipv4Addr::LOCALHOST, 0).into()
+    fn any_port() -> ServerOptions {
+        ServerOptions::new((Ipv4Addr::LOCALHOST, 0).into())
     }
 
     #[test]
@@ -490,7 +272,7 @@ mod tests {
             },
         ));
         let stop = Arc::new(StopFlag::default());
-        let server = start(any_port(), Arc::new(router), stop, None).unwrap();
+        let server = start(any_port(), Arc::new(router), Arc::default(), stop, None).unwrap();
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
 
@@ -557,7 +339,14 @@ mod tests {
             }
             Response::json(200, "{}")
         };
-        let server = start(any_port(), Arc::new(handler), Arc::default(), None).unwrap();
+        let server = start(
+            any_port(),
+            Arc::new(handler),
+            Arc::default(),
+            Arc::default(),
+            None,
+        )
+        .unwrap();
         let addr = server.local_addr();
         let (status, _, body) = get(addr, "GET", "/boom");
         assert_eq!(status, 500);
@@ -570,7 +359,14 @@ mod tests {
     fn the_process_stop_flag_ends_the_thread() {
         let stop = Arc::new(StopFlag::default());
         let handler = |_: &Request<'_>| Response::json(200, "{}");
-        let server = start(any_port(), Arc::new(handler), stop.clone(), None).unwrap();
+        let server = start(
+            any_port(),
+            Arc::new(handler),
+            Arc::default(),
+            stop.clone(),
+            None,
+        )
+        .unwrap();
         stop.stop();
         let t = Instant::now();
         while !server.is_finished() {
@@ -589,12 +385,14 @@ mod tests {
             any_port(),
             Arc::new(|_: &Request<'_>| Response::json(200, "{}")),
             Arc::default(),
+            Arc::default(),
             None,
         )
         .unwrap();
         let err = start(
-            first.local_addr(),
+            ServerOptions::new(first.local_addr()),
             Arc::new(|_: &Request<'_>| Response::json(200, "{}")),
+            Arc::default(),
             Arc::default(),
             None,
         )

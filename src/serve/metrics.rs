@@ -4,9 +4,8 @@
 //! Runs on the `http` thread (see [`crate::serve::http`]), or on any thread that asks (tests, tools); it
 //! is never on the hot path. It only reads: single-writer atomics ([`crate::base::stats`], queue
 //! monitors) with relaxed loads, and the consumer's published latency snapshot
-//! ([`crate::consumer::thread::Published`]). It blocks on one thing only: that snapshot's mutex, for at
-//! most [`PUBLISHED_LOCK_TIMEOUT`]. The consumer only ever `try_lock`s it, so the consumer never
-//! waits on a scrape; a scrape that cannot get the lock renders without latency samples.
+//! ([`crate::consumer::thread::Published`]), loaded from its lock-free publication. It never
+//! blocks, and the consumer never waits for, or skips a publication because of, a scrape.
 //!
 //! Format: the Prometheus text exposition format 0.0.4
 //! (<https://prometheus.io/docs/instrumenting/exposition_formats/>): each family is one group,
@@ -33,6 +32,7 @@ use crate::persist::recorder::RecorderStats;
 use crate::persist::writer::WriterStats;
 use crate::queue::QueueMonitor;
 use crate::relay::subscribers::SubscriberStats;
+use crate::serve::server::HttpCounters;
 
 pub use super::health::{health, DEFAULT_STALE_AFTER};
 
@@ -41,9 +41,6 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Quantiles reported by the latency summary.
 pub const LATENCY_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
-
-/// Longest a scrape waits for the consumer's published snapshot.
-pub const PUBLISHED_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// What is reported about one feed. Plain data filled by `run.rs`.
 #[derive(Debug)]
@@ -81,6 +78,8 @@ pub struct MetricsSources {
     pub writer: Option<Arc<WriterStats>>,
     /// Raw recorder counters, when a feed records.
     pub recorder: Option<Arc<RecorderStats>>,
+    /// The HTTP server's own counters (written by the `http` thread).
+    pub http: Arc<HttpCounters>,
 }
 
 /// Seconds (as f64) from nanoseconds.
@@ -119,10 +118,10 @@ impl LatencySummary {
     }
 }
 
-/// Per-feed summaries, or `None` when the consumer held the snapshot for the whole timeout.
-fn latency_summaries(src: &MetricsSources) -> Option<Vec<LatencySummary>> {
-    let p = src.published.try_lock_for(PUBLISHED_LOCK_TIMEOUT)?;
-    Some(p.latency_total.iter().map(LatencySummary::of).collect())
+/// Per-feed summaries of the latest published latency.
+fn latency_summaries(src: &MetricsSources) -> Vec<LatencySummary> {
+    let p = src.published.load();
+    p.latency_total.iter().map(LatencySummary::of).collect()
 }
 
 /// Metric type, as written on a `# TYPE` line.
@@ -563,8 +562,10 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
     if let Some(r) = &src.recorder {
         o.table(RECORDER, &**r);
     }
+    o.table(HTTP, &src.http);
 
-    if let Some(p) = src.published.try_lock_for(PUBLISHED_LOCK_TIMEOUT) {
+    {
+        let p = src.published.load();
         for (name, help, hs) in [
             (
                 "mdrelay_parse_encode_seconds",
@@ -602,9 +603,8 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
         Kind::Summary,
         "Venue frame read to subscriber write returned, since start (quantiles to 3 significant figures).",
     );
-    // Without the snapshot (consumer held it past the timeout) the family has no samples this
-    // scrape; Prometheus then simply has no new point, which is better than a wrong one.
-    if let Some(lat) = latency_summaries(src) {
+    {
+        let lat = latency_summaries(src);
         for (l, s) in labels.iter().zip(&lat) {
             for (q, v) in LATENCY_QUANTILES.iter().zip(s.quantiles_ns) {
                 let value = if s.count == 0 { f64::NAN } else { secs(v) };
@@ -654,6 +654,46 @@ type Metric<T> = (&'static str, Kind, &'static str, fn(&T) -> u64);
 
 type AnalyticsMetric = Metric<AnalyticsCounters>;
 
+/// The HTTP server's counters (`src/serve/server.rs`).
+const HTTP: &[Metric<HttpCounters>] = &[
+    (
+        "mdrelay_http_connections_total",
+        Kind::Counter,
+        "HTTP connections accepted and served (refused ones not included).",
+        |h| h.accepted.get(),
+    ),
+    (
+        "mdrelay_http_refused_connections_total",
+        Kind::Counter,
+        "HTTP connections refused with 503 because http.max_connections were open.",
+        |h| h.refused.get(),
+    ),
+    (
+        "mdrelay_http_timeouts_total",
+        Kind::Counter,
+        "HTTP connections closed at http.request_deadline_ms (request or response unfinished).",
+        |h| h.timed_out.get(),
+    ),
+    (
+        "mdrelay_http_requests_total",
+        Kind::Counter,
+        "HTTP request heads answered, whatever the status.",
+        |h| h.requests.get(),
+    ),
+    (
+        "mdrelay_http_bad_requests_total",
+        Kind::Counter,
+        "HTTP request heads answered 400 (not HTTP, bad target) or 431 (too large).",
+        |h| h.bad_requests.get(),
+    ),
+    (
+        "mdrelay_http_open_connections",
+        Kind::Gauge,
+        "HTTP connections open now (at most http.max_connections).",
+        |h| h.open.get(),
+    ),
+];
+
 /// Bars and query snapshot counters.
 const ANALYTICS: &[AnalyticsMetric] = &[
     (
@@ -683,7 +723,7 @@ const ANALYTICS: &[AnalyticsMetric] = &[
     (
         "mdrelay_query_snapshots_skipped_total",
         Kind::Counter,
-        "Query API snapshot publishes skipped because the HTTP thread held the snapshot.",
+        "Query API snapshot publishes skipped. Publication is lock-free, so none is: stays 0 (kept for dashboards).",
         |a| a.snapshots_skipped.get(),
     ),
     (
@@ -774,7 +814,7 @@ const RECORDER: &[RecorderMetric] = &[
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use parking_lot::Mutex;
+    use crate::base::publication::Publication;
 
     use super::*;
     use crate::consumer::thread::Published;
@@ -841,11 +881,12 @@ pub(crate) mod tests {
             feeds,
             relay: Arc::new(RelayCounters::default()),
             accept: Arc::new(AcceptCounters::default()),
-            published: Arc::new(Mutex::new(Published::new(n))),
+            published: Arc::new(Publication::new(Published::new(n))),
             started_mono_ns,
             analytics: Arc::default(),
             writer: None,
             recorder: None,
+            http: Arc::default(),
         }
     }
 
@@ -883,7 +924,7 @@ pub(crate) mod tests {
         src.relay.bytes_sent.add(999);
         src.accept.refused_full.inc();
         {
-            let mut p = src.published.lock();
+            let mut p = src.published.write();
             p.latency_total[0].record_n(1_000, 90).unwrap();
             p.latency_total[0].record_n(1_000_000, 10).unwrap();
         }
@@ -959,17 +1000,21 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn renders_without_latency_when_the_snapshot_is_held() {
+    fn renders_the_last_publication_while_the_consumer_publishes_the_next() {
         let (a, _p) = feed("a", Venue::Coinbase, 8);
         let src = sources(vec![a], 0);
-        let guard = src.published.lock();
+        let _ = src.published.write().latency_total[0].record(1_000);
+        // The consumer in the middle of its next publication: a scrape neither waits nor loses
+        // the latency series.
+        let guard = src.published.write();
         let mut text = String::new();
         render_prometheus_at(&src, S, &mut text);
         drop(guard);
         let samples = parse_exposition(&text).unwrap();
-        assert!(samples
-            .iter()
-            .all(|s| !s.name.starts_with("mdrelay_relay_latency")));
+        assert_eq!(
+            value(&samples, "mdrelay_relay_latency_seconds_count", &[]),
+            1.0
+        );
         assert_eq!(value(&samples, "mdrelay_feed_frames_total", &[]), 0.0);
     }
 
@@ -985,7 +1030,7 @@ pub(crate) mod tests {
     #[test]
     fn per_subscriber_series_come_from_the_published_snapshot() {
         let src = sources(Vec::new(), 0);
-        src.published.lock().subscribers.push(SubscriberStats {
+        src.published.write().subscribers.push(SubscriberStats {
             serial: 3,
             frames: 10,
             bytes: 760,

@@ -3,7 +3,9 @@
 //! request never slows the relay.
 //!
 //! - `config`: the HTTP endpoint's configuration (`[http]`).
-//! - `http`: the server thread, request/response values, the router.
+//! - `http`: request/response values, the handler trait, the router.
+//! - `server`: the `http` thread: one `poll(2)` loop over every connection, request deadline,
+//!   connection cap.
 //! - `metrics`: Prometheus rendering of the relay's counters (`/metrics`).
 //! - `health`: the health policy: when a feed is stale, the `/health` verdict.
 //! - `exposition`: a parser of the Prometheus text format (what `metrics` writes), for clients
@@ -16,3 +18,4 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod query;
+pub mod server;

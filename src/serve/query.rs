@@ -1,6 +1,7 @@
 //! The query API's handlers (`GET /v1/instruments`, `/v1/ticker`, `/v1/bars`, `/v1/book`): they
 //! answer from the snapshot the consumer publishes ([`crate::consumer::snapshot`]) on the `http`
-//! thread, holding its lock only to copy out what they answer.
+//! thread. They load the current version (lock-free) and answer from it; the consumer never
+//! waits for them.
 
 use std::fmt::Write as _;
 
@@ -103,7 +104,8 @@ fn json_response<T: Serialize>(body: &T) -> Response {
     }
 }
 
-/// The instrument named by the `venue` and `symbol` parameters, copied out by `f` under the lock.
+/// The instrument named by the `venue` and `symbol` parameters, as `f` reads it from the current
+/// version of the snapshot.
 fn with_instrument<T>(
     state: &SharedQuery,
     p: &Params,
@@ -111,7 +113,7 @@ fn with_instrument<T>(
 ) -> Result<T, Response> {
     let venue = p.required("venue")?;
     let symbol = p.required("symbol")?;
-    let s = state.lock();
+    let s = state.load();
     match s.find(venue, symbol) {
         Some(v) => Ok(f(&s, v)),
         None => Err(Response::error(
@@ -133,7 +135,7 @@ struct InstrumentJson {
 fn instruments(state: &SharedQuery, req: &Request<'_>) -> Result<Response, Response> {
     Params::parse(req, &[])?;
     let (list, as_of) = {
-        let s = state.lock();
+        let s = state.load();
         let list: Vec<InstrumentJson> = s
             .instruments
             .iter()
@@ -240,7 +242,7 @@ fn bars(state: &SharedQuery, req: &Request<'_>) -> Result<Response, Response> {
         }
     };
     let limit_max = {
-        let s = state.lock();
+        let s = state.load();
         s.history_bars.max(1)
     };
     let limit = p.number("limit", DEFAULT_BARS_LIMIT.min(limit_max), 1, limit_max)?;
@@ -326,7 +328,7 @@ fn levels(l: &[Level], depth: usize) -> Vec<[serde_json::Value; 2]> {
 
 fn book(state: &SharedQuery, req: &Request<'_>) -> Result<Response, Response> {
     let p = Params::parse(req, &["venue", "symbol", "depth"])?;
-    let max = state.lock().book_depth;
+    let max = state.load().book_depth;
     let depth = p.number("depth", DEFAULT_BOOK_DEPTH.min(max), 1, max)?;
     let (venue, symbol, book, as_of) = with_instrument(state, &p, |s, v| {
         (

@@ -179,7 +179,7 @@ fn unit_stop_timeout_covers_the_shutdown_of_its_configuration() {
         Duration::ZERO
     };
     let http = if cfg.http.is_some() {
-        mdrelay::serve::http::CLIENT_DEADLINE
+        mdrelay::serve::http::POLL_INTERVAL
     } else {
         Duration::ZERO
     };

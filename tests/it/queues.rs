@@ -318,7 +318,9 @@ fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
             admissions: sub_rx,
         },
         Outputs {
-            published: Arc::new(parking_lot::Mutex::new(Published::new(1))),
+            published: Arc::new(mdrelay::base::publication::Publication::new(
+                Published::new(1),
+            )),
             analytics: mdrelay::consumer::analytics::Analytics::relay_only(1),
         },
     );

@@ -254,7 +254,9 @@ impl Pipeline {
                 admissions: sub_rx,
             },
             Outputs {
-                published: Arc::new(parking_lot::Mutex::new(Published::new(specs.len()))),
+                published: Arc::new(mdrelay::base::publication::Publication::new(
+                    Published::new(specs.len()),
+                )),
                 analytics: mdrelay::consumer::analytics::Analytics::relay_only(specs.len()),
             },
         );

@@ -5,6 +5,8 @@
 #   make bench  criterion micro-benchmarks (results in target/criterion), then the end-to-end
 #               latency harness (table on stdout; e2e.md, e2e.json, latency.svg in target/bench-report)
 #   make bench-idle  relay latency per consumer idle strategy (about 2 minutes)
+#   make bench-instr instructions per message per stage (parse, encode, queue hop, fan-out) under
+#                    valgrind's callgrind: deterministic, unmoved by the neighbours' load
 #   make install     after `make build`: the binary, /etc/mdrelay configs, the systemd unit and
 #                    its sysusers.d user (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR= for staging);
 #                    runs no systemctl. `make uninstall` removes them but keeps configs and data.
@@ -14,7 +16,7 @@ CONFIG ?= config/default.toml
 # Cargo features every target builds with (`nats`: the NATS bridge).
 FEATURES ?= nats
 
-.PHONY: run build test fmt lint doc unit nats-server bench bench-idle clean
+.PHONY: run build test fmt lint doc unit nats-server bench bench-idle bench-instr clean
 
 run: build
 	./target/release/mdrelay run --config $(CONFIG)
@@ -50,6 +52,14 @@ bench:
 
 bench-idle: build
 	benches/idle_latency.sh
+
+# Profile `bench-instr` (Cargo.toml): release code with thin LTO, to build in minutes. N messages
+# (default 20000); MDRELAY_INSTR_INPUT=<recording> for other Binance lines.
+bench-instr:
+	$(CARGO) build --locked --profile bench-instr --bin mdrelay
+	$(CARGO) build --locked --profile bench-instr --bench instr --message-format=json \
+	  | sed -n 's/.*"executable":"\([^"]*instr-[^"]*\)".*/\1/p' > target/bench-instr/instr.path
+	benches/bench_instr.sh target/bench-instr/mdrelay "$$(cat target/bench-instr/instr.path)"
 
 clean:
 	$(CARGO) clean

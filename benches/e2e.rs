@@ -13,8 +13,15 @@
 //! the consumer's own published HDR histogram (`Running::published`).
 //! Baselines record `t_write − t_recv` in the same kind of histogram.
 //!
+//! `mdrelay default` is the relay with the shipped configuration (`config/default.toml`) as it
+//! is: only the bench's plumbing is set (socket path, the source's URL, `trade` only, the other
+//! feeds, replay, HTTP and CSV off), so transport, idle strategy and batching are whatever ships.
+//!
 //! The source is a WebSocket server thread serving real Binance `ethusdt@trade` messages from
-//! the bundled capture, cycled, each with a fresh trade id. At a fixed rate, message `i` is due at
+//! the bundled capture, cycled, each with a fresh trade id. Its frames are encoded before the run
+//! (server frames are unmasked): sending one is a copy into the batch buffer plus the ten digits
+//! of its trade id written in place, so the source's own CPU per message is small next to the
+//! pipeline's. At a fixed rate, message `i` is due at
 //! `t0 + i / rate`: the source sleeps until the next deadline and then sends every message that is
 //! due, so the average rate is exact while the sleep's granularity (~60 µs here) groups messages
 //! in bursts at the higher rates (`E2E_SOURCE_SPIN_US` makes it spin that long before each
@@ -23,10 +30,16 @@
 //! length and counts trade frames; throughput is what it received per second during the
 //! measurement window, and the count check compares its total with what the source sent.
 //!
+//! CPU per delivered message (µs) is the whole process's CPU time during the window (source,
+//! pipeline and subscriber threads) over the messages the subscriber received in it.
+//!
 //! Output: a markdown table on stdout, `target/bench-report/e2e.json`, and
 //! `target/bench-report/latency.svg` (percentile curves at 50k msg/s). Progress goes to stderr.
 //! Knobs (environment): `E2E_RATES` (`10000,50000,100000,max`), `E2E_WARMUP_MS` (500),
-//! `E2E_MEASURE_MS` (2500), `E2E_VARIANTS` (comma-separated name filters), `E2E_SOURCE_SPIN_US`;
+//! `E2E_MEASURE_MS` (2500), `E2E_VARIANTS` (comma-separated name filters), `E2E_SOURCE_SPIN_US`,
+//! `E2E_REPEAT` (1: every point is run that many times, rates × variants in turn, and the table
+//! gives each row's median over the runs and the median of the per-run ratios to the tokio
+//! baseline of the same run);
 //! `E2E_REPLOT=path/to/e2e.json` redraws the 50k picture of an earlier run without measuring.
 //! Under `cargo test` (no `--bench` argument) it runs a short smoke pass of every variant and
 //! writes no report.
@@ -85,6 +98,8 @@ impl Rate {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
+    /// mdrelay with the shipped default configuration.
+    Default,
     /// mdrelay's own pipeline.
     Relay(Transport, &'static str),
     /// Threads and `std::sync::mpsc::sync_channel`, blocking receive.
@@ -96,6 +111,7 @@ enum Variant {
 impl Variant {
     fn name(self) -> String {
         match self {
+            Variant::Default => "mdrelay default".into(),
             Variant::Relay(Transport::Channel, idle) => format!("mdrelay channel {idle}"),
             Variant::Relay(Transport::Ring, idle) => format!("mdrelay ring {idle}"),
             Variant::StdMpsc => "std mpsc (threads)".into(),
@@ -104,7 +120,7 @@ impl Variant {
     }
 
     fn all() -> Vec<Variant> {
-        let mut v = Vec::new();
+        let mut v = vec![Variant::Default];
         for t in [Transport::Channel, Transport::Ring] {
             for idle in ["busy_spin", "yield", "backoff", "park"] {
                 v.push(Variant::Relay(t, idle));
@@ -124,10 +140,14 @@ struct Settings {
     variants: Vec<Variant>,
     spin_ns: u64,
     smoke: bool,
+    /// Runs of every point (`E2E_REPEAT`), ≥ 1.
+    repeat: usize,
 }
 
 /// One (variant, rate) measurement.
 struct Point {
+    /// Which run of `E2E_REPEAT` (0-based).
+    run: usize,
     variant: Variant,
     rate: Rate,
     /// `t_write − t_recv`, ns, over the measurement window.
@@ -148,6 +168,14 @@ struct Point {
 }
 
 impl Point {
+    /// Process CPU µs per message delivered in the window.
+    fn cpu_us_per_msg(&self) -> f64 {
+        if self.throughput > 0.0 {
+            self.cpu / self.throughput * 1e6
+        } else {
+            f64::NAN
+        }
+    }
     fn complete(&self) -> bool {
         self.received == self.sent && self.dropped == 0
     }
@@ -162,6 +190,40 @@ impl Point {
 
 // ---------------------------------------------------------------------------------------------
 // Source: a WebSocket server playing Binance trades at a rate.
+
+/// Digits of every trade id the source writes (ids start at 9 000 000 000).
+const ID_DIGITS: usize = 10;
+
+/// Real trade messages as unmasked WebSocket text frames, encoded once before the run, each
+/// with the byte offset of its `ID_DIGITS`-digit trade id.
+fn trade_frames() -> Vec<(Vec<u8>, usize)> {
+    trade_templates()
+        .into_iter()
+        .map(|(pre, post)| {
+            let payload = format!("{pre}{}{post}", "0".repeat(ID_DIGITS));
+            let len = payload.len();
+            let mut f = vec![0x81u8]; // FIN + text
+            if len < 126 {
+                f.push(len as u8);
+            } else {
+                assert!(len <= 0xffff, "a trade message fits a 16-bit length");
+                f.push(126);
+                f.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            let at = f.len() + pre.len();
+            f.extend_from_slice(payload.as_bytes());
+            (f, at)
+        })
+        .collect()
+}
+
+/// Writes `id` as `ID_DIGITS` decimal digits into `out`.
+fn put_id(out: &mut [u8], mut id: u64) {
+    for d in out.iter_mut().rev() {
+        *d = b'0' + (id % 10) as u8;
+        id /= 10;
+    }
+}
 
 /// Real trade messages split around the trade id: `prefix`, id, `suffix`.
 fn trade_templates() -> Vec<(String, String)> {
@@ -210,10 +272,10 @@ impl Source {
         let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(SourceShared::default());
         let sh = shared.clone();
-        let templates = trade_templates();
+        let frames = trade_frames();
         let thread = thread::Builder::new()
             .name("bench-source".into())
-            .spawn(move || serve(listener, &sh, &templates, rate, warmup, measure, spin_ns))
+            .spawn(move || serve(listener, &sh, &frames, rate, warmup, measure, spin_ns))
             .expect("spawn source");
         Source {
             addr,
@@ -237,7 +299,7 @@ impl Source {
 fn serve(
     listener: TcpListener,
     sh: &SourceShared,
-    templates: &[(String, String)],
+    frames: &[(Vec<u8>, usize)],
     rate: Rate,
     warmup: Duration,
     measure: Duration,
@@ -295,6 +357,8 @@ fn serve(
     sh.window_end_ns.store(end, Ordering::Release);
     let mut sent: u64 = 0;
     let mut trade_id: u64 = 9_000_000_000;
+    // One write per due batch, from a buffer that stops growing after the first batches.
+    let mut batch: Vec<u8> = Vec::with_capacity(1024 * 256);
     loop {
         let now = mono_ns();
         if now >= end || sh.stop.load(Ordering::Acquire) {
@@ -305,14 +369,18 @@ fn serve(
             Rate::Max => sent + MAX_RATE_BATCH,
         };
         let n = due.saturating_sub(sent).min(1024);
+        batch.clear();
         for _ in 0..n {
-            let (pre, post) = &templates[(trade_id % templates.len() as u64) as usize];
+            let (frame, at) = &frames[(trade_id % frames.len() as u64) as usize];
             trade_id += 1;
-            ws.write(tungstenite::Message::text(format!("{pre}{trade_id}{post}")))
-                .expect("source write");
+            let start = batch.len();
+            batch.extend_from_slice(frame);
+            put_id(&mut batch[start + at..start + at + ID_DIGITS], trade_id);
         }
         if n > 0 {
-            ws.flush().expect("source flush");
+            // Straight to the socket: the handshake and the ack went through tungstenite, which
+            // holds no unsent bytes after its flush.
+            ws.get_mut().write_all(&batch).expect("source write");
             sent += n;
             sh.sent.store(sent, Ordering::Release);
         }
@@ -427,25 +495,40 @@ fn temp_socket() -> (tempfile::TempDir, PathBuf) {
     (dir, p)
 }
 
+/// The shipped configuration with only the bench's plumbing set (see the module doc).
+fn default_config(socket: &Path, url: &str) -> Config {
+    config::load(&Sources {
+        sets: plumbing(socket, url),
+        ..Sources::default()
+    })
+    .expect("the shipped configuration is valid")
+}
+
+/// Settings every mdrelay variant needs to run against the bench's source and subscriber.
+fn plumbing(socket: &Path, url: &str) -> Vec<String> {
+    vec![
+        "replay.enabled=false".into(),
+        "http.enabled=false".into(),
+        // CSV persistence runs on its own thread off the relay path; not measured here.
+        "writer.enabled=false".into(),
+        format!("relay.socket_path={:?}", socket.display().to_string()),
+        format!("feeds.binance.url=\"{url}\""),
+        "feeds.binance.channels=[\"trade\"]".into(),
+        "feeds.coinbase.enabled=false".into(),
+        "feeds.kraken_v1.enabled=false".into(),
+    ]
+}
+
 fn relay_config(socket: &Path, url: &str, transport: Transport, idle: &str) -> Config {
     let t = match transport {
         Transport::Channel => "channel",
         Transport::Ring => "ring",
     };
+    let mut sets = plumbing(socket, url);
+    sets.push(format!("consumer.idle=\"{idle}\""));
+    sets.push(format!("feeds.binance.transport=\"{t}\""));
     config::load(&Sources {
-        sets: vec![
-            "replay.enabled=false".into(),
-            "http.enabled=false".into(),
-            // CSV persistence runs on its own thread off the relay path; not measured here.
-            "writer.enabled=false".into(),
-            format!("relay.socket_path={:?}", socket.display().to_string()),
-            format!("consumer.idle=\"{idle}\""),
-            format!("feeds.binance.url=\"{url}\""),
-            "feeds.binance.channels=[\"trade\"]".into(),
-            format!("feeds.binance.transport=\"{t}\""),
-            "feeds.coinbase.enabled=false".into(),
-            "feeds.kraken_v1.enabled=false".into(),
-        ],
+        sets,
         ..Sources::default()
     })
     .expect("bench config is valid")
@@ -911,11 +994,15 @@ fn sleep_until_mono(t: u64) {
     }
 }
 
-fn run_point(variant: Variant, rate: Rate, s: &Settings) -> Point {
+fn run_point(variant: Variant, rate: Rate, s: &Settings, run: usize) -> Point {
     let source = Source::start(rate, s.warmup, s.measure, s.spin_ns);
     let (dir, socket) = temp_socket();
     let (mut pipeline, baseline): (Box<dyn Pipeline>, Option<Arc<BaselineCounters>>) = match variant
     {
+        Variant::Default => {
+            let cfg = default_config(&socket, &source.url());
+            (Box::new(RelayPipeline::start(&cfg, dir)), None)
+        }
         Variant::Relay(transport, idle) => {
             let cfg = relay_config(&socket, &source.url(), transport, idle);
             (Box::new(RelayPipeline::start(&cfg, dir)), None)
@@ -976,6 +1063,7 @@ fn run_point(variant: Variant, rate: Rate, s: &Settings) -> Point {
     let _ = sub.thread.join();
     let dt = (t1 - t0) as f64 / 1e9;
     Point {
+        run,
         variant,
         rate,
         hist,
@@ -1002,12 +1090,12 @@ fn us(ns: u64) -> String {
 
 fn table(points: &[Point]) -> String {
     let mut s = String::new();
-    s.push_str("| variant | offered | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | delivered/s | frames/write | CPU (of 2) | complete | tokio p99 ÷ this p99 |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| run | variant | offered | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | delivered/s | frames/write | CPU (of 2) | CPU µs/msg | complete | tokio p99 ÷ this p99 |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for p in points {
         let tokio = points
             .iter()
-            .find(|t| t.rate == p.rate && t.variant == Variant::Tokio);
+            .find(|t| t.run == p.run && t.rate == p.rate && t.variant == Variant::Tokio);
         let ratio = match tokio {
             Some(t) if p.q(0.99) > 0 => format!("{:.1}×", t.q(0.99) as f64 / p.q(0.99) as f64),
             _ => "-".into(),
@@ -1018,7 +1106,8 @@ fn table(points: &[Point]) -> String {
             format!("NO ({}/{}, dropped {})", p.received, p.sent, p.dropped)
         };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0}k | {:.1} | {:.2} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0}k | {:.1} | {:.2} | {:.2} | {} | {} |\n",
+            p.run + 1,
             p.variant.name(),
             p.rate.label(),
             us(p.q(0.5)),
@@ -1029,8 +1118,83 @@ fn table(points: &[Point]) -> String {
             p.throughput / 1000.0,
             p.frames_per_write,
             p.cpu,
+            p.cpu_us_per_msg(),
             complete,
             ratio
+        ));
+    }
+    s
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// One row per (variant, rate): medians over the `E2E_REPEAT` runs, and the medians of the
+/// per-run ratios against the tokio baseline of the same run (tokio ÷ this for latency, this ÷
+/// tokio for throughput: above 1 is better than tokio).
+fn summary_table(points: &[Point], repeat: usize) -> String {
+    let mut s = format!(
+        "Medians over {repeat} run(s) per point; ratios are per run against the same run's tokio baseline, then the median.\n\n"
+    );
+    s.push_str("| variant | offered | p50 µs | p99 µs | delivered/s | CPU µs/msg | tokio p50 ÷ this | tokio p99 ÷ this | delivered ÷ tokio | complete runs |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut keys: Vec<(Variant, Rate)> = Vec::new();
+    for p in points {
+        if !keys.contains(&(p.variant, p.rate)) {
+            keys.push((p.variant, p.rate));
+        }
+    }
+    let ratio = |f: &dyn Fn(&Point, &Point) -> f64, v: Variant, r: Rate| -> f64 {
+        median(
+            points
+                .iter()
+                .filter(|p| p.variant == v && p.rate == r)
+                .filter_map(|p| {
+                    points
+                        .iter()
+                        .find(|t| t.run == p.run && t.rate == r && t.variant == Variant::Tokio)
+                        .map(|t| f(p, t))
+                })
+                .collect(),
+        )
+    };
+    let fmt = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.2}×")
+        } else {
+            "-".into()
+        }
+    };
+    for (v, r) in keys {
+        let rows: Vec<&Point> = points
+            .iter()
+            .filter(|p| p.variant == v && p.rate == r)
+            .collect();
+        let med = |f: &dyn Fn(&Point) -> f64| median(rows.iter().map(|p| f(p)).collect());
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.0}k | {:.2} | {} | {} | {} | {}/{} |\n",
+            v.name(),
+            r.label(),
+            us(med(&|p| p.q(0.5) as f64) as u64),
+            us(med(&|p| p.q(0.99) as f64) as u64),
+            med(&|p| p.throughput) / 1000.0,
+            med(&|p| p.cpu_us_per_msg()),
+            fmt(ratio(&|p, t| t.q(0.5) as f64 / p.q(0.5) as f64, v, r)),
+            fmt(ratio(&|p, t| t.q(0.99) as f64 / p.q(0.99) as f64, v, r)),
+            fmt(ratio(&|p, t| p.throughput / t.throughput, v, r)),
+            rows.iter().filter(|p| p.complete()).count(),
+            rows.len(),
         ));
     }
     s
@@ -1066,6 +1230,7 @@ fn json(points: &[Point], s: &Settings, machine: &str) -> serde_json::Value {
         .iter()
         .map(|p| {
             serde_json::json!({
+                "run": p.run + 1,
                 "variant": p.variant.name(),
                 "offered_rate": match p.rate { Rate::Fixed(r) => serde_json::json!(r), Rate::Max => serde_json::json!("max") },
                 "samples": p.hist.len(),
@@ -1078,6 +1243,7 @@ fn json(points: &[Point], s: &Settings, machine: &str) -> serde_json::Value {
                 "delivered_per_s": p.throughput,
                 "frames_per_write": p.frames_per_write,
                 "process_cpu_cores": p.cpu,
+                "process_cpu_us_per_delivered_msg": p.cpu_us_per_msg(),
                 "sent": p.sent,
                 "received": p.received,
                 "dropped": p.dropped,
@@ -1092,6 +1258,7 @@ fn json(points: &[Point], s: &Settings, machine: &str) -> serde_json::Value {
         "warmup_ms": s.warmup.as_millis() as u64,
         "measure_ms": s.measure.as_millis() as u64,
         "source_spin_us": s.spin_ns / 1000,
+        "repeat": s.repeat,
         "points": rows,
     })
 }
@@ -1102,6 +1269,7 @@ fn series_style(name: &str) -> ((u8, u8, u8), u32) {
     let ring = name.contains(" ring ");
     match () {
         _ if name.starts_with("tokio") => ((0, 0, 0), 4),
+        _ if name == "mdrelay default" => ((0, 90, 255), 4),
         _ if name.starts_with("std") => ((127, 127, 127), 4),
         _ if name.ends_with("busy_spin") => (if ring { (227, 119, 194) } else { (214, 39, 40) }, 2),
         _ if name.ends_with("yield") => (if ring { (188, 189, 34) } else { (255, 127, 14) }, 2),
@@ -1121,7 +1289,7 @@ fn series_style(name: &str) -> ((u8, u8, u8), u32) {
 fn curves_at(points: &[Point], rate: Rate) -> Vec<(String, Vec<(f64, f64)>)> {
     points
         .iter()
-        .filter(|p| p.rate == rate && !p.hist.is_empty())
+        .filter(|p| p.run == 0 && p.rate == rate && !p.hist.is_empty())
         .map(|p| (p.variant.name(), curve(&p.hist)))
         .collect()
 }
@@ -1297,6 +1465,11 @@ fn settings() -> Settings {
             .unwrap_or(0)
             * 1000,
         smoke,
+        repeat: std::env::var("E2E_REPEAT")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1),
     }
 }
 
@@ -1327,12 +1500,15 @@ fn main() {
         s.measure.as_millis()
     );
     let mut points = Vec::new();
-    for &rate in &s.rates {
-        for &variant in &s.variants {
-            let p = run_point(variant, rate, &s);
-            eprintln!(
-                "e2e [{:>5.1} s] {:<26} {:>6}: p50 {:>7} µs p99 {:>8} µs max {:>8} µs, {:>7.0}/s delivered, {}",
+    for run in 0..s.repeat {
+        for &rate in &s.rates {
+            for &variant in &s.variants {
+                let p = run_point(variant, rate, &s, run);
+                eprintln!(
+                "e2e [{:>5.1} s] run {}/{} {:<26} {:>6}: p50 {:>7} µs p99 {:>8} µs max {:>8} µs, {:>7.0}/s delivered, {}",
                 started.elapsed().as_secs_f64(),
+                run + 1,
+                s.repeat,
                 variant.name(),
                 rate.label(),
                 us(p.q(0.5)),
@@ -1341,12 +1517,14 @@ fn main() {
                 p.throughput,
                 if p.complete() { "complete" } else { "INCOMPLETE" }
             );
-            points.push(p);
+                points.push(p);
+            }
         }
     }
     let md = format!(
-        "{}\nMachine: {machine}; load average at end {}.\n",
+        "{}\n{}\nMachine: {machine}; load average at end {}.\n",
         table(&points),
+        summary_table(&points, s.repeat),
         loadavg()
     );
     println!("\n{md}");

@@ -147,6 +147,11 @@ pub enum Command {
         #[arg(long, default_value_t = crate::persist::recording::DEFAULT_MAX_LINE_BYTES as u64,
               value_parser = clap::value_parser!(u64).range(1..))]
         max_line_bytes: u64,
+        /// Parse only and print one summary line (messages, events by kind, parse errors,
+        /// fast-path fallbacks, ns per message) instead of the events: the parser's cost, for
+        /// any profiler.
+        #[arg(long)]
+        summary: bool,
     },
 }
 

@@ -6,15 +6,21 @@
 //! reported on stderr as `file:line: reason` and skipped. An error that stops the file (I/O, a
 //! corrupt or truncated gzip) comes after everything decoded before it, names the file, and
 //! exits 1.
+//!
+//! `--summary` ([`summary`]) runs the same reading and parsing with no output per event and
+//! prints one line at the end: the parser's cost, measurable with any profiler (`make
+//! bench-instr` counts its instructions under callgrind).
 
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context;
 
 use super::args::parse_venue;
 use crate::feed::venue;
+use crate::market::event::Event;
 use crate::persist::recording::{self, LineReader};
 use crate::wire::json::{self, Origin};
 
@@ -77,6 +83,112 @@ pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result
         }
     }
     match out.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// What `decode --summary` counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Non-empty lines handed to the parser.
+    pub messages: u64,
+    /// Trade events.
+    pub trades: u64,
+    /// Quote (best bid/offer) events.
+    pub quotes: u64,
+    /// Book events (snapshots and diffs).
+    pub books: u64,
+    /// Status events (acks, gaps, resyncs).
+    pub status: u64,
+    /// Events of any other kind.
+    pub other: u64,
+    /// Lines the parser refused (each also reported on stderr as `file:line: reason`).
+    pub parse_errors: u64,
+    /// Lines skipped before parsing: not UTF-8, or longer than the line cap.
+    pub bad_lines: u64,
+    /// Messages the venue's fast path handed to its general parser ([`venue::VenueParser::fast_path_fallbacks`]).
+    pub fast_path_fallbacks: u64,
+}
+
+impl Summary {
+    fn count(&mut self, ev: &Event<'_>) {
+        match ev {
+            Event::Trade(_) => self.trades += 1,
+            Event::Quote(_) => self.quotes += 1,
+            Event::Book(_) => self.books += 1,
+            Event::Status(_) => self.status += 1,
+            #[allow(unreachable_patterns)]
+            _ => self.other += 1,
+        }
+    }
+
+    /// The one summary line; `elapsed_ns` covers reading and parsing every line.
+    pub fn line(&self, elapsed_ns: u128) -> String {
+        let per = elapsed_ns
+            .checked_div(u128::from(self.messages))
+            .unwrap_or(0);
+        format!(
+            "messages={} trades={} quotes={} books={} status={} other={} parse_errors={} \
+             bad_lines={} fast_path_fallbacks={} ns_per_message={per}",
+            self.messages,
+            self.trades,
+            self.quotes,
+            self.books,
+            self.status,
+            self.other,
+            self.parse_errors,
+            self.bad_lines,
+            self.fast_path_fallbacks,
+        )
+    }
+}
+
+/// `decode --summary`: reads and parses `file` like [`run`], prints no event, and ends with one
+/// [`Summary`] line on stdout. Parse errors are still reported on stderr.
+pub fn summary(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result<ExitCode> {
+    let v = parse_venue(venue_name)?;
+    let mut parser = venue::parser_for(v);
+    let max = usize::try_from(max_line_bytes).unwrap_or(usize::MAX);
+    let mut reader =
+        LineReader::open(file, max).with_context(|| format!("opening {}", file.display()))?;
+    let mut s = Summary::default();
+    let start = Instant::now();
+    loop {
+        let (no, line) = match reader.next_line() {
+            Ok(Some(x)) => x,
+            Ok(None) => break,
+            Err(e) => {
+                let at = reader.line_no();
+                return Err(anyhow::Error::new(e).context(format!(
+                    "reading {}: stopped after line {at}",
+                    file.display()
+                )));
+            }
+        };
+        let line = match line {
+            Ok(l) => l,
+            Err(bad) => {
+                s.bad_lines += 1;
+                eprintln!("{}:{no}: {bad}, skipped", file.display());
+                continue;
+            }
+        };
+        let (recv_ns, raw) = recording::split_line(line);
+        if raw.trim().is_empty() {
+            continue;
+        }
+        s.messages += 1;
+        let r = parser.parse(raw, recv_ns.unwrap_or(0), &mut |_, ev| s.count(ev));
+        if let Err(e) = r {
+            s.parse_errors += 1;
+            eprintln!("{}:{no}: {e}", file.display());
+        }
+    }
+    let elapsed_ns = start.elapsed().as_nanos();
+    s.fast_path_fallbacks = parser.fast_path_fallbacks();
+    let mut out = io::stdout().lock();
+    match writeln!(out, "{}", s.line(elapsed_ns)).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(ExitCode::SUCCESS),
     }

@@ -61,6 +61,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             venue,
             file,
             max_line_bytes,
+            summary,
+        } if summary => decode::summary(&venue, &file, max_line_bytes),
+        Command::Decode {
+            venue,
+            file,
+            max_line_bytes,
+            ..
         } => decode::run(&venue, &file, max_line_bytes),
         Command::Top {
             socket,

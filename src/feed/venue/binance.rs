@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::binance_depth::{DepthBooks, DepthDiff, DepthSyncConfig};
+use super::binance_fast::{self, Fast};
 use super::de::{from_str_seed, pair_level, ErrSlot, LevelsSeed, StrPair};
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::market::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
@@ -347,11 +348,30 @@ pub struct BinanceParser {
     snapshot_requests: Vec<String>,
     /// Id of the last request sent; Binance echoes it in the ack.
     next_request_id: u64,
+    /// Messages the fast path ([`super::binance_fast`]) left to the serde path.
+    fast_path_fallbacks: u64,
+    /// True: every message takes the serde path (the differential test and the benchmarks).
+    general_only: bool,
+}
+
+impl BinanceParser {
+    /// A parser that never takes the fast path: the reference the fast path is tested and
+    /// measured against.
+    pub fn general_only() -> Self {
+        BinanceParser {
+            general_only: true,
+            ..BinanceParser::default()
+        }
+    }
 }
 
 impl VenueParser for BinanceParser {
     fn venue(&self) -> Venue {
         Venue::Binance
+    }
+
+    fn fast_path_fallbacks(&self) -> u64 {
+        self.fast_path_fallbacks
     }
 
     fn subscribe_requests(&mut self, sub: &Subscription) -> Vec<String> {
@@ -444,12 +464,32 @@ impl VenueParser for BinanceParser {
     ) -> Result<Parsed, ParseError> {
         let _ = recv_ts_ns;
         self.err.clear();
-        let seed = EnvelopeVisitor {
-            bids: &mut self.bids,
-            asks: &mut self.asks,
-            err: &self.err,
+        let fast = match self.general_only {
+            false => binance_fast::parse(raw, &mut self.bids, &mut self.asks),
+            true => None,
         };
-        let env = from_str_seed(raw, seed, &self.err)?;
+        let env = match fast {
+            Some(Fast::Event(symbol, ev)) => {
+                sink(Some(symbol), &ev);
+                return Ok(Parsed::Data);
+            }
+            Some(Fast::Depth(h)) => Envelope::Depth(DepthHead {
+                symbol: h.symbol,
+                first_update_id: h.first_update_id,
+                final_update_id: h.final_update_id,
+                event_time_ms: h.event_time_ms,
+                last_update_id: None,
+            }),
+            None => {
+                self.fast_path_fallbacks += u64::from(!self.general_only);
+                let seed = EnvelopeVisitor {
+                    bids: &mut self.bids,
+                    asks: &mut self.asks,
+                    err: &self.err,
+                };
+                from_str_seed(raw, seed, &self.err)?
+            }
+        };
         match env {
             Envelope::Trade(t) => {
                 let trade = Trade {

@@ -10,6 +10,9 @@
 //!   [`Sink`], [`Subscription`]), [`parser_for`] and [`channels`].
 //! - `binance.rs`: Binance spot combined streams: `trade`, `aggTrade`, `bookTicker`,
 //!   `depthUpdate` diffs and the REST depth snapshot.
+//! - `binance_fast.rs`: the Binance parser's fast path for `trade`, `aggTrade`, `bookTicker` and
+//!   `depthUpdate`; what it does not fully understand goes to the general (serde) path, counted.
+//! - `scan.rs`: the borrowed, allocation-free JSON scanner fast paths are written with.
 //! - `binance_depth.rs`: Binance local depth books, kept in step with diffs and REST snapshots
 //!   (Binance's "manage a local order book" procedure: buffering, bridging, gaps, resyncs).
 //! - `coinbase.rs`: Coinbase Exchange feed: `ticker`, `match` / `last_match`, level2 `snapshot` /
@@ -24,11 +27,13 @@
 
 pub mod binance;
 pub mod binance_depth;
+mod binance_fast;
 pub mod coinbase;
 mod de;
 pub mod kraken_book;
 pub mod kraken_v1;
 pub mod kraken_v2;
+mod scan;
 #[cfg(test)]
 pub(crate) mod testutil;
 
@@ -151,6 +156,13 @@ pub trait VenueParser: Send {
     /// reporting what that means for subscribers through `sink`.
     fn on_disconnect(&mut self, sink: &mut Sink<'_>) {
         let _ = sink;
+    }
+
+    /// Messages this parser's fast path handed to its general parser because it met something it
+    /// does not handle (an escape, an unknown shape, a bad number): a cost figure, not an error.
+    /// Venues without a fast path have none.
+    fn fast_path_fallbacks(&self) -> u64 {
+        0
     }
 
     /// Parses one raw message, handing every event it holds to `sink` in order.

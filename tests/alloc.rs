@@ -28,7 +28,6 @@
 //! of the window, then reads the counter.
 
 #[path = "util/mod.rs"]
-#[allow(dead_code)]
 mod util;
 
 use std::alloc::System;
@@ -40,6 +39,7 @@ use std::time::Duration;
 
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
+use mdrelay::base::publication::Publication;
 use mdrelay::config::IdleStrategy;
 use mdrelay::feed::venue::binance::BinanceParser;
 use mdrelay::feed::venue::VenueParser;
@@ -213,7 +213,7 @@ struct Relay {
     /// The consumer's snapshot for the HTTP thread: held by the test during the window, so the
     /// consumer's twice-a-second publication skips its turn (as it does whenever the HTTP thread
     /// holds it).
-    published: Arc<parking_lot::Mutex<mdrelay::consumer::thread::Published>>,
+    published: Arc<Publication<mdrelay::consumer::thread::Published>>,
     socket: std::path::PathBuf,
     consumer: thread::JoinHandle<()>,
     acceptor: thread::JoinHandle<()>,
@@ -253,7 +253,7 @@ impl Relay {
             stats: stats.clone(),
         }];
         let (sub_tx, sub_rx) = crossbeam_channel::bounded(8);
-        let published = Arc::new(parking_lot::Mutex::new(Published::new(1)));
+        let published = Arc::new(Publication::new(Published::new(1)));
         let consumer = Consumer::new(
             ConsumerConfig {
                 idle: IdleStrategy::Yield,

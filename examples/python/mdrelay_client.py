@@ -50,6 +50,7 @@ TRAILER_LEN = 4
 MAX_PAYLOAD = 1_048_576
 ABSENT = -(1 << 63)  # i64::MIN: "no value" (§7.2)
 DEFAULT_PRICE_EXPONENT = -8  # §7.1
+RATE_EXPONENT = -18  # funding rates (§7.1)
 
 HEADER = struct.Struct("<4sBBHIIQQQ")  # magic ver type flags len id seq exch_ts recv_ts
 assert HEADER.size == HEADER_LEN
@@ -64,6 +65,9 @@ HEARTBEAT = 5
 BOOK_SNAPSHOT = 6
 BOOK_DELTA = 7
 BAR = 8
+MARK = 9
+LIQUIDATION = 10
+OPEN_INTEREST = 11
 TYPE_NAMES = {
     INSTRUMENT_DEF: "InstrumentDef",
     TRADE: "Trade",
@@ -73,6 +77,9 @@ TYPE_NAMES = {
     BOOK_SNAPSHOT: "BookSnapshot",
     BOOK_DELTA: "BookDelta",
     BAR: "Bar",
+    MARK: "Mark",
+    LIQUIDATION: "Liquidation",
+    OPEN_INTEREST: "OpenInterest",
 }
 MARKET_DATA_TYPES = (TRADE, QUOTE, BOOK_SNAPSHOT, BOOK_DELTA)
 
@@ -84,6 +91,10 @@ FLAG_CACHED = 0x0008
 
 # Trade side (§7.3); any other value reads as unknown.
 SIDES = {0: "unknown", 1: "buy", 2: "sell"}
+
+# Liquidation status (§7.5); any other value reads as unknown.
+LIQUIDATION_STATUSES = {0: "unknown", 1: "new", 2: "partially_filled", 3: "filled",
+                        4: "canceled"}
 
 # Status codes (§7.4)
 STATUS_CODES = {
@@ -106,7 +117,8 @@ STATUS_CODES = {
 # Subscription requests (§6.5): client -> relay.
 SUBSCRIBE = 64
 UNSUBSCRIBE = 65
-KIND_BITS = {"trade": 1, "quote": 2, "book": 4, "bar": 8, "status": 16}
+KIND_BITS = {"trade": 1, "quote": 2, "book": 4, "bar": 8, "status": 16, "mark": 32,
+             "liquidation": 64, "open_interest": 128}
 
 
 def encode_request(venue: str = "", symbol: str = "", kinds: int = 0,
@@ -328,6 +340,49 @@ class Bar:
 
 
 @dataclass(frozen=True, slots=True)
+class Mark:
+    """Mark price, index price and funding of a derivative (§4.9). Not a market-data event: it
+    carries the instrument's current ``sequence`` and numbers itself in ``kind_sequence``."""
+
+    header: Header
+    mark_price: Optional[Decimal]
+    index_price: Optional[Decimal]
+    settle_price: Optional[Decimal]
+    funding_rate: Optional[Decimal]  # exact, 18 decimal places at most; None when ABSENT
+    next_funding_ns: Optional[int]  # None when the venue gives none (raw 0)
+    kind_sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidation:
+    """A liquidation (forced) order (§4.10)."""
+
+    header: Header
+    price: Optional[Decimal]
+    avg_price: Optional[Decimal]
+    size: Optional[Decimal]
+    filled_size: Optional[Decimal]
+    side: str  # side of the liquidation order: "sell" closed a long position
+    side_code: int
+    status: str  # LIQUIDATION_STATUSES
+    status_code: int
+    kind_sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInterest:
+    """Open interest of a derivative (§4.11)."""
+
+    header: Header
+    open_interest: Optional[Decimal]
+    value: Optional[Decimal]
+    kind_sequence: int
+
+
+DERIVATIVE_TYPES = (MARK, LIQUIDATION, OPEN_INTEREST)
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A frame of a type this reader does not know; skipped by length (§4)."""
 
@@ -336,7 +391,7 @@ class Unknown:
 
 
 Message = Union[InstrumentDef, Trade, Quote, Status, Heartbeat, BookSnapshot, BookDelta, Bar,
-                Unknown]
+                Mark, Liquidation, OpenInterest, Unknown]
 
 
 def _need(payload: bytes, n: int, what: str) -> None:
@@ -403,6 +458,21 @@ def decode_message(header: Header, payload: bytes,
         return Bar(header, interval, start, fixed(o, exponent), fixed(hi, exponent),
                    fixed(lo, exponent), fixed(c, exponent), Decimal(volume).scaleb(exponent),
                    fixed(vwap, exponent), n, first, last)
+    if t == MARK:
+        _need(payload, 48, "Mark")
+        mp, ip, sp, fr, nxt, kseq = struct.unpack_from("<qqqqQQ", payload)
+        return Mark(header, fixed(mp, exponent), fixed(ip, exponent), fixed(sp, exponent),
+                    fixed(fr, RATE_EXPONENT), nxt or None, kseq)
+    if t == LIQUIDATION:
+        _need(payload, 48, "Liquidation")
+        px, ap, sz, fs, side, st, kseq = struct.unpack_from("<qqqqBB6xQ", payload)
+        return Liquidation(header, fixed(px, exponent), fixed(ap, exponent), fixed(sz, exponent),
+                           fixed(fs, exponent), SIDES.get(side, "unknown"), side,
+                           LIQUIDATION_STATUSES.get(st, "unknown"), st, kseq)
+    if t == OPEN_INTEREST:
+        _need(payload, 24, "OpenInterest")
+        oi, val, kseq = struct.unpack_from("<qqQ", payload)
+        return OpenInterest(header, fixed(oi, exponent), fixed(val, exponent), kseq)
     return Unknown(header, bytes(payload))
 
 
@@ -647,7 +717,12 @@ class RelayClient:
         self.books: dict[int, Book] = {}
         self.counts: dict[str, int] = {n: 0 for n in TYPE_NAMES.values()}
         self.counts["Unknown"] = 0
-        self.cached_counts: dict[str, int] = {"Trade": 0, "Quote": 0}
+        self.cached_counts: dict[str, int] = {"Trade": 0, "Quote": 0, "Mark": 0,
+                                              "OpenInterest": 0}
+        # Derivatives (§4.8): the last live kind_sequence per (instrument, type), and the holes.
+        self.kind_last: dict[tuple[int, int], int] = {}
+        self.kind_gaps = 0
+        self.kind_missing = 0
         self.status_codes: dict[str, int] = {}
         self.malformed = 0
         self.last_malformed: Optional[str] = None
@@ -739,6 +814,17 @@ class RelayClient:
         elif isinstance(msg, Status):
             self.status_codes[msg.name] = self.status_codes.get(msg.name, 0) + 1
             self.seq.status(msg)
+        elif isinstance(msg, (Mark, Liquidation, OpenInterest)):
+            if h.cached:
+                self.cached_counts[h.type_name] = self.cached_counts.get(h.type_name, 0) + 1
+            else:
+                # Their own numbering (§4.8); the market-data sequence is not advanced.
+                key = (iid, h.msg_type)
+                prev = self.kind_last.get(key)
+                if prev is not None and msg.kind_sequence != prev + 1:
+                    self.kind_gaps += 1
+                    self.kind_missing += max(0, msg.kind_sequence - prev - 1)
+                self.kind_last[key] = msg.kind_sequence
         return msg
 
     def _define(self, d: InstrumentDef) -> None:
@@ -802,6 +888,8 @@ class RelayClient:
                 for g in self.seq.gaps[:100]
             ],
             "missing_total": self.seq.missing_total,
+            "kind_gaps": self.kind_gaps,
+            "kind_missing": self.kind_missing,
             "dropped": {k: v["dropped"] for k, v in instruments.items()},
             "dropped_total": self.seq.dropped_total,
             "ids_verified": sum(1 for v in self.id_verified.values() if v),
@@ -863,6 +951,20 @@ def to_json(msg: Message, names: dict[int, tuple[str, str]]) -> dict:
                "volume": fmt_decimal(msg.volume), "vwap": fmt_decimal(msg.vwap),
                "trade_count": msg.trade_count, "first_trade_ns": msg.first_trade_ns,
                "last_trade_ns": msg.last_trade_ns}
+    elif isinstance(msg, Mark):
+        out = {"type": "mark", **base, "mark_price": fmt_decimal(msg.mark_price),
+               "index_price": fmt_decimal(msg.index_price),
+               "settle_price": fmt_decimal(msg.settle_price),
+               "funding_rate": fmt_decimal(msg.funding_rate),
+               "next_funding_ns": msg.next_funding_ns, "kind_sequence": msg.kind_sequence}
+    elif isinstance(msg, Liquidation):
+        out = {"type": "liquidation", **base, "side": msg.side, "price": fmt_decimal(msg.price),
+               "avg_price": fmt_decimal(msg.avg_price), "size": fmt_decimal(msg.size),
+               "filled_size": fmt_decimal(msg.filled_size), "status": msg.status,
+               "kind_sequence": msg.kind_sequence}
+    elif isinstance(msg, OpenInterest):
+        out = {"type": "open_interest", **base, "open_interest": fmt_decimal(msg.open_interest),
+               "value": fmt_decimal(msg.value), "kind_sequence": msg.kind_sequence}
     else:
         out = {"type": "unknown", **base, "msg_type": h.msg_type, "payload_len": h.payload_len}
     return out
@@ -901,6 +1003,17 @@ def to_text(msg: Message, names: dict[int, tuple[str, str]]) -> str:
         body = (f"bar {who} {msg.interval_ns // 1_000_000}ms start={msg.start_ns} "
                 f"o={d(msg.open)} h={d(msg.high)} l={d(msg.low)} c={d(msg.close)} "
                 f"v={d(msg.volume)} vwap={d(msg.vwap) or '-'} n={msg.trade_count}")
+    elif isinstance(msg, Mark):
+        body = (f"mark {who} {d(msg.mark_price) or '-'} index={d(msg.index_price) or '-'} "
+                f"funding={d(msg.funding_rate) or '-'} next={msg.next_funding_ns or '-'} "
+                f"n={msg.kind_sequence} {ts}")
+    elif isinstance(msg, Liquidation):
+        body = (f"liquidation {who} {msg.side} {d(msg.size)} @ {d(msg.price)} "
+                f"avg={d(msg.avg_price) or '-'} filled={d(msg.filled_size) or '-'} {msg.status} "
+                f"n={msg.kind_sequence} {ts}")
+    elif isinstance(msg, OpenInterest):
+        body = (f"open_interest {who} {d(msg.open_interest)} value={d(msg.value) or '-'} "
+                f"n={msg.kind_sequence} {ts}")
     else:
         body = f"unknown type={h.msg_type} len={h.payload_len}"
     return body + tags
@@ -921,7 +1034,12 @@ GOLDEN = {
     "10.6 book_snapshot": "4d44524c01060100400000009cc2f6a4090000000000000000ceac4e08e6e9174010bc4e08e6e917efc4df02000000000200000001000000c08ca27c3e00000080d1f00800000000804a937c3e00000040787d010000000000cfb17c3e00000000c2eb0b00000000006766b5",
     "10.7 trade_cached": "4d44524c01020800200000009cc2f6a40700000000000000c0e4684308e6e917f82da0e807e6e91700cfb17c3e000000400d0300000000002d95a15a000000000200000000000000e68a3e48",
     "10.8 bar": "4d44524c01080000600000009cc2f6a407000000000000000000000000000000408a429912e6e917005847f80d00000000f0eba004e6e91700cfb17c3e00000000fce27d3e000000800be87a3e00000080654a7d3e000000a0f9944900000000000000000000000088a5c47c3e0000003900000000000000c0c440a804e6e9170031cf9112e6e917edc99b06",
+    "10.10 mark": "4d44524c0109000030000000f455936a070000000000000000e89435776cae154e495136776cae15c0b39c9a120100001322d961120100003149a45f12010000007cc578205b010000c051b2646dae15010000000000000063319179",
+    "10.11 liquidation": "4d44524c010a000030000000f455936a070000000000000040f13330d8b4c21500c19e30d8b4c21500f633bce60000004e57f0bce6000000c05c150000000000c05c1500000000000203000000000000010000000000000044d7d2e9",
+    "10.12 open_interest": "4d44524c010b000018000000f455936a0700000000000000c0dcfa2803d10e160031842903d10e1620250e31f800000080afe9683cfa230001000000000000003ac3ba14",
+    "10.13 mark_cached": "4d44524c0109080030000000f455936a070000000000000000e89435776cae154e495136776cae15c0b39c9a120100001322d961120100003149a45f12010000007cc578205b010000c051b2646dae1501000000000000000e242b84",
 }
+USDM_BTC = 0x6A9355F4  # binance_usdm:BTCUSDT (§8.1)
 
 FNV_GOLDEN = [
     ("binance", "ETHUSDT", 0xA4F6C29C, 2767635100),
@@ -930,6 +1048,7 @@ FNV_GOLDEN = [
     ("coinbase", "BTC-EUR", 0x61F4372D, 1643394861),
     ("kraken", "BTC/USD", 0xC10B3C39, 3238739001),
     ("kraken_v1", "XBT/USD", 0x317E8892, 830376082),
+    ("binance_usdm", "BTCUSDT", 0x6A9355F4, 1788040692),
 ]
 
 
@@ -1000,7 +1119,9 @@ def selftest() -> int:
     # Stated lengths.
     for name, n in (("10.1 trade", 76), ("10.2 instrument_def", 66), ("10.3 quote", 76),
                     ("10.4 status", 77), ("10.5 heartbeat", 44), ("10.6 book_snapshot", 108),
-                    ("10.7 trade_cached", 76), ("10.8 bar", 140)):
+                    ("10.7 trade_cached", 76), ("10.8 bar", 140), ("10.10 mark", 92),
+                    ("10.11 liquidation", 92), ("10.12 open_interest", 68),
+                    ("10.13 mark_cached", 92)):
         c.eq(f"{name}: length", len(bytes.fromhex(GOLDEN[name])), n)
 
     # 10.1 Trade
@@ -1137,9 +1258,56 @@ def selftest() -> int:
     c.eq("10.8 first/last", (m.first_trade_ns, m.last_trade_ns),
          (1723161240123000000, 1723161299876000000))
 
+    # 10.10-10.13 Derivatives (binance_usdm:BTCUSDT, Binance documentation samples)
+    h, m = _one(c, "10.10 mark")
+    c.eq("10.10 type", (h.msg_type, h.type_name), (MARK, "Mark"))
+    c.eq("10.10 header", (h.flags, h.payload_len, h.instrument_id, h.sequence),
+         (0, 48, USDM_BTC, 7))
+    c.eq("10.10 times", (h.exchange_ts_ns, h.recv_ts_ns),
+         (1562305380000000000, 1562305380012345678))
+    c.eq("10.10 crc", h.crc32, 0x79913163)
+    assert isinstance(m, Mark)
+    c.eq("10.10 prices", (m.mark_price, m.index_price, m.settle_price),
+         (D("11794.15"), D("11784.62659091"), D("11784.25641265")))
+    c.eq("10.10 funding", m.funding_rate, D("0.00038167"))
+    c.eq("10.10 funding text", fmt_decimal(m.funding_rate), "0.00038167")
+    c.eq("10.10 funding raw", m.funding_rate * 10**18, D(381670000000000))
+    c.eq("10.10 next funding", m.next_funding_ns, 1562306400000000000)
+    c.eq("10.10 kind_sequence", m.kind_sequence, 1)
+    h13, m13 = _one(c, "10.13 mark_cached")
+    c.eq("10.13 flags", (h13.flags, h13.cached), (FLAG_CACHED, True))
+    c.eq("10.13 crc", h13.crc32, 0x842B240E)
+    c.eq("10.13 same mark", isinstance(m13, Mark) and m13.mark_price == m.mark_price
+         and m13.funding_rate == m.funding_rate, True)
+
+    h, m = _one(c, "10.11 liquidation")
+    c.eq("10.11 type", h.msg_type, LIQUIDATION)
+    c.eq("10.11 header", (h.payload_len, h.sequence, h.exchange_ts_ns, h.recv_ts_ns),
+         (48, 7, 1568014460893000000, 1568014460900000000))
+    c.eq("10.11 crc", h.crc32, 0xE9D2D744)
+    assert isinstance(m, Liquidation)
+    c.eq("10.11 order", (m.side, m.price, m.avg_price, m.size, m.filled_size, m.status),
+         ("sell", D("9910"), D("9910.12345678"), D("0.014"), D("0.014"), "filled"))
+    c.eq("10.11 codes", (m.side_code, m.status_code, m.kind_sequence), (2, 3, 1))
+
+    h, m = _one(c, "10.12 open_interest")
+    c.eq("10.12 type", h.msg_type, OPEN_INTEREST)
+    c.eq("10.12 header", (h.payload_len, h.sequence, h.exchange_ts_ns, h.recv_ts_ns),
+         (24, 7, 1589437530011000000, 1589437530020000000))
+    c.eq("10.12 crc", h.crc32, 0x14BAC33A)
+    assert isinstance(m, OpenInterest)
+    c.eq("10.12 values", (m.open_interest, m.value, m.kind_sequence),
+         (D("10659.749"), D("101267615.5"), 1))
+    absent_mark = make_frame(MARK, struct.pack("<qqqqQQ", 100, ABSENT, ABSENT, ABSENT, 0, 2),
+                             iid=USDM_BTC)
+    m = decode_message(*_decode_all(absent_mark)[0])
+    c.eq("mark ABSENT fields are None", isinstance(m, Mark) and (
+        m.index_price, m.settle_price, m.funding_rate, m.next_funding_ns), (None, None, None, None))
+
     # The stream: all vectors back to back, whole and byte by byte.
     order = ["10.2 instrument_def", "10.7 trade_cached", "10.1 trade", "10.3 quote",
-             "10.6 book_snapshot", "10.4 status", "10.8 bar", "10.5 heartbeat"]
+             "10.6 book_snapshot", "10.4 status", "10.8 bar", "10.5 heartbeat",
+             "10.10 mark", "10.11 liquidation", "10.12 open_interest", "10.13 mark_cached"]
     stream = b"".join(bytes.fromhex(GOLDEN[n]) for n in order)
     whole = _decode_all(stream)
     c.eq("stream frames", len(whole), len(order))
@@ -1200,6 +1368,47 @@ def selftest() -> int:
         BOOK_DELTA, struct.pack("<QII", 0, 1, 0) + bytes(32), iid=ETH))
     malformed("book shorter than counts", make_frame(
         BOOK_DELTA, struct.pack("<QII", 0, 1, 1) + bytes(16), iid=ETH))
+    malformed("short mark", make_frame(MARK, bytes(47), iid=USDM_BTC))
+    malformed("short liquidation", make_frame(LIQUIDATION, bytes(40), iid=USDM_BTC))
+    malformed("short open interest", make_frame(OPEN_INTEREST, bytes(16), iid=USDM_BTC))
+
+    # Derivatives over a socket pair: typed messages, their own numbering checked (a hole in
+    # kind_sequence), cached ones counted apart, and no market-data gap (they do not advance
+    # the instrument's sequence).
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    mk = lambda n, flags=0: make_frame(  # noqa: E731
+        MARK, struct.pack("<qqqqQQ", 100, 99, ABSENT, 10**14, 0, n), flags=flags,
+        iid=USDM_BTC, seq=7)
+    a.sendall(b"".join([
+        make_frame(INSTRUMENT_DEF, struct.pack("<HHb3x", 12, 7, -8) + b"binance_usdmBTCUSDT",
+                   iid=USDM_BTC, seq=7),
+        mk(4, FLAG_CACHED),
+        make_frame(TRADE, struct.pack("<qqQB7x", 100, 1, 5, 1), iid=USDM_BTC, seq=8),
+        mk(5),
+        bytes.fromhex(GOLDEN["10.11 liquidation"]),
+        mk(7),  # mark 6 lost
+        bytes.fromhex(GOLDEN["10.12 open_interest"]),
+        make_frame(TRADE, struct.pack("<qqQB7x", 100, 1, 6, 1), iid=USDM_BTC, seq=9),
+    ]))
+    a.close()
+    client = RelayClient(sock=b, timeout=10)
+    msgs = list(client)
+    c.eq("derivatives message types", [type(x).__name__ for x in msgs],
+         ["InstrumentDef", "Mark", "Trade", "Mark", "Liquidation", "Mark", "OpenInterest",
+          "Trade"])
+    c.eq("derivatives id verified", client.id_verified, {USDM_BTC: True})
+    c.eq("derivatives kind gaps", (client.kind_gaps, client.kind_missing), (1, 1))
+    c.eq("derivatives cached mark", client.cached_counts["Mark"], 1)
+    c.eq("derivatives no market-data gap", client.seq.instruments[USDM_BTC].gaps, 0)
+    c.eq("derivatives counts", (client.counts["Mark"], client.counts["Liquidation"],
+                                client.counts["OpenInterest"]), (3, 1, 1))
+    for x in msgs:
+        to_text(x, client.names)
+        json.dumps(to_json(x, client.names))
+    j = to_json(msgs[3], client.names)
+    c.eq("mark json", (j["type"], j["mark_price"], j["index_price"], j["settle_price"],
+                       j["funding_rate"], j["next_funding_ns"]),
+         ("mark", "0.000001", "0.00000099", None, "0.0001", None))
 
     # The client over a socket pair: state, id checks, sequence checker, books, clean EOF.
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -1229,7 +1438,8 @@ def selftest() -> int:
     c.eq("client eof", client.eof, True)
     c.eq("client names", client.names, {ETH: ("binance", "ETHUSDT")})
     c.eq("client id verified", client.id_verified, {ETH: True})
-    c.eq("client cached counts", client.cached_counts, {"Trade": 1, "Quote": 1})
+    c.eq("client cached counts", client.cached_counts,
+         {"Trade": 1, "Quote": 1, "Mark": 0, "OpenInterest": 0})
     s = client.seq.instruments[ETH]
     c.eq("seq last live", s.last_live, 14)
     c.eq("seq max cached", s.max_cached, 7)
@@ -1300,7 +1510,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--venue", default="", help="subscribe to this venue only (§6.5)")
     ap.add_argument("--symbol", default="", help="subscribe to symbols matching this glob")
     ap.add_argument("--kind", default="",
-                    help="comma-separated kinds to subscribe to: trade,quote,book,bar,status")
+                    help="comma-separated kinds to subscribe to: trade,quote,book,bar,status,"
+                         "mark,liquidation,open_interest")
     ap.add_argument("--selftest", action="store_true",
                     help="check the decoder against the golden vectors of PROTOCOL.md")
     args = ap.parse_args(argv)

@@ -61,7 +61,8 @@ pub enum Command {
         /// Only symbols matching this (exact, or a glob with * and ?).
         #[arg(long)]
         symbol: Option<String>,
-        /// Only these kinds, comma-separated: trade, quote, book, bar, status.
+        /// Only these kinds, comma-separated: trade, quote, book, bar, status, mark, liquidation,
+        /// open_interest.
         #[arg(long, value_delimiter = ',')]
         kind: Vec<String>,
         #[command(flatten)]

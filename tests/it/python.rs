@@ -318,3 +318,159 @@ fn python_client_subscribes_to_trades_only() {
     assert_eq!(u(&s["status_codes"]["request_ok"]), 1, "{s:#}");
     relay.shutdown();
 }
+
+/// The hex of golden vector `section` (e.g. "10.10") as printed in docs/PROTOCOL.md: the first
+/// fenced block after its heading.
+fn doc_vector(doc: &str, section: &str) -> String {
+    let head = format!("### {section} ");
+    let at = doc
+        .find(&head)
+        .unwrap_or_else(|| panic!("PROTOCOL.md has no section {section}"));
+    let rest = &doc[at..];
+    let open = rest.find("```\n").expect("a fenced block") + 4;
+    let close = open + rest[open..].find("\n```").expect("its end");
+    rest[open..close].trim().to_owned()
+}
+
+/// The derivatives vectors of docs/PROTOCOL.md (§10.10–10.13): the document's bytes are what the
+/// Rust encoder writes, and the Python client (written from the document) decodes them to the
+/// documented values, typed.
+#[test]
+fn python_client_decodes_the_documents_derivatives_vectors() {
+    use mdrelay::market::event::{Liquidation, LiquidationStatus, Mark, OpenInterest, Side};
+    use mdrelay::wire::derivatives::{encode_liquidation, encode_mark, encode_open_interest};
+    use mdrelay::wire::protocol::{add_flags, flags, FrameBuf, Meta};
+
+    let _wd = util::Watchdog::new("python_derivatives", 120);
+    let doc = std::fs::read_to_string(util::repo("docs/PROTOCOL.md")).expect("read PROTOCOL.md");
+    let id = instrument::instrument_id("binance_usdm", "BTCUSDT");
+    assert_eq!(id, 0x6a93_55f4, "the id printed in §10.10");
+    let meta = |recv_ts_ns| Meta {
+        instrument_id: id,
+        sequence: 7,
+        recv_ts_ns,
+        flags: 0,
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut buf = FrameBuf::new();
+    let mut rust = Vec::new();
+    encode_mark(
+        &mut buf,
+        &meta(1_562_305_380_012_345_678),
+        1,
+        &Mark {
+            mark_price: 1_179_415_000_000,
+            index_price: 1_178_462_659_091,
+            settle_price: 1_178_425_641_265,
+            funding_rate: 381_670_000_000_000,
+            next_funding_ns: Some(1_562_306_400_000_000_000),
+            exchange_ts_ns: Some(1_562_305_380_000_000_000),
+        },
+    );
+    rust.push(("10.10", hex(&buf)));
+    add_flags(&mut buf, flags::CACHED);
+    rust.push(("10.13", hex(&buf)));
+    encode_liquidation(
+        &mut buf,
+        &meta(1_568_014_460_900_000_000),
+        1,
+        &Liquidation {
+            side: Side::Sell,
+            price: 991_000_000_000,
+            avg_price: 991_012_345_678,
+            size: 1_400_000,
+            filled_size: 1_400_000,
+            status: LiquidationStatus::Filled,
+            exchange_ts_ns: Some(1_568_014_460_893_000_000),
+        },
+    );
+    rust.push(("10.11", hex(&buf)));
+    encode_open_interest(
+        &mut buf,
+        &meta(1_589_437_530_020_000_000),
+        1,
+        &OpenInterest {
+            open_interest: 1_065_974_900_000,
+            value: 10_126_761_550_000_000,
+            exchange_ts_ns: Some(1_589_437_530_011_000_000),
+        },
+    );
+    rust.push(("10.12", hex(&buf)));
+    let mut vectors = Vec::new();
+    for (section, ours) in &rust {
+        let printed = doc_vector(&doc, section);
+        assert_eq!(
+            &printed, ours,
+            "§{section}: the document and the encoder disagree"
+        );
+        vectors.push(printed);
+    }
+
+    // The Python client decodes each vector (its own framing, CRC check and typed decode).
+    let script = concat!(
+        "import json, sys\n",
+        "sys.path.insert(0, 'examples/python')\n",
+        "import mdrelay_client as m\n",
+        "for x in sys.argv[1:]:\n",
+        "    (h, p), = m._decode_all(bytes.fromhex(x))\n",
+        "    msg = m.decode_message(h, p)\n",
+        "    print(json.dumps({'class': type(msg).__name__, **m.to_json(msg, {})}))\n",
+    );
+    drop(client()); // checks that python3 (3.10+) and the client script are there
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(&vectors)
+        .current_dir(util::repo(""))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let (mark, cached, liq, oi) = (&lines[0], &lines[1], &lines[2], &lines[3]);
+    assert_eq!(mark["class"], "Mark");
+    assert_eq!(mark["mark_price"], "11794.15");
+    assert_eq!(mark["index_price"], "11784.62659091");
+    assert_eq!(mark["settle_price"], "11784.25641265");
+    assert_eq!(mark["funding_rate"], "0.00038167");
+    assert_eq!(u(&mark["next_funding_ns"]), 1_562_306_400_000_000_000);
+    assert_eq!(u(&mark["exchange_ts_ns"]), 1_562_305_380_000_000_000);
+    assert_eq!(u(&mark["sequence"]), 7);
+    assert_eq!(u(&mark["kind_sequence"]), 1);
+    assert_eq!(mark["cached"], false);
+    assert_eq!(cached["class"], "Mark");
+    assert_eq!(cached["cached"], true);
+    assert_eq!(cached["funding_rate"], "0.00038167");
+    assert_eq!(liq["class"], "Liquidation");
+    assert_eq!(
+        (
+            &liq["side"],
+            &liq["price"],
+            &liq["avg_price"],
+            &liq["size"],
+            &liq["filled_size"],
+            &liq["status"]
+        ),
+        (
+            &Value::from("sell"),
+            &Value::from("9910"),
+            &Value::from("9910.12345678"),
+            &Value::from("0.014"),
+            &Value::from("0.014"),
+            &Value::from("filled")
+        )
+    );
+    assert_eq!(oi["class"], "OpenInterest");
+    assert_eq!(oi["open_interest"], "10659.749");
+    assert_eq!(oi["value"], "101267615.5");
+    assert_eq!(u(&oi["exchange_ts_ns"]), 1_589_437_530_011_000_000);
+}

@@ -16,19 +16,28 @@ pub enum Kind {
     Status,
     /// Bar (8).
     Bar,
+    /// Mark (9): mark price and funding of a derivative.
+    Mark,
+    /// Liquidation (10).
+    Liquidation,
+    /// OpenInterest (11).
+    OpenInterest,
     /// A type this build does not know (frame payload only).
     Other,
 }
 
 impl Kind {
     /// Every kind, in subject-table order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Def,
         Kind::Trade,
         Kind::Quote,
         Kind::Book,
         Kind::Status,
         Kind::Bar,
+        Kind::Mark,
+        Kind::Liquidation,
+        Kind::OpenInterest,
         Kind::Other,
     ];
 
@@ -42,6 +51,9 @@ impl Kind {
             5 => return None,
             6 | 7 => Kind::Book,
             8 => Kind::Bar,
+            9 => Kind::Mark,
+            10 => Kind::Liquidation,
+            11 => Kind::OpenInterest,
             _ => Kind::Other,
         })
     }
@@ -60,6 +72,9 @@ impl Kind {
             Kind::Book => "book",
             Kind::Status => "status",
             Kind::Bar => "bar",
+            Kind::Mark => "mark",
+            Kind::Liquidation => "liquidation",
+            Kind::OpenInterest => "open_interest",
             Kind::Other => "other",
         }
     }
@@ -198,7 +213,7 @@ mod tests {
 
     #[test]
     fn every_type_code_has_a_kind() {
-        let names: Vec<_> = (1u8..=9).map(|c| Kind::of(c).map(Kind::name)).collect();
+        let names: Vec<_> = (1u8..=12).map(|c| Kind::of(c).map(Kind::name)).collect();
         assert_eq!(
             names,
             [
@@ -210,6 +225,9 @@ mod tests {
                 Some("book"),
                 Some("book"),
                 Some("bar"),
+                Some("mark"),
+                Some("liquidation"),
+                Some("open_interest"),
                 Some("other")
             ]
         );

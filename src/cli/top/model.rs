@@ -85,6 +85,9 @@ pub struct Instrument {
     pub bid: i64,
     /// Best ask of the latest quote; [`ABSENT`] when none or the side is empty.
     pub ask: i64,
+    /// Mark price and funding rate (1e-18) of the latest Mark frame (derivatives; either may
+    /// be [`ABSENT`]); `None` before the first, and always for spot.
+    pub mark: Option<(i64, i64)>,
     /// Sum of the sizes of the live trades seen since `top` started (cached replays excluded);
     /// always ≥ 0.
     pub live_volume: i128,
@@ -264,6 +267,7 @@ impl Model {
             last_side: Side::Unknown,
             bid: ABSENT,
             ask: ABSENT,
+            mark: None,
             live_volume: 0,
             session: None,
             events: 0,
@@ -316,8 +320,12 @@ impl Model {
                 inst.ask = q.ask_price;
             }
             Message::Book(_) => {}
+            Message::Mark { mark, .. } => {
+                // Not a market-data event: shown, not counted.
+                inst.mark = Some((mark.mark_price, mark.funding_rate));
+                return;
+            }
             Message::InstrumentDef { .. }
-            | Message::Mark { .. }
             | Message::Liquidation { .. }
             | Message::OpenInterest { .. }
             | Message::Bar(_)
@@ -388,6 +396,7 @@ impl Model {
                     last_side: i.last_side,
                     bid: i.bid,
                     ask: i.ask,
+                    mark: i.mark,
                     spread: i.spread(),
                     spread_bps: i.spread_bps(),
                     volume,
@@ -599,6 +608,8 @@ pub struct InstrumentRow {
     pub bid: i64,
     /// Best ask; [`ABSENT`] when none.
     pub ask: i64,
+    /// Mark price and funding rate (1e-18) for derivatives; `None` (blank cells) for spot.
+    pub mark: Option<(i64, i64)>,
     /// Ask − bid, exact, when both are there.
     pub spread: Option<i64>,
     /// Spread over mid, basis points.
@@ -850,6 +861,32 @@ pub(crate) mod tests {
                 exchange_ts_ns: None,
             };
             protocol::encode_quote(&mut self.buf, &Self::meta(venue, symbol, false), &q);
+            self.apply(m, venue, symbol, now_ns);
+        }
+
+        pub(crate) fn mark(
+            &mut self,
+            m: &mut Model,
+            venue: &str,
+            symbol: &str,
+            mark: &str,
+            funding: &str,
+            now_ns: u64,
+        ) {
+            let k = crate::market::event::Mark {
+                mark_price: crate::market::fixed::parse(mark).unwrap(),
+                index_price: ABSENT,
+                settle_price: ABSENT,
+                funding_rate: crate::market::fixed::parse_rate(funding).unwrap(),
+                next_funding_ns: None,
+                exchange_ts_ns: None,
+            };
+            crate::wire::derivatives::encode_mark(
+                &mut self.buf,
+                &Self::meta(venue, symbol, false),
+                1,
+                &k,
+            );
             self.apply(m, venue, symbol, now_ns);
         }
 

@@ -17,7 +17,7 @@ use ratatui::Frame;
 
 use crate::market::bars::Decimal128;
 use crate::market::event::Side;
-use crate::market::fixed::{Decimal, ABSENT};
+use crate::market::fixed::{Decimal, Rate, ABSENT};
 
 use super::model::{
     Action, FeedState, InstrumentRow, LinkState, Screen, SortKey, VolumeSource, RATE_WINDOW_S,
@@ -83,6 +83,15 @@ fn price(v: i64) -> String {
         "-".into()
     } else {
         Decimal(v).to_string()
+    }
+}
+
+/// A funding rate (1e-18) as its exact decimal, `-` when ABSENT (a future without funding).
+fn rate(v: i64) -> String {
+    if v == ABSENT {
+        "-".into()
+    } else {
+        Rate(v).to_string()
     }
 }
 
@@ -338,13 +347,17 @@ fn draw_header(f: &mut Frame<'_>, area: Rect, s: &Screen) {
     );
 }
 
-/// Instrument columns: venue, symbol, last, bid, ask, spread, bps, volume, events/s.
-const INSTRUMENT_COLS: [Col; 9] = [
+/// Instrument columns: venue, symbol, last, bid, ask, mark, funding, spread, bps, volume,
+/// events/s. Mark and funding (derivatives; blank for spot) are the first to go when the
+/// terminal is narrow.
+const INSTRUMENT_COLS: [Col; 11] = [
     col("venue", false, 9, 5),
     col("symbol", false, 8, 0),
     col("last", true, 10, 0),
     col("bid", true, 10, 2),
     col("ask", true, 10, 2),
+    col("mark", true, 10, 7),
+    col("funding", true, 8, 8),
     col("spread", true, 8, 4),
     col("bps", true, 6, 6),
     col("volume", true, 10, 3),
@@ -367,6 +380,8 @@ fn instrument_cells(r: &InstrumentRow) -> Vec<Text1> {
         (price(r.last_price), Style::new().fg(side_color)),
         plain(price(r.bid)),
         plain(price(r.ask)),
+        plain(r.mark.map_or_else(String::new, |(m, _)| price(m))),
+        plain(r.mark.map_or_else(String::new, |(_, f)| rate(f))),
         plain(r.spread.map_or_else(|| "-".into(), price)),
         plain(
             r.spread_bps
@@ -594,6 +609,49 @@ mod tests {
         assert!(text.contains("* volume since top started"), "{text}");
         assert!(text.contains("sort: events/s descending"), "{text}");
         assert!(text.contains("venue: all"), "{text}");
+    }
+
+    #[test]
+    fn derivatives_show_mark_and_funding_and_spot_leaves_them_blank() {
+        use crate::cli::top::model::tests::Feeder;
+        let mut m = sample_model();
+        let mut f = Feeder::new();
+        f.def(&mut m, "binance_usdm", "BTCUSDT", 100 * S);
+        f.trade(
+            &mut m,
+            "binance_usdm",
+            "BTCUSDT",
+            "11795",
+            "0.1",
+            false,
+            100 * S,
+        );
+        f.mark(
+            &mut m,
+            "binance_usdm",
+            "BTCUSDT",
+            "11794.15",
+            "0.00038167",
+            100 * S,
+        );
+        let lines = render(&m.screen(&ViewState::default(), 101 * S), 150, 30);
+        let text = lines.join("\n");
+        assert!(
+            text.contains(" mark ") && text.contains(" funding "),
+            "{text}"
+        );
+        let r = row(&lines, "BTCUSDT");
+        assert_eq!(
+            r[..6],
+            ["binance_usdm", "BTCUSDT", "11795", "-", "-", "11794.15"],
+            "{text}"
+        );
+        assert_eq!(r[6], "0.00038167", "{text}");
+        // Spot rows are as before: the two cells are blank.
+        assert_eq!(
+            row(&lines, "ETHUSDT"),
+            ["binance", "ETHUSDT", "2683.81", "2683.8", "2683.81", "0.01", "0.04", "3*", "30.0"]
+        );
     }
 
     #[test]

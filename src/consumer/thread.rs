@@ -172,7 +172,7 @@ pub struct Consumer {
     parse: Vec<Histogram<u64>>,
     /// Per feed: queued → dequeued since the last successful publish, ns.
     queue_wait: Vec<Histogram<u64>>,
-    /// What other threads read; taken with `try_lock` (a plain lock only at shutdown).
+    /// What other threads read: a lock-free publication, replaced once per publish.
     published: SharedPublished,
     /// (feed index, t_recv) of the frames relayed this turn, for latency after the writes;
     /// empty between turns.

@@ -366,7 +366,7 @@ fn defect_11a_hard_scraping_never_costs_the_consumer_a_publication() {
     let (_dir, sock) = util::temp_socket();
     let mut sets = util::binance_only(&sock, exchange.local_addr());
     sets.push("http.snapshot_interval_ms=10".into());
-    let relay = run::start(util::config(&sets)).unwrap();
+    let mut relay = run::start(util::config(&sets)).unwrap();
     let addr = relay.http_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let scrapers: Vec<_> = ["/metrics", "/v1/instruments", "/metrics"]
@@ -387,8 +387,10 @@ fn defect_11a_hard_scraping_never_costs_the_consumer_a_publication() {
         .collect();
     let published = relay.published();
     let v0 = published.version();
+    relay.status_line();
     thread::sleep(Duration::from_secs(3));
     let v1 = published.version();
+    let line = relay.status_line();
     stop.store(true, Ordering::Relaxed);
     let scrapes: u64 = scrapers.into_iter().map(|t| t.join().unwrap()).sum();
     let metrics = util::http_get(addr, "/metrics").1;
@@ -408,6 +410,16 @@ fn defect_11a_hard_scraping_never_costs_the_consumer_a_publication() {
     assert!(value("mdrelay_query_snapshots_published_total") > 10.0);
     // Published every 500 ms: at least 3 in 3 s even on a loaded machine.
     assert!(v1 >= v0 + 3, "latency published {} times in 3 s", v1 - v0);
+    assert!(line.contains("latency p50"), "{line}");
+    // A line with no publication since the previous one says so instead of repeating figures
+    // (two lines microseconds apart; a publication in between is possible, so try a few times).
+    let said_so = (0..20).any(|_| {
+        relay.status_line();
+        relay
+            .status_line()
+            .contains("latency not republished since the last line")
+    });
+    assert!(said_so);
     relay.shutdown();
     exchange.stop();
 }

@@ -589,3 +589,44 @@ fn writer(
     };
     Ok(w.enabled.then_some(cfg))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::{load, Sources};
+
+    fn with_sets(sets: &[&str]) -> Result<crate::config::Config, crate::config::ConfigError> {
+        load(&Sources {
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            ..Sources::default()
+        })
+    }
+
+    /// Issue 17: the HTTP server's limits are configured, defaulted and checked at start-up.
+    #[test]
+    fn http_deadline_and_connection_cap_are_validated_naming_the_key() {
+        let c = with_sets(&[]).unwrap();
+        let h = c.http.unwrap();
+        assert_eq!(h.request_deadline, Duration::from_secs(5));
+        assert_eq!(h.max_connections, 1024);
+        for (set, key) in [
+            ("http.request_deadline_ms=0", "http.request_deadline_ms"),
+            (
+                "http.request_deadline_ms=600001",
+                "http.request_deadline_ms",
+            ),
+            ("http.max_connections=0", "http.max_connections"),
+            ("http.max_connections=65537", "http.max_connections"),
+        ] {
+            let err = with_sets(&[set]).unwrap_err().to_string();
+            assert!(err.contains(key), "{set}: {err}");
+        }
+        let c = with_sets(&["http.request_deadline_ms=250", "http.max_connections=3"]).unwrap();
+        let o = c.http.unwrap().server_options();
+        assert_eq!(
+            (o.request_deadline, o.max_connections),
+            (Duration::from_millis(250), 3)
+        );
+    }
+}

@@ -62,7 +62,7 @@ pub struct FeedInput {
 }
 
 /// What the consumer publishes for other threads (status line, shutdown summary, metrics).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Published {
     /// Per feed (config order): `t_relay − t_recv` since start, ns.
     pub latency_total: Vec<Histogram<u64>>,
@@ -75,6 +75,42 @@ pub struct Published {
     pub queue_wait_total: Vec<Histogram<u64>>,
     /// Per subscriber, as of the last publish.
     pub subscribers: Vec<crate::relay::subscribers::SubscriberStats>,
+}
+
+impl Clone for Published {
+    fn clone(&self) -> Self {
+        Published {
+            latency_total: self.latency_total.clone(),
+            latency_recent: self.latency_recent.clone(),
+            parse_total: self.parse_total.clone(),
+            queue_wait_total: self.queue_wait_total.clone(),
+            subscribers: self.subscribers.clone(),
+        }
+    }
+
+    /// Copies into the existing histograms (a memset and a memcpy each, no allocation): how
+    /// the consumer's [`Publication`] reuses a version no reader holds any more.
+    fn clone_from(&mut self, src: &Self) {
+        for (dst, src) in [
+            (&mut self.latency_total, &src.latency_total),
+            (&mut self.latency_recent, &src.latency_recent),
+            (&mut self.parse_total, &src.parse_total),
+            (&mut self.queue_wait_total, &src.queue_wait_total),
+        ] {
+            if dst.len() != src.len() {
+                dst.clone_from(src);
+                continue;
+            }
+            for (d, s) in dst.iter_mut().zip(src) {
+                d.reset();
+                // Same bounds (every histogram comes from `new_histogram`): a plain copy.
+                if d.add(s).is_err() {
+                    *d = s.clone();
+                }
+            }
+        }
+        self.subscribers.clone_from(&src.subscribers);
+    }
 }
 
 impl Published {
@@ -172,7 +208,7 @@ pub struct Consumer {
     parse: Vec<Histogram<u64>>,
     /// Per feed: queued → dequeued since the last successful publish, ns.
     queue_wait: Vec<Histogram<u64>>,
-    /// What other threads read; taken with `try_lock` (a plain lock only at shutdown).
+    /// What other threads read: a lock-free publication, replaced once per publish.
     published: SharedPublished,
     /// (feed index, t_recv) of the frames relayed this turn, for latency after the writes;
     /// empty between turns.

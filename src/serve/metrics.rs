@@ -32,7 +32,7 @@ use crate::persist::recorder::RecorderStats;
 use crate::persist::writer::WriterStats;
 use crate::queue::QueueMonitor;
 use crate::relay::subscribers::SubscriberStats;
-use crate::serve::server::HttpCounters;
+use crate::serve::server::{HttpCounters, HTTP_METRICS};
 
 pub use super::health::{health, DEFAULT_STALE_AFTER};
 
@@ -126,7 +126,7 @@ fn latency_summaries(src: &MetricsSources) -> Vec<LatencySummary> {
 
 /// Metric type, as written on a `# TYPE` line.
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Counter,
     Gauge,
     Summary,
@@ -562,7 +562,7 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
     if let Some(r) = &src.recorder {
         o.table(RECORDER, &**r);
     }
-    o.table(HTTP, &src.http);
+    o.table(HTTP_METRICS, &src.http);
 
     {
         let p = src.published.load();
@@ -650,49 +650,9 @@ const SUBSCRIBER: &[SubscriberMetric] = &[
 ];
 
 /// One unlabelled series read from a counters struct: name, type, help, reader.
-type Metric<T> = (&'static str, Kind, &'static str, fn(&T) -> u64);
+pub(super) type Metric<T> = (&'static str, Kind, &'static str, fn(&T) -> u64);
 
 type AnalyticsMetric = Metric<AnalyticsCounters>;
-
-/// The HTTP server's counters (`src/serve/server.rs`).
-const HTTP: &[Metric<HttpCounters>] = &[
-    (
-        "mdrelay_http_connections_total",
-        Kind::Counter,
-        "HTTP connections accepted and served (refused ones not included).",
-        |h| h.accepted.get(),
-    ),
-    (
-        "mdrelay_http_refused_connections_total",
-        Kind::Counter,
-        "HTTP connections refused with 503 because http.max_connections were open.",
-        |h| h.refused.get(),
-    ),
-    (
-        "mdrelay_http_timeouts_total",
-        Kind::Counter,
-        "HTTP connections closed at http.request_deadline_ms (request or response unfinished).",
-        |h| h.timed_out.get(),
-    ),
-    (
-        "mdrelay_http_requests_total",
-        Kind::Counter,
-        "HTTP request heads answered, whatever the status.",
-        |h| h.requests.get(),
-    ),
-    (
-        "mdrelay_http_bad_requests_total",
-        Kind::Counter,
-        "HTTP request heads answered 400 (not HTTP, bad target) or 431 (too large).",
-        |h| h.bad_requests.get(),
-    ),
-    (
-        "mdrelay_http_open_connections",
-        Kind::Gauge,
-        "HTTP connections open now (at most http.max_connections).",
-        |h| h.open.get(),
-    ),
-];
 
 /// Bars and query snapshot counters.
 const ANALYTICS: &[AnalyticsMetric] = &[

@@ -41,6 +41,7 @@ use crate::base::affinity::pin_current_thread;
 use crate::base::ratelimit::RateLimit;
 use crate::base::stats::{Counter, Gauge, StopFlag};
 use crate::serve::http::{Handler, Request, Response};
+use crate::serve::metrics::{Kind, Metric};
 
 /// Name of the server thread.
 pub const THREAD_NAME: &str = "http";
@@ -108,6 +109,46 @@ pub struct HttpCounters {
     /// Connections open now; always ≤ `max_connections`.
     pub open: Gauge,
 }
+
+/// How `/metrics` shows [`HttpCounters`]: (name, type, help, value).
+pub(super) const HTTP_METRICS: &[Metric<HttpCounters>] = &[
+    (
+        "mdrelay_http_connections_total",
+        Kind::Counter,
+        "HTTP connections accepted and served (refused ones not included).",
+        |h| h.accepted.get(),
+    ),
+    (
+        "mdrelay_http_refused_connections_total",
+        Kind::Counter,
+        "HTTP connections refused with 503 because http.max_connections were open.",
+        |h| h.refused.get(),
+    ),
+    (
+        "mdrelay_http_timeouts_total",
+        Kind::Counter,
+        "HTTP connections closed at http.request_deadline_ms (request or response unfinished).",
+        |h| h.timed_out.get(),
+    ),
+    (
+        "mdrelay_http_requests_total",
+        Kind::Counter,
+        "HTTP request heads answered, whatever the status.",
+        |h| h.requests.get(),
+    ),
+    (
+        "mdrelay_http_bad_requests_total",
+        Kind::Counter,
+        "HTTP request heads answered 400 (not HTTP, bad target) or 431 (too large).",
+        |h| h.bad_requests.get(),
+    ),
+    (
+        "mdrelay_http_open_connections",
+        Kind::Gauge,
+        "HTTP connections open now (at most http.max_connections).",
+        |h| h.open.get(),
+    ),
+];
 
 /// A running HTTP server. Dropping it stops it too.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ mod e2e;
 mod faults;
 mod files;
 mod fuzz;
+mod http_hostile;
 mod hygiene;
 mod kraken_v2;
 #[cfg(feature = "nats")]

@@ -9,6 +9,7 @@ mod util;
 mod cli;
 mod config_errors;
 mod dashboard;
+mod decode_summary;
 mod e2e;
 mod faults;
 mod files;

@@ -26,7 +26,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 #[path = "../tests/util/mod.rs"]
-#[allow(dead_code)]
 mod util;
 
 use std::hint::black_box;

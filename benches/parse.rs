@@ -408,5 +408,119 @@ fn bench_cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_parse, bench_cache);
+/// trade + bookTicker `data` in one borrowed struct: serde_json and sonic-rs on equal terms.
+#[derive(serde::Deserialize)]
+#[allow(non_snake_case, dead_code)]
+struct LocalData<'a> {
+    s: &'a str,
+    t: Option<u64>,
+    p: Option<&'a str>,
+    q: Option<&'a str>,
+    T: Option<u64>,
+    m: Option<bool>,
+    b: Option<&'a str>,
+    B: Option<&'a str>,
+    a: Option<&'a str>,
+    A: Option<&'a str>,
+    E: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct LocalMsg<'a> {
+    #[serde(borrow)]
+    stream: &'a str,
+    #[serde(borrow)]
+    data: LocalData<'a>,
+}
+
+/// Fixed-point values of a [`LocalMsg`], as the parser converts them.
+fn local_fixed(m: &LocalMsg<'_>) -> i64 {
+    let d = &m.data;
+    let fx = |s: Option<&str>| mdrelay::market::fixed::parse(s.unwrap_or("x")).unwrap_or(0);
+    if m.stream.ends_with("@trade") {
+        fx(d.p)
+            ^ fx(d.q)
+            ^ d.t.unwrap_or(0) as i64
+            ^ d.T.unwrap_or(0) as i64
+            ^ i64::from(d.m == Some(true))
+    } else {
+        fx(d.b) ^ fx(d.B) ^ fx(d.a) ^ fx(d.A) ^ d.T.or(d.E).unwrap_or(0) as i64
+    }
+}
+
+/// The Binance parse paths on the same lines (docs/BENCHMARKS.md, "Binance parse paths"):
+/// `BinanceParser` with its fast path and with the serde path only, per kind; and a bench-local
+/// borrowed struct through serde_json and through sonic-rs, with the same fixed-point
+/// conversions, on trade + bookTicker.
+fn bench_paths(c: &mut Criterion) {
+    use mdrelay::feed::venue::binance::BinanceParser;
+    let raw = capture(&["data/binance/spot_ethusdt_20240808.txt.gz"]);
+    let mut g = c.benchmark_group("binance_paths");
+    g.sample_size(20);
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(2));
+    for (kind, marker) in [
+        ("trade", "@trade\""),
+        ("bookTicker", "@bookTicker\""),
+        ("depth", "@depth@100ms\""),
+    ] {
+        let lines: Vec<&String> = raw
+            .iter()
+            .filter(|l| l.contains(marker))
+            .take(2000)
+            .collect();
+        g.throughput(Throughput::Elements(lines.len() as u64));
+        for (path, general) in [("fast", false), ("general", true)] {
+            let mut p = if general {
+                BinanceParser::general_only()
+            } else {
+                BinanceParser::default()
+            };
+            let mut n = 0u64;
+            for l in &lines {
+                p.parse(l, 1, &mut |_, _| n += 1).expect("parses");
+            }
+            assert_eq!(n, lines.len() as u64, "{kind} {path}: one event per line");
+            g.bench_function(format!("{kind}/{path}"), |b| {
+                b.iter(|| {
+                    let mut n = 0u64;
+                    for l in &lines {
+                        let _ = p.parse(black_box(l), 1, &mut |_, _| n += 1);
+                    }
+                    n
+                })
+            });
+        }
+    }
+    let lines: Vec<&String> = raw
+        .iter()
+        .filter(|l| l.contains("@trade\"") || l.contains("@bookTicker\""))
+        .take(2000)
+        .collect();
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    for l in &lines {
+        let a: LocalMsg<'_> = serde_json::from_str(l).expect("serde_json parses");
+        let b: LocalMsg<'_> = sonic_rs::from_str(l).expect("sonic-rs parses");
+        assert_eq!(local_fixed(&a), local_fixed(&b));
+    }
+    g.bench_function("trade+bookTicker/serde_json_struct", |b| {
+        b.iter(|| {
+            lines.iter().fold(0i64, |acc, l| {
+                let m: LocalMsg<'_> = serde_json::from_str(black_box(l)).expect("parses");
+                acc ^ local_fixed(&m)
+            })
+        })
+    });
+    g.bench_function("trade+bookTicker/sonic_rs_struct", |b| {
+        b.iter(|| {
+            lines.iter().fold(0i64, |acc, l| {
+                let m: LocalMsg<'_> = sonic_rs::from_str(black_box(l)).expect("parses");
+                acc ^ local_fixed(&m)
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_cache, bench_paths);
 criterion_main!(benches);

@@ -27,6 +27,9 @@
 //! messages, one event each). The test waits until the subscriber has every trade and quote frame
 //! of the window, then reads the counter.
 
+// Tests state their expectations with unwrap/expect: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "util/mod.rs"]
 mod util;
 

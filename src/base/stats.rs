@@ -67,6 +67,9 @@ pub struct CollectorCounters {
     pub parse_errors: Counter,
     /// Of `parse_errors`: a number outside the fixed-point range or precision.
     pub out_of_range: Counter,
+    /// Messages the parser's fast path handed to its general path (not errors: a cost figure;
+    /// mirrors `VenueParser::fast_path_fallbacks` of the feed's parser).
+    pub fast_path_fallbacks: Counter,
     /// Events produced by the parser (a frame can hold several).
     pub events: Counter,
     /// Trades among `events`.

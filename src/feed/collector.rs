@@ -410,6 +410,11 @@ pub(crate) fn parse_message(
     });
     out.end_message();
     let c = &out.stats().collector;
+    let fallbacks = parser.fast_path_fallbacks();
+    if fallbacks > c.fast_path_fallbacks.get() {
+        c.fast_path_fallbacks
+            .add(fallbacks - c.fast_path_fallbacks.get());
+    }
     match result {
         Ok(Parsed::Data) => {
             c.last_data_mono_ns.set(t_recv);

@@ -258,6 +258,11 @@ const FEED_COUNTERS: &[(&str, &str, FeedValue)] = &[
         |f| f.stats.collector.out_of_range.get(),
     ),
     (
+        "mdrelay_feed_parse_fast_path_fallbacks_total",
+        "Messages the parser's fast path left to its general (serde) path: not errors, a cost.",
+        |f| f.stats.collector.fast_path_fallbacks.get(),
+    ),
+    (
         "mdrelay_feed_files_failed_total",
         "Recordings whose replay stopped on an error (cannot open, I/O, corrupt gzip); replay only.",
         |f| f.stats.collector.files_failed.get(),
@@ -864,6 +869,7 @@ pub(crate) mod tests {
         c.control.add(2);
         c.parse_errors.add(3);
         c.out_of_range.add(1);
+        c.fast_path_fallbacks.add(2);
         c.files_failed.add(1);
         c.trades.add(3);
         c.quotes.add(2);
@@ -903,6 +909,7 @@ pub(crate) mod tests {
         assert_eq!(v("mdrelay_feed_parse_errors_total", &fa), 3.0);
         assert_eq!(v("mdrelay_feed_files_failed_total", &fa), 1.0);
         assert_eq!(v("mdrelay_feed_out_of_range_errors_total", &fa), 1.0);
+        assert_eq!(v("mdrelay_feed_parse_fast_path_fallbacks_total", &fa), 2.0);
         let by_kind = |k| v("mdrelay_feed_events_total", &[fa[0], ("kind", k)]);
         assert_eq!(
             (by_kind("trade"), by_kind("quote"), by_kind("book")),

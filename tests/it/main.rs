@@ -9,6 +9,7 @@ mod util;
 mod cli;
 mod config_errors;
 mod dashboard;
+mod decode_summary;
 mod derivatives;
 mod e2e;
 mod faults;

@@ -94,6 +94,16 @@ impl<'a> Scanner<'a> {
         let b = self.bytes();
         let start = self.pos;
         let mut i = start;
+        // Eight bytes at a time while none of them ends the scan, then byte by byte.
+        while let Some(chunk) = b.get(i..i + 8) {
+            let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+                break;
+            };
+            if has_string_stop(u64::from_le_bytes(word)) {
+                break;
+            }
+            i += 8;
+        }
         loop {
             let c = *b.get(i)?;
             if STRING_STOP[usize::from(c)] {
@@ -271,6 +281,23 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// `0x01` in every byte.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// `0x80` in every byte.
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// True when a byte of `w` is a [`STRING_STOP`] byte (`"`, `\`, or below 0x20): the classic
+/// "has a zero byte" / "has a byte less than n" bit tricks (Anderson's *Bit Twiddling Hacks*),
+/// exact as a yes/no answer; bytes ≥ 0x80 (UTF-8) never match.
+#[inline]
+fn has_string_stop(w: u64) -> bool {
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    quote | backslash | control != 0
+}
+
 /// The index of the first non-digit at or after `i`.
 #[inline]
 fn digits(b: &[u8], mut i: usize) -> usize {
@@ -331,6 +358,33 @@ mod tests {
         }
         let deep = "[".repeat(40) + &"]".repeat(40);
         assert!(!skips(&deep));
+    }
+
+    #[test]
+    fn the_word_test_finds_every_stop_byte_at_every_position() {
+        for pos in 0..8 {
+            for stop in (0u8..0x20).chain([b'"', b'\\']) {
+                let mut w = *b"abcd9.01";
+                w[pos] = stop;
+                assert!(has_string_stop(u64::from_le_bytes(w)), "{stop:#x} at {pos}");
+            }
+        }
+        for w in [
+            *b"abcd9.01",
+            *b"\xc3\xa9\xc3\xbc  ~\x7f",
+            [0x20; 8],
+            [0xff; 8],
+        ] {
+            assert!(!has_string_stop(u64::from_le_bytes(w)), "{w:?}");
+        }
+        let long = r#""0123456789abcdef\"x""#;
+        assert_eq!(
+            Scanner::new(long).string(),
+            None,
+            "an escape after 16 plain bytes"
+        );
+        let long = "\"0123456789abcdefg\"";
+        assert_eq!(Scanner::new(long).string(), Some("0123456789abcdefg"));
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct CollectorCounters {
     pub parse_errors: Counter,
     /// Of `parse_errors`: a number outside the fixed-point range or precision.
     pub out_of_range: Counter,
+    /// Well-formed data messages deliberately not relayed (Binance futures trades whose `X` is
+    /// not `MARKET`: insurance-fund and ADL fills).
+    pub filtered: Counter,
     /// Events produced by the parser (a frame can hold several).
     pub events: Counter,
     /// Trades among `events`.

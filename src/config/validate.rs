@@ -354,7 +354,7 @@ fn feed(
             ));
         }
     }
-    if venue == Venue::Binance
+    if venue.is_binance()
         && f.channels.iter().any(|c| c.starts_with("depth"))
         && f.rest_url.is_none()
     {
@@ -412,7 +412,9 @@ fn feed(
         record: f.record.unwrap_or(d.record),
         max_connection_age: match f.max_connection_age_ms.or(match venue {
             // Binance closes every connection after 24 h: leave before it does.
-            Venue::Binance => Some(BINANCE_MAX_CONNECTION_AGE_MS),
+            Venue::Binance | Venue::BinanceUsdm | Venue::BinanceCoinm => {
+                Some(BINANCE_MAX_CONNECTION_AGE_MS)
+            }
             _ => None,
         }) {
             None | Some(0) => None,

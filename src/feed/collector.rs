@@ -420,6 +420,13 @@ pub(crate) fn parse_message(
             c.control.inc();
             false
         }
+        // Data (the feed is alive), just not relayed.
+        Ok(Parsed::Filtered) => {
+            c.filtered.inc();
+            c.last_data_mono_ns.set(t_recv);
+            c.subscribed.set(1);
+            true
+        }
         Err(e) => {
             c.parse_errors.inc();
             if e.is_out_of_range() {

@@ -259,6 +259,11 @@ const FEED_COUNTERS: &[(&str, &str, FeedValue)] = &[
         |f| f.stats.collector.out_of_range.get(),
     ),
     (
+        "mdrelay_feed_filtered_total",
+        "Data messages deliberately not relayed: Binance futures trades whose X is not MARKET (insurance fund, ADL).",
+        |f| f.stats.collector.filtered.get(),
+    ),
+    (
         "mdrelay_feed_files_failed_total",
         "Recordings whose replay stopped on an error (cannot open, I/O, corrupt gzip); replay only.",
         |f| f.stats.collector.files_failed.get(),
@@ -863,6 +868,7 @@ pub(crate) mod tests {
         c.control.add(2);
         c.parse_errors.add(3);
         c.out_of_range.add(1);
+        c.filtered.add(4);
         c.files_failed.add(1);
         c.trades.add(3);
         c.quotes.add(2);
@@ -902,6 +908,7 @@ pub(crate) mod tests {
         assert_eq!(v("mdrelay_feed_parse_errors_total", &fa), 3.0);
         assert_eq!(v("mdrelay_feed_files_failed_total", &fa), 1.0);
         assert_eq!(v("mdrelay_feed_out_of_range_errors_total", &fa), 1.0);
+        assert_eq!(v("mdrelay_feed_filtered_total", &fa), 4.0);
         let by_kind = |k| v("mdrelay_feed_events_total", &[fa[0], ("kind", k)]);
         assert_eq!(
             (by_kind("trade"), by_kind("quote"), by_kind("book")),

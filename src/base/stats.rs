@@ -137,6 +137,19 @@ pub struct FeedStats {
     pub collector: CachePadded<CollectorCounters>,
     /// Written by the consumer.
     pub consumer: CachePadded<ConsumerFeedCounters>,
+    /// Written by the feed's open-interest poller thread (`oi-<feed>`), when it has one.
+    pub open_interest: CachePadded<OpenInterestCounters>,
+}
+
+/// Counters of a feed's open-interest poller, written only by its `oi-<feed>` thread.
+#[derive(Debug, Default)]
+pub struct OpenInterestCounters {
+    /// REST requests made (one per symbol per round).
+    pub polls: Counter,
+    /// Requests that failed or returned a body that did not parse.
+    pub failures: Counter,
+    /// Readings dropped because the hand-over to the collector was full.
+    pub dropped: Counter,
 }
 
 /// Relay-wide counters, written only by the consumer (`accept_*` by the acceptor thread).

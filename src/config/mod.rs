@@ -115,6 +115,7 @@ mod tests {
             names,
             [
                 ("binance", Venue::Binance),
+                ("binance_usdm", Venue::BinanceUsdm),
                 ("coinbase", Venue::Coinbase),
                 ("kraken_v1", Venue::KrakenV1)
             ]

@@ -264,6 +264,21 @@ const FEED_COUNTERS: &[(&str, &str, FeedValue)] = &[
         |f| f.stats.collector.filtered.get(),
     ),
     (
+        "mdrelay_feed_open_interest_polls_total",
+        "Open-interest REST requests made by the feed's oi-<feed> poller.",
+        |f| f.stats.open_interest.polls.get(),
+    ),
+    (
+        "mdrelay_feed_open_interest_failures_total",
+        "Open-interest REST requests that failed or returned a reply that did not parse.",
+        |f| f.stats.open_interest.failures.get(),
+    ),
+    (
+        "mdrelay_feed_open_interest_dropped_total",
+        "Open-interest readings dropped because the hand-over to the collector was full.",
+        |f| f.stats.open_interest.dropped.get(),
+    ),
+    (
         "mdrelay_feed_files_failed_total",
         "Recordings whose replay stopped on an error (cannot open, I/O, corrupt gzip); replay only.",
         |f| f.stats.collector.files_failed.get(),

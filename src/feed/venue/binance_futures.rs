@@ -187,15 +187,9 @@ impl BinanceFuturesParser {
                 Some(last) if h.symbol.is_none() => self.recorded_snapshot(last, sink),
                 _ => self.diff(&h, sink)?,
             },
-            Envelope::Mark(m) => {
-                let ev = mark(&m)?;
-                let _ = ev;
-                return Err(ParseError::Unsupported("markPriceUpdate".into()));
-            }
+            Envelope::Mark(m) => sink(Some(m.symbol), &Event::Mark(mark(&m)?)),
             Envelope::Liquidation(l) => {
-                let ev = liquidation(&l)?;
-                let _ = ev;
-                return Err(ParseError::Unsupported("forceOrder".into()));
+                sink(Some(l.order.symbol), &Event::Liquidation(liquidation(&l)?))
             }
             Envelope::Ack => {
                 sink(
@@ -474,6 +468,8 @@ mod tests {
     struct Seen {
         trades: Vec<(String, Trade)>,
         quotes: Vec<(String, Quote)>,
+        marks: Vec<(String, Mark)>,
+        liquidations: Vec<(String, Liquidation)>,
         statuses: Vec<(Option<String>, StatusCode, u64)>,
         snapshots: usize,
         deltas: usize,
@@ -487,6 +483,9 @@ mod tests {
             match ev {
                 Event::Trade(t) => self.trades.push((s.unwrap(), *t)),
                 Event::Quote(q) => self.quotes.push((s.unwrap(), *q)),
+                Event::Mark(m) => self.marks.push((s.unwrap(), *m)),
+                Event::Liquidation(l) => self.liquidations.push((s.unwrap(), *l)),
+                Event::OpenInterest(_) => panic!("no open interest on the stream"),
                 Event::Status(st) => self.statuses.push((s, st.code, st.count)),
                 Event::Book(b) => {
                     let book = self.books.entry(s.unwrap()).or_default();
@@ -825,34 +824,55 @@ mod tests {
     fn samples_mark_price_and_force_order_have_exact_values() {
         let samples = std::fs::read_to_string(fixture("samples/binance.jsonl")).unwrap();
         let line = |e: &str| samples.lines().find(|l| l.contains(e)).unwrap().to_owned();
-        let raw = line("markPriceUpdate");
-        let m: MarkPriceData<'_> = serde_json::from_str(&raw).unwrap();
-        assert_eq!(
-            mark(&m).unwrap(),
-            Mark {
-                mark_price: 1_179_415_000_000,
-                index_price: 1_178_462_659_091,
-                settle_price: 1_178_425_641_265,
-                funding_rate: 381_670_000_000_000,
-                next_funding_ns: Some(1_562_306_400_000_000_000),
-                exchange_ts_ns: Some(1_562_305_380_000_000_000),
+        let want_mark = Mark {
+            mark_price: 1_179_415_000_000,
+            index_price: 1_178_462_659_091,
+            settle_price: 1_178_425_641_265,
+            funding_rate: 381_670_000_000_000,
+            next_funding_ns: Some(1_562_306_400_000_000_000),
+            exchange_ts_ns: Some(1_562_305_380_000_000_000),
+        };
+        let want_liq = Liquidation {
+            side: Side::Sell,
+            price: 991_000_000_000,
+            avg_price: 991_012_345_678,
+            size: 1_400_000,
+            filled_size: 1_400_000,
+            status: LiquidationStatus::Filled,
+            exchange_ts_ns: Some(1_568_014_460_893_000_000),
+        };
+        let mut p = BinanceFuturesParser::new(Venue::BinanceUsdm);
+        let (mark_raw, liq_raw) = (line("markPriceUpdate"), line("forceOrder"));
+        // As the documentation shows them (no envelope) and as a combined stream sends them.
+        for (raw, stream) in [
+            (&mark_raw, "btcusdt@markPrice@1s"),
+            (&liq_raw, "btcusdt@forceOrder"),
+        ] {
+            for msg in [
+                raw.clone(),
+                format!(r#"{{"stream":"{stream}","data":{raw}}}"#),
+            ] {
+                let (r, seen) = one(&mut p, &msg);
+                assert_eq!(r, Ok(Parsed::Data), "{msg}");
+                if stream.contains("markPrice") {
+                    assert_eq!(seen.marks, vec![("BTCUSDT".to_owned(), want_mark)]);
+                } else {
+                    assert_eq!(seen.liquidations, vec![("BTCUSDT".to_owned(), want_liq)]);
+                }
             }
+        }
+        // A delivery contract: no funding rate, no funding time.
+        let (_, seen) = one(
+            &mut p,
+            r#"{"stream":"btcusd_240927@markPrice","data":{"e":"markPriceUpdate","E":1,"s":"BTCUSD_240927","p":"60000.1","P":"60000.0","i":"59990.5","r":"","T":0}}"#,
         );
-        let raw = line("forceOrder");
-        let l: ForceOrderData<'_> = serde_json::from_str(&raw).unwrap();
-        assert_eq!(l.order.symbol, "BTCUSDT");
-        assert_eq!(
-            liquidation(&l).unwrap(),
-            Liquidation {
-                side: Side::Sell,
-                price: 991_000_000_000,
-                avg_price: 991_012_345_678,
-                size: 1_400_000,
-                filled_size: 1_400_000,
-                status: LiquidationStatus::Filled,
-                exchange_ts_ns: Some(1_568_014_460_893_000_000),
-            }
-        );
+        let m = seen.marks[0].1;
+        assert_eq!((m.funding_rate, m.next_funding_ns), (ABSENT, None));
+        assert_eq!(m.index_price, 5_999_050_000_000);
+        // Negative funding is exact to 1e-18.
+        let neg = mark_raw.replace(r#""r":"0.00038167""#, r#""r":"-0.0000597393178553""#);
+        let (_, seen) = one(&mut p, &neg);
+        assert_eq!(seen.marks[0].1.funding_rate, -59_739_317_855_300);
     }
 
     #[test]

@@ -82,8 +82,6 @@ pub(super) struct BookTickerData<'a> {
 /// A `markPriceUpdate` message. Delivery contracts send `r` = `""` and `T` = 0 (no funding).
 #[derive(Deserialize)]
 pub(super) struct MarkPriceData<'a> {
-    // Read once the `mark` event kind is wired (issue 15, "kinds core").
-    #[allow(dead_code)]
     #[serde(rename = "s")]
     pub(super) symbol: &'a str,
     #[serde(rename = "E")]
@@ -103,8 +101,6 @@ pub(super) struct MarkPriceData<'a> {
 /// The order inside a `forceOrder` message.
 #[derive(Deserialize)]
 pub(super) struct ForceOrder<'a> {
-    // Read once the `liquidation` event kind is wired (issue 15, "kinds core").
-    #[allow(dead_code)]
     #[serde(rename = "s")]
     pub(super) symbol: &'a str,
     /// `BUY` or `SELL`: the side of the liquidation order.

@@ -12,6 +12,7 @@ mod dashboard;
 mod e2e;
 mod faults;
 mod files;
+mod futures;
 mod fuzz;
 mod hygiene;
 mod kraken_v2;

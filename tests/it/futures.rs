@@ -33,10 +33,12 @@ fn dec8(s: &str) -> i64 {
 }
 
 type Side8 = BTreeMap<i64, i64>;
+/// (price, size, trade id, buyer is maker).
+type TradeRow = (i64, i64, u64, bool);
 
 /// The capture's trades (price, size, id, buyer-is-maker) and its final book by the documented
 /// futures procedure, read with serde_json only.
-fn reference() -> (Vec<(i64, i64, u64, bool)>, Side8, Side8) {
+fn reference() -> (Vec<TradeRow>, Side8, Side8) {
     let lines: Vec<String> = recording::read_all(&capture())
         .unwrap()
         .into_iter()
@@ -183,7 +185,7 @@ fn usdm_capture_through_the_replay_exchange_and_the_relay_exactly_once_in_order(
             _ => {}
         }
     }
-    let got: Vec<(i64, i64, u64, bool)> = got
+    let got: Vec<TradeRow> = got
         .iter()
         .map(|t| {
             (

@@ -70,6 +70,9 @@ pub struct CollectorCounters {
     /// Messages the parser's fast path handed to its general path (not errors: a cost figure;
     /// mirrors `VenueParser::fast_path_fallbacks` of the feed's parser).
     pub fast_path_fallbacks: Counter,
+    /// Well-formed data messages deliberately not relayed (Binance futures trades whose `X` is
+    /// not `MARKET`: insurance-fund and ADL fills).
+    pub filtered: Counter,
     /// Events produced by the parser (a frame can hold several).
     pub events: Counter,
     /// Trades among `events`.
@@ -137,6 +140,19 @@ pub struct FeedStats {
     pub collector: CachePadded<CollectorCounters>,
     /// Written by the consumer.
     pub consumer: CachePadded<ConsumerFeedCounters>,
+    /// Written by the feed's open-interest poller thread (`oi-<feed>`), when it has one.
+    pub open_interest: CachePadded<OpenInterestCounters>,
+}
+
+/// Counters of a feed's open-interest poller, written only by its `oi-<feed>` thread.
+#[derive(Debug, Default)]
+pub struct OpenInterestCounters {
+    /// REST requests made (one per symbol per round).
+    pub polls: Counter,
+    /// Requests that failed or returned a body that did not parse.
+    pub failures: Counter,
+    /// Readings dropped because the hand-over to the collector was full.
+    pub dropped: Counter,
 }
 
 /// Relay-wide counters, written only by the consumer (`accept_*` by the acceptor thread).

@@ -1,6 +1,8 @@
 //! `mdrelay decode`: raw venue messages (one a line; bare JSON or `<recv_ns> <json>`; .gz ok)
 //! through the collectors' parser, printed as the documented JSON lines. Control messages
-//! (acks, heartbeats) print nothing.
+//! (acks, heartbeats) print nothing. Messages the parser deliberately does not relay (Binance
+//! futures trades whose `X` is not `MARKET`) print nothing either; their count goes to stderr at
+//! the end (`N message(s) filtered: …`) when there are any.
 //!
 //! Bad input: a line that does not parse, is not UTF-8 or is longer than `--max-line-bytes` is
 //! reported on stderr as `file:line: reason` and skipped. An error that stops the file (I/O, a
@@ -37,6 +39,7 @@ pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result
     // One line's JSON is built first: a control message (ack, heartbeat) prints nothing, even
     // if the parser reported it as a status event for the relay's subscribers.
     let mut line_out: Vec<u8> = Vec::with_capacity(4096);
+    let mut filtered: u64 = 0;
     loop {
         let (no, line) = match reader.next_line() {
             Ok(Some(x)) => x,
@@ -79,8 +82,15 @@ pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result
                 r => r?,
             },
             Ok(venue::Parsed::Control) => {}
+            Ok(venue::Parsed::Filtered) => filtered += 1,
             Err(e) => eprintln!("{}:{no}: {e}", file.display()),
         }
+    }
+    if filtered > 0 {
+        eprintln!(
+            "{}: {filtered} message(s) filtered: trades that are not market executions (Binance futures X other than MARKET)",
+            file.display()
+        );
     }
     match out.flush() {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),

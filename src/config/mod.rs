@@ -115,6 +115,7 @@ mod tests {
             names,
             [
                 ("binance", Venue::Binance),
+                ("binance_usdm", Venue::BinanceUsdm),
                 ("coinbase", Venue::Coinbase),
                 ("kraken_v1", Venue::KrakenV1)
             ]
@@ -256,6 +257,38 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.feeds[0].subscription.channels, ["aggTrade", "depth"]);
+    }
+
+    #[test]
+    fn futures_feeds_validate_open_interest_and_channels_naming_the_key() {
+        let c = with_sets(&["feeds.binance_usdm.open_interest_interval_ms=5000"]).unwrap();
+        let f = c.feeds.iter().find(|f| f.name == "binance_usdm").unwrap();
+        assert_eq!(f.open_interest_interval, Some(Duration::from_secs(5)));
+        assert_eq!(c.feeds[0].open_interest_interval, None, "default: off");
+        for (sets, want) in [
+            (
+                &["feeds.binance_usdm.open_interest_interval_ms=10"][..],
+                "feeds.binance_usdm.open_interest_interval_ms",
+            ),
+            (
+                &["feeds.binance.open_interest_interval_ms=5000"][..],
+                "`feeds.binance.open_interest_interval_ms`: venue binance has no open interest",
+            ),
+            (
+                &["feeds.binance_usdm.channels=[\"depth@250ms\"]"][..],
+                "feeds.binance_usdm.channels",
+            ),
+        ] {
+            let err = with_sets(sets).unwrap_err().to_string();
+            assert!(err.contains(want), "{sets:?}: {err}");
+        }
+        let c = with_sets(&[
+            "feeds.binance_usdm.venue=\"binance_coinm\"",
+            "feeds.binance_usdm.symbols=[\"BTCUSD_PERP\"]",
+            "feeds.binance_usdm.channels=[\"markPrice@1s\", \"forceOrder\", \"depth@500ms\"]",
+        ])
+        .unwrap();
+        assert!(c.feeds.iter().any(|f| f.venue == Venue::BinanceCoinm));
     }
 
     /// Defect 10: a newline inside a `--set` value silently dropped the rest of the value.

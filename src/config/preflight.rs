@@ -169,6 +169,7 @@ mod tests {
             "feeds.binance.rest_url=\"http://127.0.0.1:1\"".into(),
             "feeds.coinbase.enabled=false".into(),
             "feeds.kraken_v1.enabled=false".into(),
+            "feeds.binance_usdm.enabled=false".into(),
         ]
     }
 

@@ -357,7 +357,7 @@ fn feed(
             ));
         }
     }
-    if venue == Venue::Binance
+    if venue.is_binance()
         && f.channels.iter().any(|c| c.starts_with("depth"))
         && f.rest_url.is_none()
     {
@@ -366,6 +366,22 @@ fn feed(
             "a Binance depth channel needs rest_url for book snapshots",
         ));
     }
+    let open_interest_interval = match f.open_interest_interval_ms.unwrap_or(0) {
+        0 => None,
+        v => {
+            let k = key("open_interest_interval_ms");
+            if crate::feed::open_interest::path(venue).is_none() {
+                return Err(invalid(
+                    k,
+                    format!("venue {venue} has no open interest to poll (binance_usdm and binance_coinm do); use 0"),
+                ));
+            }
+            if f.rest_url.is_none() {
+                return Err(invalid(k, "polling open interest needs rest_url"));
+            }
+            Some(ms(&k, v, 1_000, 3_600_000)?)
+        }
+    };
     Ok(Some(FeedConfig {
         name: name.to_owned(),
         venue,
@@ -415,13 +431,16 @@ fn feed(
         record: f.record.unwrap_or(d.record),
         max_connection_age: match f.max_connection_age_ms.or(match venue {
             // Binance closes every connection after 24 h: leave before it does.
-            Venue::Binance => Some(BINANCE_MAX_CONNECTION_AGE_MS),
+            Venue::Binance | Venue::BinanceUsdm | Venue::BinanceCoinm => {
+                Some(BINANCE_MAX_CONNECTION_AGE_MS)
+            }
             _ => None,
         }) {
             None | Some(0) => None,
             Some(v) => Some(ms(&key("max_connection_age_ms"), v, 1_000, 7 * 86_400_000)?),
         },
         source: FeedSource::WebSocket,
+        open_interest_interval,
     }))
 }
 

@@ -8,6 +8,9 @@
 //!
 //! Blocking: the socket read (woken every [`POLL_INTERVAL`] to check the stop flag) and, under
 //! the `block` policy, a full queue for at most the block timeout. Nothing else; no locks.
+//! Open-interest readings polled by the feed's `oi-<feed>` thread (`open_interest.rs`) arrive
+//! over a bounded channel and are published between two reads, so they share the feed's queue,
+//! instrument definitions and sequencing.
 //!
 //! Losses are never silent: a frame the queue refuses is counted, the instrument's sequence still
 //! advances (subscribers see the gap), and a `dropped` status frame with the count is sent for that
@@ -31,9 +34,10 @@ use crate::base::backoff::{Backoff, Jitter};
 use crate::base::clock;
 use crate::base::stats::{FeedStats, StopFlag};
 use crate::feed::config::FeedConfig;
+use crate::feed::open_interest::Readings;
 use crate::feed::publisher::Publisher;
 use crate::feed::venue::{Parsed, VenueParser};
-use crate::market::event::StatusCode;
+use crate::market::event::{Event, StatusCode};
 use crate::persist::recorder::RecordSender;
 use crate::queue::Producer;
 
@@ -96,6 +100,8 @@ pub struct Collector {
     jitter: Jitter,
     /// Raw recording of every message, when the feed records.
     recorder: Option<RecordSender>,
+    /// Readings of the feed's open-interest poller, when it has one.
+    open_interest: Option<Readings>,
 }
 
 impl Collector {
@@ -126,6 +132,27 @@ impl Collector {
             next_fetch: Instant::now(),
             jitter: Jitter::new(clock::wall_ns()),
             recorder,
+            open_interest: None,
+        }
+    }
+
+    /// Publishes the readings of an open-interest poller ([`crate::feed::open_interest`]) too.
+    pub fn with_open_interest(mut self, readings: Readings) -> Self {
+        self.open_interest = Some(readings);
+        self
+    }
+
+    /// Publishes the open-interest readings waiting in the hand-over channel (none: one atomic
+    /// load).
+    fn publish_open_interest(&mut self) {
+        let Some(rx) = &self.open_interest else {
+            return;
+        };
+        while let Ok(r) = rx.try_recv() {
+            let ev = Event::OpenInterest(r.open_interest);
+            self.out
+                .on_event(Some(&r.symbol), &ev, r.t_recv, r.recv_wall_ns);
+            self.out.end_message();
         }
     }
 
@@ -293,6 +320,9 @@ impl Collector {
             if self.out.consumer_gone() {
                 return Err(FeedError::ConsumerGone);
             }
+            if self.open_interest.as_ref().is_some_and(|rx| !rx.is_empty()) {
+                self.publish_open_interest();
+            }
             let msg = ws.read();
             let t_recv = clock::mono_ns();
             if t_recv.saturating_sub(connected_at) >= max_age_ns {
@@ -424,6 +454,13 @@ pub(crate) fn parse_message(
         Ok(Parsed::Control) => {
             c.control.inc();
             false
+        }
+        // Data (the feed is alive), just not relayed.
+        Ok(Parsed::Filtered) => {
+            c.filtered.inc();
+            c.last_data_mono_ns.set(t_recv);
+            c.subscribed.set(1);
+            true
         }
         Err(e) => {
             c.parse_errors.inc();

@@ -47,6 +47,9 @@ pub struct FeedConfig {
     pub max_connection_age: Option<Duration>,
     /// Where the messages come from: the venue's WebSocket, or recordings (`mdrelay replay`).
     pub source: FeedSource,
+    /// Poll open interest over REST this often on the feed's `oi-<feed>` thread (Binance
+    /// futures only; `rest_url` required); `None`: never.
+    pub open_interest_interval: Option<Duration>,
 }
 
 impl FeedConfig {
@@ -80,6 +83,7 @@ impl FeedConfig {
             stale_after: Duration::from_secs(86_400),
             record: false,
             max_connection_age: None,
+            open_interest_interval: None,
             source: FeedSource::Files {
                 paths,
                 speed,

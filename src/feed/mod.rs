@@ -5,11 +5,14 @@
 //! - `config`: a feed's section (`[feeds.NAME]` over `[feed_defaults]`).
 //! - `collector`: the live collector thread: connect, subscribe, read, reconnect with backoff.
 //! - `publisher`: events → frames: instrument definitions, sequences, backpressure, drop reports.
+//! - `open_interest`: the `oi-<feed>` thread polling Binance futures open interest over REST,
+//!   handing readings to the collector.
 //! - `replay`: the file collector: recordings through the same parsers, paced or at full speed.
 //! - `venue`: one parser per venue protocol (books, sequencing, checksums, REST snapshots).
 
 pub mod collector;
 pub mod config;
+pub mod open_interest;
 pub mod publisher;
 pub mod replay;
 pub mod venue;

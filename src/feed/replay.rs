@@ -18,7 +18,7 @@
 //! line is logged as `file:line: reason` and skipped; an error that stops a file is logged
 //! naming it and counted in the feed's `files_failed` (see [`FileCollector::run`]).
 //!
-//! Binance depth books need a REST snapshot. Recordings carry it as a `{"lastUpdateId":…}` line
+//! Binance depth books (spot and futures) need a REST snapshot. Recordings carry it as a `{"lastUpdateId":…}` line
 //! (as captured); when the parser asks for a snapshot, the next such line answers it. The
 //! symbols and channels of a Binance recording are read from its combined-stream names
 //! (`"stream":"ethusdt@depth@100ms"`) before the replay starts.
@@ -254,7 +254,7 @@ impl FileCollector {
 
     fn replay(&mut self) {
         let mut sub = self.cfg.subscription.clone();
-        if self.cfg.venue == Venue::Binance && sub.symbols.is_empty() {
+        if self.cfg.venue.is_binance() && sub.symbols.is_empty() {
             sub = binance_subscription(&self.paths);
         }
         // Sets up parser state (Binance depth books); the requests themselves go nowhere.
@@ -321,7 +321,7 @@ impl FileCollector {
             }
             let errors_before = self.out.stats().collector.parse_errors.get();
             let t_recv = clock::mono_ns();
-            if self.cfg.venue == Venue::Binance
+            if self.cfg.venue.is_binance()
                 && raw.starts_with("{\"lastUpdateId\"")
                 && !self.snapshot_requests.is_empty()
             {

@@ -27,15 +27,24 @@ pub enum Venue {
     Kraken,
     /// Kraken WebSocket v1 (legacy).
     KrakenV1,
+    /// Binance USD-M futures (`fstream`): USDT/USDC-margined perpetual and delivery contracts
+    /// (`BTCUSDT`, `ETHUSDT_240927`); sizes in base units.
+    BinanceUsdm,
+    /// Binance COIN-M futures (`dstream`): coin-margined contracts (`BTCUSD_PERP`,
+    /// `ETHUSD_240927`); sizes in **contracts** (100 USD for BTC, 10 USD for the others, per
+    /// Binance's `exchangeInfo` `contractSize`), kept exactly as the venue sends them.
+    BinanceCoinm,
 }
 
 impl Venue {
     /// Every venue, in wire-code order.
-    pub const ALL: [Venue; 4] = [
+    pub const ALL: [Venue; 6] = [
         Venue::Binance,
         Venue::Coinbase,
         Venue::Kraken,
         Venue::KrakenV1,
+        Venue::BinanceUsdm,
+        Venue::BinanceCoinm,
     ];
 
     /// The venue's name as it appears in InstrumentDefs, JSON and configuration.
@@ -45,7 +54,18 @@ impl Venue {
             Venue::Coinbase => "coinbase",
             Venue::Kraken => "kraken",
             Venue::KrakenV1 => "kraken_v1",
+            Venue::BinanceUsdm => "binance_usdm",
+            Venue::BinanceCoinm => "binance_coinm",
         }
+    }
+
+    /// True for the Binance family (spot, USD-M, COIN-M): combined streams, and depth books
+    /// started from a REST snapshot (recordings carry it as a `{"lastUpdateId":…}` line).
+    pub fn is_binance(self) -> bool {
+        matches!(
+            self,
+            Venue::Binance | Venue::BinanceUsdm | Venue::BinanceCoinm
+        )
     }
 
     /// Parses a venue name as written by [`Venue::name`].
@@ -172,6 +192,30 @@ mod tests {
         // Golden values (also in docs/PROTOCOL.md); the first is FNV-1a's published vector for "a".
         assert_eq!(fnv1a32(b"a".iter()), 0xe40c_292c);
         assert_eq!(instrument_id("binance", "ETHUSDT"), 0xa4f6_c29c);
+    }
+
+    #[test]
+    fn spot_and_futures_of_one_symbol_are_different_instruments() {
+        let spot = instrument_id(Venue::Binance.name(), "BTCUSDT");
+        let usdm = instrument_id(Venue::BinanceUsdm.name(), "BTCUSDT");
+        let coinm = instrument_id(Venue::BinanceCoinm.name(), "BTCUSD_PERP");
+        assert_ne!(spot, usdm);
+        assert_ne!(usdm, coinm);
+        // FNV-1a 32 of "binance_usdm:BTCUSDT", computed independently (Python:
+        // h=0x811c9dc5; for b in s.encode(): h=((h^b)*0x01000193)&0xffffffff).
+        assert_eq!(usdm, 0x6a93_55f4);
+        let mut r = Registry::default();
+        assert_eq!(r.insert("binance", "BTCUSDT"), Ok(spot));
+        assert_eq!(r.insert("binance_usdm", "BTCUSDT"), Ok(usdm));
+        assert_eq!(r.len(), 2);
+        for v in Venue::ALL {
+            assert_eq!(Venue::from_name(v.name()), Some(v));
+            assert_eq!(
+                serde_json::to_string(&v).unwrap(),
+                format!("\"{}\"", v.name())
+            );
+        }
+        assert!(Venue::BinanceCoinm.is_binance() && !Venue::Coinbase.is_binance());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Start order: start the replay exchange if enabled (its address fills `{replay}` in feed URLs),
 //! bind the relay socket (refusing if another relay is live on it), create one bounded queue per
-//! feed, spawn `consumer`, `relay-accept`, and one `collector-<feed>` per feed. The socket file
-//! appears only once everything it needs is loaded.
+//! feed, spawn `consumer`, `relay-accept`, one `collector-<feed>` per feed, and one `oi-<feed>`
+//! open-interest poller per feed that sets `open_interest_interval_ms` (joined with the
+//! collectors). The socket file appears only once everything it needs is loaded.
 //!
 //! Stop order ([`Running::shutdown`]): set the stop flag → collectors stop reading and drop their
 //! queue ends → the consumer empties every queue, writes subscribers' pending bytes (drain
@@ -30,6 +31,7 @@ use crate::consumer::thread::{
     Consumer, FeedInput, Inputs, Outputs, Published, RelaySide, SharedPublished,
 };
 use crate::feed::collector::Collector;
+use crate::feed::open_interest;
 use crate::feed::replay::FileCollector;
 use crate::feed::venue;
 use crate::persist::recorder::{Recorder, RecorderStats};
@@ -188,6 +190,8 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
     let mut inputs = Vec::new();
     let mut collectors = Vec::new();
     let mut pending_collectors = Vec::new();
+    // Open-interest pollers (`oi-<feed>`), started after the collectors they feed.
+    let mut pollers = Vec::new();
     for (i, f) in cfg.feeds.iter().enumerate() {
         let mut fc = f.clone();
         if let Some(addr) = replay_addr {
@@ -241,15 +245,28 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                 } else {
                     None
                 };
-                Feed::Live(Collector::new(
-                    fc,
-                    parser,
-                    producer,
-                    stats,
-                    stop.clone(),
-                    tls,
-                    rec,
-                ))
+                let poller = match (fc.open_interest_interval, &fc.rest_url) {
+                    (Some(every), Some(rest)) => open_interest::Poller::new(
+                        &fc.name,
+                        fc.venue,
+                        rest,
+                        &fc.subscription.symbols,
+                        every,
+                        fc.connect_timeout,
+                        stats.clone(),
+                        stop.clone(),
+                    ),
+                    _ => None,
+                };
+                let name = fc.name.clone();
+                let c = Collector::new(fc, parser, producer, stats, stop.clone(), tls, rec);
+                Feed::Live(match poller {
+                    Some((p, readings)) => {
+                        pollers.push((format!("oi-{name}"), p));
+                        c.with_open_interest(readings)
+                    }
+                    None => c,
+                })
             }
             FeedSource::Files {
                 paths,
@@ -384,6 +401,10 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                 }
             })?,
         ));
+    }
+    for (name, p) in pollers {
+        // Joined with the collectors; stops on the same flag.
+        collectors.push((name.clone(), spawn(&name, move || p.run())?));
     }
     tracing::info!(
         socket = %socket.path().display(),

@@ -263,6 +263,26 @@ const FEED_COUNTERS: &[(&str, &str, FeedValue)] = &[
         |f| f.stats.collector.fast_path_fallbacks.get(),
     ),
     (
+        "mdrelay_feed_filtered_total",
+        "Data messages deliberately not relayed: Binance futures trades whose X is not MARKET (insurance fund, ADL).",
+        |f| f.stats.collector.filtered.get(),
+    ),
+    (
+        "mdrelay_feed_open_interest_polls_total",
+        "Open-interest REST requests made by the feed's oi-<feed> poller.",
+        |f| f.stats.open_interest.polls.get(),
+    ),
+    (
+        "mdrelay_feed_open_interest_failures_total",
+        "Open-interest REST requests that failed or returned a reply that did not parse.",
+        |f| f.stats.open_interest.failures.get(),
+    ),
+    (
+        "mdrelay_feed_open_interest_dropped_total",
+        "Open-interest readings dropped because the hand-over to the collector was full.",
+        |f| f.stats.open_interest.dropped.get(),
+    ),
+    (
         "mdrelay_feed_files_failed_total",
         "Recordings whose replay stopped on an error (cannot open, I/O, corrupt gzip); replay only.",
         |f| f.stats.collector.files_failed.get(),
@@ -870,6 +890,7 @@ pub(crate) mod tests {
         c.parse_errors.add(3);
         c.out_of_range.add(1);
         c.fast_path_fallbacks.add(2);
+        c.filtered.add(4);
         c.files_failed.add(1);
         c.trades.add(3);
         c.quotes.add(2);
@@ -910,6 +931,7 @@ pub(crate) mod tests {
         assert_eq!(v("mdrelay_feed_files_failed_total", &fa), 1.0);
         assert_eq!(v("mdrelay_feed_out_of_range_errors_total", &fa), 1.0);
         assert_eq!(v("mdrelay_feed_parse_fast_path_fallbacks_total", &fa), 2.0);
+        assert_eq!(v("mdrelay_feed_filtered_total", &fa), 4.0);
         let by_kind = |k| v("mdrelay_feed_events_total", &[fa[0], ("kind", k)]);
         assert_eq!(
             (by_kind("trade"), by_kind("quote"), by_kind("book")),

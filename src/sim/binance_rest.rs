@@ -1,8 +1,10 @@
-//! Binance REST depth snapshots. `GET /binance/api/v3/depth?symbol=S&limit=N` answers a depth
-//! snapshot taken from a book the exchange keeps at its replay position: it starts from the
-//! snapshot recorded in the capture and applies each diff as it is sent, so a snapshot is
-//! consistent whenever a client asks. Served on the connection's own `replay-conn-N` thread,
-//! plain HTTP/1.1, one request per connection.
+//! Binance REST depth snapshots, spot and futures: `GET /binance/api/v3/depth`,
+//! `GET /binance_usdm/fapi/v1/depth` and `GET /binance_coinm/dapi/v1/depth` (`?symbol=S&limit=N`)
+//! answer a depth snapshot taken from a book the exchange keeps per venue at its replay
+//! position: it starts from the snapshot recorded in the capture and applies each diff as it is
+//! sent, so a snapshot is consistent whenever a client asks (its `lastUpdateId` is the `u` of the
+//! last diff applied, which both the spot and the futures sync rules bridge from). Served on the
+//! connection's own `replay-conn-N` thread, plain HTTP/1.1, one request per connection.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -15,9 +17,33 @@ use crate::feed::venue::VenueParser;
 use crate::market::book::L2Book;
 use crate::market::event::{Event, Level};
 use crate::market::fixed;
+use crate::market::instrument::Venue;
 
 /// Symbol → (book, lastUpdateId).
 pub(super) type Books = FxHashMap<String, (L2Book, u64)>;
+
+/// The REST books of every Binance venue (spot, USD-M, COIN-M): the same symbol on two venues is
+/// two books.
+pub(super) type VenueBooks = FxHashMap<Venue, Books>;
+
+/// The REST depth path of each Binance venue on the replay exchange.
+const DEPTH_PATHS: [(&str, Venue); 3] = [
+    ("/binance/api/v3/depth", Venue::Binance),
+    ("/binance_usdm/fapi/v1/depth", Venue::BinanceUsdm),
+    ("/binance_coinm/dapi/v1/depth", Venue::BinanceCoinm),
+];
+
+/// True when the start of a request (`peek`, ≥ 32 bytes when available) is a Binance REST call
+/// rather than a WebSocket upgrade.
+pub(super) fn is_rest_request(peek: &[u8]) -> bool {
+    [
+        &b"GET /binance/api/"[..],
+        b"GET /binance_usdm/fapi/",
+        b"GET /binance_coinm/dapi/",
+    ]
+    .iter()
+    .any(|p| peek.starts_with(p))
+}
 
 /// A Binance depth diff as recorded, for the exchange's own book.
 pub(super) struct Diff {
@@ -75,9 +101,11 @@ impl BookScan {
     }
 }
 
-/// Applies a diff just sent to its symbol's book, unless the book is already past it.
-pub(super) fn apply(books: &Mutex<Books>, d: &Diff) {
-    if let Some((book, last)) = books.lock().get_mut(&*d.symbol) {
+/// Applies a diff just sent to its symbol's book of `venue`, unless the book is already past it.
+pub(super) fn apply(books: &Mutex<VenueBooks>, venue: Venue, d: &Diff) {
+    let mut books = books.lock();
+    let book = books.get_mut(&venue).and_then(|b| b.get_mut(&*d.symbol));
+    if let Some((book, last)) = book {
         if d.final_update_id > *last {
             book.apply_delta(&d.bids, &d.asks);
             *last = d.final_update_id;
@@ -85,8 +113,8 @@ pub(super) fn apply(books: &Mutex<Books>, d: &Diff) {
     }
 }
 
-/// Answers `GET /binance/api/v3/depth?symbol=S&limit=N` from the REST book, then closes.
-pub(super) fn serve_rest(mut stream: TcpStream, books: &Mutex<Books>) -> io::Result<()> {
+/// Answers a depth request (see the module doc) from the venue's REST book, then closes.
+pub(super) fn serve_rest(mut stream: TcpStream, books: &Mutex<VenueBooks>) -> io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
@@ -105,19 +133,18 @@ pub(super) fn serve_rest(mut stream: TcpStream, books: &Mutex<Books>) -> io::Res
             .find(|(key, _)| *key == k)
             .map(|(_, v)| v.to_owned())
     };
-    let (status, body) = if path != "/binance/api/v3/depth" {
-        (
-            "404 Not Found",
-            r#"{"code":-1,"msg":"not found"}"#.to_owned(),
-        )
-    } else {
+    let venue = DEPTH_PATHS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, v)| *v);
+    let (status, body) = if let Some(venue) = venue {
         let symbol = param("symbol").unwrap_or_default().to_ascii_uppercase();
         let limit: usize = param("limit")
             .and_then(|l| l.parse().ok())
             .unwrap_or(100)
             .clamp(1, 5000);
         let books = books.lock();
-        match books.get(&symbol) {
+        match books.get(&venue).and_then(|b| b.get(&symbol)) {
             Some((book, last)) => {
                 let side = |it: &mut dyn Iterator<Item = Level>| -> Vec<[String; 2]> {
                     it.take(limit)
@@ -142,6 +169,11 @@ pub(super) fn serve_rest(mut stream: TcpStream, books: &Mutex<Books>) -> io::Res
                 r#"{"code":-1121,"msg":"Invalid symbol."}"#.to_owned(),
             ),
         }
+    } else {
+        (
+            "404 Not Found",
+            r#"{"code":-1,"msg":"not found"}"#.to_owned(),
+        )
     };
     write!(
         stream,

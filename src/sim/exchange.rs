@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use crate::base::netutil::wait_readable;
 use crate::market::instrument::Venue;
 
-use super::binance_rest::Books;
+use super::binance_rest::VenueBooks;
 use super::session::serve;
 use super::source::{load, Source};
 
@@ -43,8 +43,9 @@ pub(super) struct Shared {
     pub(super) subscribed: AtomicU64,
     /// Messages sent, all sessions.
     pub(super) sent: AtomicU64,
-    /// Binance REST books at the replay position of the most recently started session.
-    pub(super) books: Mutex<Books>,
+    /// Binance REST books per venue, at the replay position of the venue's most recently
+    /// started session.
+    pub(super) books: Mutex<VenueBooks>,
     sessions: Mutex<Vec<JoinHandle<()>>>,
 }
 

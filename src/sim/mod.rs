@@ -4,8 +4,11 @@
 //!
 //! Threads: `replay-exchange` accepts on the listen address; each connection gets its own
 //! `replay-conn-N` thread. The venue is the first path segment of the request
-//! (`ws://ADDR/binance/stream`, `ws://ADDR/coinbase`, `ws://ADDR/kraken_v1`, `ws://ADDR/kraken`);
-//! `GET /binance/api/v3/depth` is plain HTTP on the same port.
+//! (`ws://ADDR/binance/stream`, `ws://ADDR/binance_usdm/stream`, `ws://ADDR/binance_coinm/stream`,
+//! `ws://ADDR/coinbase`, `ws://ADDR/kraken_v1`, `ws://ADDR/kraken`); the Binance REST depth
+//! snapshots (`GET /binance/api/v3/depth`, `/binance_usdm/fapi/v1/depth`,
+//! `/binance_coinm/dapi/v1/depth`) are plain HTTP on the same port. The futures venues speak the
+//! Binance protocol (same requests, acks and stream keys) with their own REST paths and books.
 //!
 //! Recorded acks are not replayed (the exchange answers the client's own requests). Messages are
 //! sent at their recorded pace divided by `speed` (0: as fast as the client reads). At the end of
@@ -20,7 +23,8 @@
 //! - `exchange`: [`ReplayExchange`] and its options: loads the recordings, the acceptor thread, stop.
 //! - `session`: one connection's thread: handshake, requests, pacing, end of recording.
 //! - `source`: recordings loaded and merged per venue, each message keyed by its subscription.
-//! - `binance_rest`: the Binance depth book kept at the replay position, and its REST snapshot.
+//! - `binance_rest`: the Binance depth books (spot, USD-M, COIN-M) kept at the replay position,
+//!   and their REST snapshots.
 //! - `binance`: Binance subscribe/unsubscribe acks and stream keys.
 //! - `coinbase`: Coinbase `subscriptions` replies and product/channel keys.
 //! - `kraken_v1`: Kraken v1 system status, `subscriptionStatus` acks, pings, pair/channel keys.

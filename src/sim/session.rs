@@ -64,7 +64,9 @@ fn service_client(
         match ws.read() {
             Ok(Message::Text(t)) => {
                 let replies = match venue {
-                    Venue::Binance => binance_request(t.as_str(), subs).into_iter().collect(),
+                    Venue::Binance | Venue::BinanceUsdm | Venue::BinanceCoinm => {
+                        binance_request(t.as_str(), subs).into_iter().collect()
+                    }
                     Venue::Coinbase => coinbase_request(t.as_str(), subs),
                     Venue::KrakenV1 => kraken_v1_request(t.as_str(), subs),
                     Venue::Kraken => {
@@ -98,9 +100,9 @@ pub(super) fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenit
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     // Plain HTTP (REST) or a WebSocket upgrade? Look at the request line without consuming it.
-    let mut peek = [0u8; 18];
+    let mut peek = [0u8; 32];
     let n = stream.peek(&mut peek)?;
-    if peek[..n].starts_with(b"GET /binance/api/") {
+    if binance_rest::is_rest_request(&peek[..n]) {
         return serve_rest(stream, &shared.books).map_err(tungstenite::Error::Io);
     }
     let mut venue = None;
@@ -151,9 +153,9 @@ pub(super) fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenit
     // A client may send several subscribe requests back to back (Kraken: one per channel); at
     // full speed nothing is read until the recording ends, so take them all before playing.
     service_client(&mut ws, venue, SUBSCRIBE_SETTLE, &mut subs, shared)?;
-    if venue == Venue::Binance {
-        // This session's replay position now drives the REST books.
-        *shared.books.lock() = src.initial_books.clone();
+    if venue.is_binance() {
+        // This session's replay position now drives the venue's REST books.
+        shared.books.lock().insert(venue, src.initial_books.clone());
     }
     play(&mut ws, &src, &mut subs, shared)?;
     if shared.opts.loop_forever {
@@ -219,7 +221,7 @@ fn play(
         }
         ws.write(Message::Text(rec.raw.clone()))?;
         if let Some(d) = &rec.diff {
-            binance_rest::apply(&shared.books, d);
+            binance_rest::apply(&shared.books, src.venue, d);
         }
         shared.sent.fetch_add(1, Ordering::Relaxed);
         unflushed += 1;

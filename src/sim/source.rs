@@ -57,7 +57,7 @@ pub(super) struct Peek<'a> {
 /// replays (recorded acks and status: the exchange answers its clients' own requests).
 pub(super) fn record_key(venue: Venue, raw: &str) -> Option<Box<str>> {
     match venue {
-        Venue::Binance => binance_key(raw),
+        Venue::Binance | Venue::BinanceUsdm | Venue::BinanceCoinm => binance_key(raw),
         Venue::Coinbase => coinbase_key(raw),
         Venue::KrakenV1 => kraken_v1_key(raw),
         Venue::Kraken => kraken_v2_key(raw),
@@ -89,7 +89,7 @@ pub(super) fn load(venue: Venue, paths: &[PathBuf]) -> io::Result<Source> {
         if venue == Venue::Kraken && key.is_some() {
             kraken_v2_precisions(&raw, &mut kraken_pairs);
         }
-        let diff = if venue == Venue::Binance {
+        let diff = if venue.is_binance() {
             books.scan(&raw)
         } else {
             None

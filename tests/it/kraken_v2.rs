@@ -76,6 +76,7 @@ fn run_kraken_v2(
         "relay.max_pending_bytes=268435456".into(),
         "feeds.coinbase.enabled=false".into(),
         "feeds.kraken_v1.enabled=false".into(),
+        "feeds.binance_usdm.enabled=false".into(),
         "feeds.binance.enabled=false".into(),
         "feeds.kraken.venue=\"kraken\"".into(),
         format!("feeds.kraken.url=\"ws://{}/kraken\"", exchange.local_addr()),

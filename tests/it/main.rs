@@ -14,6 +14,7 @@ mod derivatives;
 mod e2e;
 mod faults;
 mod files;
+mod futures;
 mod fuzz;
 mod http_hostile;
 mod hygiene;

@@ -122,6 +122,7 @@ fn threads_http_pins_the_http_thread() {
         "feeds.binance.enabled=false".into(),
         "feeds.coinbase.enabled=false".into(),
         "feeds.kraken_v1.enabled=false".into(),
+        "feeds.binance_usdm.enabled=false".into(),
         format!("threads.http={core}"),
     ]);
     let running = run::start(cfg).unwrap();

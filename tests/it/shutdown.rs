@@ -58,6 +58,8 @@ fn sigint_under_load_drains_to_the_subscriber_and_exits_zero() {
             "feeds.coinbase.enabled=false",
             "--set",
             "feeds.kraken_v1.enabled=false",
+            "--set",
+            "feeds.binance_usdm.enabled=false",
             // This test is about drain completeness: the subscriber must not be cut as slow.
             "--set",
             "relay.max_pending_bytes=1073741824",

@@ -44,6 +44,7 @@ fn coinbase_relay(
         "relay.hello_timeout_ms=200".into(),
         "feeds.binance.enabled=false".into(),
         "feeds.kraken_v1.enabled=false".into(),
+        "feeds.binance_usdm.enabled=false".into(),
         format!(
             "feeds.coinbase.url=\"ws://{}/coinbase\"",
             exchange.local_addr()

@@ -78,6 +78,7 @@ fn relay_sets(sock: &std::path::Path, port: u16, ca: Option<&std::path::Path>) -
         "feeds.binance.channels=[\"trade\"]".into(),
         "feeds.coinbase.enabled=false".into(),
         "feeds.kraken_v1.enabled=false".into(),
+        "feeds.binance_usdm.enabled=false".into(),
     ];
     if let Some(ca) = ca {
         sets.push(format!(

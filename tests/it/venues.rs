@@ -48,7 +48,7 @@ fn run_venue(v: Venue, feed: &str, files: Vec<PathBuf>) {
         format!("relay.socket_path={:?}", sock.display().to_string()),
         "relay.max_pending_bytes=268435456".into(),
     ];
-    for other in ["binance", "coinbase", "kraken_v1"] {
+    for other in ["binance", "binance_usdm", "coinbase", "kraken_v1"] {
         if other != feed {
             sets.push(format!("feeds.{other}.enabled=false"));
         }

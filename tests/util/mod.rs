@@ -54,6 +54,7 @@ pub fn binance_only(socket: &Path, replay: std::net::SocketAddr) -> Vec<String> 
         "feeds.binance.channels=[\"trade\", \"bookTicker\"]".into(),
         "feeds.coinbase.enabled=false".into(),
         "feeds.kraken_v1.enabled=false".into(),
+        "feeds.binance_usdm.enabled=false".into(),
     ]
 }
 

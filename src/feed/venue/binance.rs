@@ -581,7 +581,7 @@ impl VenueParser for BinanceParser {
 
 /// Binance `m` (buyer is maker) → the aggressor's side.
 #[inline]
-fn aggressor(buyer_is_maker: bool) -> Side {
+pub(super) fn aggressor(buyer_is_maker: bool) -> Side {
     if buyer_is_maker {
         Side::Sell
     } else {
@@ -590,7 +590,7 @@ fn aggressor(buyer_is_maker: bool) -> Side {
 }
 
 #[inline]
-fn ms_to_ns(ms: u64) -> Result<u64, ParseError> {
+pub(super) fn ms_to_ns(ms: u64) -> Result<u64, ParseError> {
     ms.checked_mul(MS)
         .ok_or(ParseError::Invalid("timestamp out of range"))
 }

@@ -1,7 +1,7 @@
-//! Binance spot local order book: keeps one exact [`L2Book`] per symbol in step with the
-//! `<symbol>@depth` diff stream and REST depth snapshots, and turns them into normalized book
-//! events (one snapshot once synced, then one delta per diff) and status events (gap, resync,
-//! crossed book).
+//! Binance local order books (spot and futures): keeps one exact [`L2Book`] per symbol in step
+//! with the `<symbol>@depth` diff stream and REST depth snapshots, and turns them into normalized
+//! book events (one snapshot once synced, then one delta per diff) and status events (gap,
+//! resync, crossed book).
 //!
 //! Algorithm: Binance Spot API documentation, "How to manage a local order book correctly"
 //! (`web-socket-streams.md`, wording as corrected in binance-spot-api-docs PR #383). In short:
@@ -20,11 +20,23 @@
 //! - The buffer is kept contiguous: a gap inside it restarts the buffer at the new diff (the
 //!   older diffs could only ever bridge to a snapshot that would then hit the gap).
 //!
+//! Futures ([`SyncRule::Futures`]; Binance USD-M / COIN-M "How to manage a local order book
+//! correctly") differ: update ids are exchange-wide, so a symbol's ids are not contiguous and each
+//! diff carries `pu`, the previous diff's `u`. Diffs with `u` < `lastUpdateId` are dropped; the
+//! first applied diff has `U` ≤ `lastUpdateId` ≤ `u`; from then on every diff's `pu` must equal
+//! the previous diff's `u`, else a gap (resync of that symbol). Where this module is more exact
+//! than the document: the first diff also bridges when `pu` ≤ `lastUpdateId` < `U` (the snapshot
+//! falls between two diffs of the symbol, so it holds exactly the state the diff continues), and
+//! the snapshot is too old only when the first buffered diff's `pu` > `lastUpdateId`. A gap's
+//! count is `pu` − the previous `u` (at least 1): exchange-wide ids, so it bounds the lost
+//! updates rather than counting them.
+//!
 //! A pure state machine: no I/O, no clock. The collector feeds it diffs ([`DepthSync::on_diff`]),
 //! REST replies ([`DepthSync::on_snapshot`], [`DepthSync::on_snapshot_failed`]) and reconnects
 //! ([`DepthSync::reset`]); when a returned [`Step`] says `fetch_snapshot`, the collector performs
 //! the HTTP GET (with its own backoff and rate limit) and delivers the reply. State is per symbol,
-//! so a gap on one symbol refetches that symbol only ([`DepthBooks`] keys them by symbol).
+//! so a gap on one symbol refetches that symbol only ([`DepthBooks`], in `binance_books.rs`,
+//! keys them by symbol).
 //!
 //! Runs on the Binance collector thread; never blocks, never panics on any input. Once warm it
 //! does not allocate per diff: synced diffs are applied and emitted by reference, the buffer and
@@ -33,8 +45,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
-
+pub use super::binance_books::DepthBooks;
 use super::Sink;
 use crate::market::book::{BookSide, L2Book};
 use crate::market::event::{BookUpdate, Event, Level, Status, StatusCode};
@@ -63,9 +74,22 @@ pub struct DepthDiff<'a> {
     pub exchange_ts_ns: Option<u64>,
 }
 
-/// Bounds on the diff buffer kept while a symbol awaits a snapshot. Values of 0 are treated as 1.
+/// Which Binance synchronisation rule a book follows (see the module doc).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SyncRule {
+    /// Spot: ids are contiguous per symbol; a diff continues when `U` ≤ last `u` + 1.
+    #[default]
+    Spot,
+    /// USD-M and COIN-M futures: a diff continues when its `pu` equals the previous `u`.
+    Futures,
+}
+
+/// Bounds on the diff buffer kept while a symbol awaits a snapshot, and the sync rule. Buffer
+/// bounds of 0 are treated as 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DepthSyncConfig {
+    /// Spot or futures sequencing. Default [`SyncRule::Spot`].
+    pub rule: SyncRule,
     /// Diffs kept at most; beyond it the oldest is evicted. Default [`DEFAULT_MAX_BUFFERED_DIFFS`].
     pub max_buffered_diffs: usize,
     /// Price levels (bids + asks over all buffered diffs) kept at most; beyond it the oldest diffs
@@ -76,6 +100,7 @@ pub struct DepthSyncConfig {
 impl Default for DepthSyncConfig {
     fn default() -> Self {
         DepthSyncConfig {
+            rule: SyncRule::Spot,
             max_buffered_diffs: DEFAULT_MAX_BUFFERED_DIFFS,
             max_buffered_levels: DEFAULT_MAX_BUFFERED_LEVELS,
         }
@@ -202,6 +227,8 @@ struct BufferedDiff {
     bids: usize,
     /// Number of ask levels, stored after the bids.
     asks: usize,
+    /// Futures `pu` (the previous diff's `u`); `None` under [`SyncRule::Spot`].
+    prev_final_update_id: Option<u64>,
     exchange_ts_ns: Option<u64>,
 }
 
@@ -223,6 +250,44 @@ enum Continuity {
     Next { overlapping: bool },
     /// `U` > `last` + 1.
     Gap { missing: u64 },
+}
+
+/// What the `last` id a diff is checked against is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// A REST snapshot's `lastUpdateId`.
+    Snapshot,
+    /// The previous diff's `u`.
+    Diff,
+}
+
+/// [`continuity`] under `rule`; `pu` is the diff's previous final update id (futures).
+fn continuity_of(
+    rule: SyncRule,
+    last: u64,
+    diff: &DepthDiff<'_>,
+    pu: Option<u64>,
+    after: After,
+) -> Continuity {
+    let (SyncRule::Futures, Some(pu)) = (rule, pu) else {
+        return continuity(last, diff);
+    };
+    let u = diff.final_update_id;
+    let chained = match after {
+        After::Snapshot if u < last => return Continuity::Stale,
+        After::Snapshot => pu <= last,
+        After::Diff if u <= last => return Continuity::Stale,
+        After::Diff => pu == last,
+    };
+    if chained {
+        Continuity::Next {
+            overlapping: diff.first_update_id <= last,
+        }
+    } else {
+        Continuity::Gap {
+            missing: pu.saturating_sub(last).max(1),
+        }
+    }
 }
 
 fn continuity(last: u64, diff: &DepthDiff<'_>) -> Continuity {
@@ -277,6 +342,7 @@ impl DepthSync {
         DepthSync {
             symbol: symbol.into(),
             config: DepthSyncConfig {
+                rule: config.rule,
                 max_buffered_diffs: config.max_buffered_diffs.max(1),
                 max_buffered_levels: config.max_buffered_levels.max(1),
             },
@@ -334,71 +400,90 @@ impl DepthSync {
         self.buffered.len()
     }
 
-    /// Feeds one diff of the stream, in arrival order.
+    /// Feeds one diff of the stream, in arrival order (spot: no `pu`).
     pub fn on_diff(&mut self, diff: &DepthDiff<'_>, sink: &mut Sink<'_>) -> Step {
-        if diff.first_update_id > diff.final_update_id {
+        self.on_diff_pu(diff, None, sink)
+    }
+
+    /// Feeds one diff with its `pu` (futures; `None` on spot). Under [`SyncRule::Futures`] a diff
+    /// without `pu`, or with `pu` ≥ `U`, is invalid.
+    pub fn on_diff_pu(
+        &mut self,
+        diff: &DepthDiff<'_>,
+        pu: Option<u64>,
+        sink: &mut Sink<'_>,
+    ) -> Step {
+        let futures = self.config.rule == SyncRule::Futures;
+        if diff.first_update_id > diff.final_update_id
+            || (futures && pu.is_none_or(|pu| pu >= diff.first_update_id))
+        {
             self.stats.diffs_invalid += 1;
             return Step::only(Outcome::Invalid);
         }
+        let rule = self.config.rule;
         match self.state {
-            State::AwaitingSnapshot => self.buffer(diff, sink),
-            State::AwaitingBridge { last_update_id } => match continuity(last_update_id, diff) {
-                Continuity::Stale => {
-                    self.stats.diffs_stale += 1;
-                    Step::only(Outcome::Stale)
-                }
-                Continuity::Next { .. } => {
-                    self.book.apply_delta(diff.bids, diff.asks);
-                    self.stats.diffs_applied += 1;
-                    self.synced(diff.final_update_id, diff.exchange_ts_ns, sink);
-                    Step::only(Outcome::Synced)
-                }
-                Continuity::Gap { .. } => {
-                    // The stream continues past the snapshot without the ids in between.
-                    self.stats.snapshots_too_old += 1;
-                    self.state = State::AwaitingSnapshot;
-                    let step = self.buffer(diff, sink);
-                    Step {
-                        outcome: Outcome::SnapshotTooOld,
-                        fetch_snapshot: step.fetch_snapshot,
+            State::AwaitingSnapshot => self.buffer(diff, pu, sink),
+            State::AwaitingBridge { last_update_id } => {
+                match continuity_of(rule, last_update_id, diff, pu, After::Snapshot) {
+                    Continuity::Stale => {
+                        self.stats.diffs_stale += 1;
+                        Step::only(Outcome::Stale)
+                    }
+                    Continuity::Next { .. } => {
+                        self.book.apply_delta(diff.bids, diff.asks);
+                        self.stats.diffs_applied += 1;
+                        self.synced(diff.final_update_id, diff.exchange_ts_ns, sink);
+                        Step::only(Outcome::Synced)
+                    }
+                    Continuity::Gap { .. } => {
+                        // The stream continues past the snapshot without the ids in between.
+                        self.stats.snapshots_too_old += 1;
+                        self.state = State::AwaitingSnapshot;
+                        let step = self.buffer(diff, pu, sink);
+                        Step {
+                            outcome: Outcome::SnapshotTooOld,
+                            fetch_snapshot: step.fetch_snapshot,
+                        }
                     }
                 }
-            },
-            State::Synced { last_update_id } => match continuity(last_update_id, diff) {
-                Continuity::Stale => {
-                    self.stats.diffs_stale += 1;
-                    Step::only(Outcome::Stale)
-                }
-                Continuity::Next { overlapping } => {
-                    self.stats.diffs_overlapping += u64::from(overlapping);
-                    self.book.apply_delta(diff.bids, diff.asks);
-                    self.stats.diffs_applied += 1;
-                    self.stats.diffs_emitted += 1;
-                    self.state = State::Synced {
-                        last_update_id: diff.final_update_id,
-                    };
-                    let update = BookUpdate {
-                        snapshot: false,
-                        bids: diff.bids,
-                        asks: diff.asks,
-                        venue_sequence: Some(diff.final_update_id),
-                        exchange_ts_ns: diff.exchange_ts_ns,
-                        may_be_bad: false,
-                    };
-                    sink(Some(&self.symbol), &Event::Book(update));
-                    self.check_crossed(sink);
-                    Step::only(Outcome::Applied)
-                }
-                Continuity::Gap { missing } => {
-                    self.report_gap(missing, sink);
-                    self.begin_resync(sink);
-                    let step = self.buffer(diff, sink);
-                    Step {
-                        outcome: Outcome::Gap { missing },
-                        fetch_snapshot: step.fetch_snapshot,
+            }
+            State::Synced { last_update_id } => {
+                match continuity_of(rule, last_update_id, diff, pu, After::Diff) {
+                    Continuity::Stale => {
+                        self.stats.diffs_stale += 1;
+                        Step::only(Outcome::Stale)
+                    }
+                    Continuity::Next { overlapping } => {
+                        self.stats.diffs_overlapping += u64::from(overlapping);
+                        self.book.apply_delta(diff.bids, diff.asks);
+                        self.stats.diffs_applied += 1;
+                        self.stats.diffs_emitted += 1;
+                        self.state = State::Synced {
+                            last_update_id: diff.final_update_id,
+                        };
+                        let update = BookUpdate {
+                            snapshot: false,
+                            bids: diff.bids,
+                            asks: diff.asks,
+                            venue_sequence: Some(diff.final_update_id),
+                            exchange_ts_ns: diff.exchange_ts_ns,
+                            may_be_bad: false,
+                        };
+                        sink(Some(&self.symbol), &Event::Book(update));
+                        self.check_crossed(sink);
+                        Step::only(Outcome::Applied)
+                    }
+                    Continuity::Gap { missing } => {
+                        self.report_gap(missing, sink);
+                        self.begin_resync(sink);
+                        let step = self.buffer(diff, pu, sink);
+                        Step {
+                            outcome: Outcome::Gap { missing },
+                            fetch_snapshot: step.fetch_snapshot,
+                        }
                     }
                 }
-            },
+            }
         }
     }
 
@@ -415,8 +500,13 @@ impl DepthSync {
             self.stats.snapshots_unexpected += 1;
             return Step::only(Outcome::SnapshotUnexpected);
         }
+        let futures = self.config.rule == SyncRule::Futures;
         if let Some(first) = self.buffered.front() {
-            if first.first_update_id > last_update_id.saturating_add(1) {
+            let too_old = match first.prev_final_update_id {
+                Some(pu) if futures => pu > last_update_id,
+                _ => first.first_update_id > last_update_id.saturating_add(1),
+            };
+            if too_old {
                 // Keep the buffer: the next snapshot may still bridge it.
                 self.stats.snapshots_too_old += 1;
                 return Step {
@@ -427,11 +517,9 @@ impl DepthSync {
         }
         self.book.apply_snapshot(bids, asks);
         self.stats.snapshots_loaded += 1;
-        while self
-            .buffered
-            .front()
-            .is_some_and(|d| d.final_update_id <= last_update_id)
-        {
+        while self.buffered.front().is_some_and(|d| {
+            d.final_update_id < last_update_id || (!futures && d.final_update_id == last_update_id)
+        }) {
             self.pop_buffered();
             self.stats.diffs_stale += 1;
         }
@@ -484,10 +572,16 @@ impl DepthSync {
 
     /// Stores a diff while awaiting a snapshot, keeping the buffer contiguous and bounded, and
     /// asks for a snapshot if none is outstanding.
-    fn buffer(&mut self, diff: &DepthDiff<'_>, sink: &mut Sink<'_>) -> Step {
+    fn buffer(&mut self, diff: &DepthDiff<'_>, pu: Option<u64>, sink: &mut Sink<'_>) -> Step {
         let mut outcome = None;
         if let Some(newest) = self.buffered.back() {
-            match continuity(newest.final_update_id, diff) {
+            match continuity_of(
+                self.config.rule,
+                newest.final_update_id,
+                diff,
+                pu,
+                After::Diff,
+            ) {
                 Continuity::Stale => {
                     self.stats.diffs_stale += 1;
                     return Step::only(Outcome::Stale);
@@ -527,6 +621,7 @@ impl DepthSync {
                 final_update_id: diff.final_update_id,
                 bids: diff.bids.len(),
                 asks: diff.asks.len(),
+                prev_final_update_id: pu,
                 exchange_ts_ns: diff.exchange_ts_ns,
             });
             self.stats.diffs_buffered += 1;
@@ -623,89 +718,6 @@ impl DepthSync {
             detail: CROSSED_DETAIL,
         };
         sink(Some(&self.symbol), &Event::Status(status));
-    }
-}
-
-/// One [`DepthSync`] per subscribed symbol, keyed by the venue symbol exactly as Binance writes it
-/// in `s` (`ETHUSDT`). Every call touches only the named symbol's state.
-#[derive(Debug, Default)]
-pub struct DepthBooks {
-    /// Symbol → its state machine; fixed at construction.
-    books: FxHashMap<Box<str>, DepthSync>,
-    /// Diffs or snapshots for symbols not in `books`.
-    unknown_symbol: u64,
-}
-
-impl DepthBooks {
-    /// One state machine per symbol, all awaiting their first snapshot.
-    pub fn new<S: AsRef<str>>(symbols: &[S], config: DepthSyncConfig) -> DepthBooks {
-        let books = symbols
-            .iter()
-            .map(|s| (Box::from(s.as_ref()), DepthSync::new(s.as_ref(), config)))
-            .collect();
-        DepthBooks {
-            books,
-            unknown_symbol: 0,
-        }
-    }
-
-    /// [`DepthSync::on_diff`] for `symbol`.
-    pub fn on_diff(&mut self, symbol: &str, diff: &DepthDiff<'_>, sink: &mut Sink<'_>) -> Step {
-        match self.books.get_mut(symbol) {
-            Some(b) => b.on_diff(diff, sink),
-            None => self.unknown(),
-        }
-    }
-
-    /// [`DepthSync::on_snapshot`] for `symbol` (the REST reply carries no symbol: the collector
-    /// names the one it fetched).
-    pub fn on_snapshot(
-        &mut self,
-        symbol: &str,
-        last_update_id: u64,
-        bids: &[Level],
-        asks: &[Level],
-        sink: &mut Sink<'_>,
-    ) -> Step {
-        match self.books.get_mut(symbol) {
-            Some(b) => b.on_snapshot(last_update_id, bids, asks, sink),
-            None => self.unknown(),
-        }
-    }
-
-    /// [`DepthSync::on_snapshot_failed`] for `symbol`.
-    pub fn on_snapshot_failed(&mut self, symbol: &str) -> Step {
-        match self.books.get_mut(symbol) {
-            Some(b) => b.on_snapshot_failed(),
-            None => self.unknown(),
-        }
-    }
-
-    /// [`DepthSync::reset`] for every symbol (the connection carrying them all reconnected).
-    pub fn reset_all(&mut self, sink: &mut Sink<'_>) {
-        for b in self.books.values_mut() {
-            let _ = b.reset(sink);
-        }
-    }
-
-    /// The state machine of `symbol`.
-    pub fn get(&self, symbol: &str) -> Option<&DepthSync> {
-        self.books.get(symbol)
-    }
-
-    /// Every symbol's state machine, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &DepthSync> {
-        self.books.values()
-    }
-
-    /// Inputs for symbols that are not tracked.
-    pub fn unknown_symbol(&self) -> u64 {
-        self.unknown_symbol
-    }
-
-    fn unknown(&mut self) -> Step {
-        self.unknown_symbol += 1;
-        Step::only(Outcome::UnknownSymbol)
     }
 }
 
@@ -1188,6 +1200,7 @@ mod tests {
         let only = Step::only;
         let buffered = |evicted| O::Buffered { evicted };
         let small = |diffs, levels| DepthSyncConfig {
+            rule: SyncRule::Spot,
             max_buffered_diffs: diffs,
             max_buffered_levels: levels,
         };
@@ -1606,6 +1619,7 @@ mod tests {
         let random_end = n - TAIL;
         let lost = lost.filter(|&l| l < random_end);
         let config = DepthSyncConfig {
+            rule: SyncRule::Spot,
             max_buffered_diffs: capacity,
             max_buffered_levels: 1_000,
         };

@@ -611,7 +611,7 @@ mod tests {
             });
             match r {
                 Ok(Parsed::Control) => c.control += 1,
-                Ok(Parsed::Data) => c.data += 1,
+                Ok(Parsed::Data | Parsed::Filtered) => c.data += 1,
                 Err(e) => c.errors.push(format!("{e}: {raw}")),
             }
             c.trades += trades;

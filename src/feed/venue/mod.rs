@@ -14,7 +14,14 @@
 //!   `depthUpdate`; what it does not fully understand goes to the general (serde) path, counted.
 //! - `scan.rs`: the borrowed, allocation-free JSON scanner fast paths are written with.
 //! - `binance_depth.rs`: Binance local depth books, kept in step with diffs and REST snapshots
-//!   (Binance's "manage a local order book" procedure: buffering, bridging, gaps, resyncs).
+//!   (Binance's "manage a local order book" procedure: buffering, bridging, gaps, resyncs), by
+//!   the spot or the futures (`pu`) rule.
+//! - `binance_books.rs`: one depth book state machine per symbol of a Binance feed.
+//! - `binance_futures.rs`: Binance USD-M and COIN-M futures streams: `trade` (only `X: MARKET`
+//!   relayed), `aggTrade`, `bookTicker`, diff depth with the futures sync rule, `markPrice`,
+//!   `forceOrder`, REST snapshots from `/fapi` or `/dapi`.
+//! - `binance_futures_de.rs`: the futures messages and the combined-stream envelope as serde
+//!   reads them.
 //! - `coinbase.rs`: Coinbase Exchange feed: `ticker`, `match` / `last_match`, level2 `snapshot` /
 //!   `l2update`, control messages; sequencing, trade-id gaps, crossed books.
 //! - `kraken_v1.rs`: Kraken WebSocket v1 arrays: `trade`, `spread`, `ticker`, `book-N`.
@@ -26,8 +33,11 @@
 //! - `testutil.rs` (tests only): helpers shared by the parsers' unit tests.
 
 pub mod binance;
+pub mod binance_books;
 pub mod binance_depth;
 mod binance_fast;
+pub mod binance_futures;
+mod binance_futures_de;
 pub mod coinbase;
 mod de;
 pub mod kraken_book;
@@ -48,6 +58,9 @@ pub enum Parsed {
     Data,
     /// A control message (subscription ack, heartbeat, system status) consumed quietly.
     Control,
+    /// Well-formed market data deliberately not relayed (a Binance futures `trade` whose `X` is
+    /// not `MARKET`: insurance-fund, ADL fills): counted (`mdrelay_feed_filtered_total`), no event.
+    Filtered,
 }
 
 /// Why a raw message could not be turned into events.
@@ -182,6 +195,9 @@ pub fn parser_for(venue: Venue) -> Box<dyn VenueParser> {
         Venue::Coinbase => Box::new(coinbase::CoinbaseParser::new()),
         Venue::Kraken => Box::new(kraken_v2::KrakenV2Parser::new()),
         Venue::KrakenV1 => Box::new(kraken_v1::KrakenV1Parser::new()),
+        Venue::BinanceUsdm | Venue::BinanceCoinm => {
+            Box::new(binance_futures::BinanceFuturesParser::new(venue))
+        }
     }
 }
 
@@ -193,6 +209,7 @@ pub fn channels(venue: Venue) -> &'static [&'static str] {
         Venue::Coinbase => coinbase::CHANNELS,
         Venue::Kraken => kraken_v2::CHANNELS,
         Venue::KrakenV1 => kraken_v1::CHANNELS,
+        Venue::BinanceUsdm | Venue::BinanceCoinm => binance_futures::CHANNELS,
     }
 }
 

@@ -457,18 +457,6 @@ const RELAY: &[(&str, Kind, &str, RelayValue)] = &[
         |s| s.relay.frames_written.get(),
     ),
     (
-        "mdrelay_relay_coalesce_holds_total",
-        Kind::Counter,
-        "Consumer turns that held queued frames back to write them with later ones (consumer.coalesce_budget_us).",
-        |s| s.relay.coalesce_holds.get(),
-    ),
-    (
-        "mdrelay_relay_too_slow_unsent_total",
-        Kind::Counter,
-        "too_slow statuses not written before relay.drain_timeout_ms (the subscriber never read again).",
-        |s| s.relay.too_slow_unsent.get(),
-    ),
-    (
         "mdrelay_relay_half_closed_total",
         Kind::Counter,
         "Subscriber connections whose client shut its writing side; they keep receiving.",

@@ -231,6 +231,15 @@ fn hello_pipeline() -> (Pipeline, Vec<Publisher>) {
 
 /// Connects, sends `requests` (subscribe: true) at once, and waits until it is admitted.
 fn hello_client(pipe: &Pipeline, requests: &[(bool, Filter)]) -> RelayClient {
+    hello_client_then(pipe, requests, false)
+}
+
+/// [`hello_client`], shutting its writing side right after the requests when `half_close`.
+fn hello_client_then(
+    pipe: &Pipeline,
+    requests: &[(bool, Filter)],
+    half_close: bool,
+) -> RelayClient {
     let before = pipe.relay_counters.accepted.get();
     let c = RelayClient::connect(&pipe.socket).unwrap();
     for (sub, f) in requests {
@@ -239,6 +248,9 @@ fn hello_client(pipe: &Pipeline, requests: &[(bool, Filter)]) -> RelayClient {
         } else {
             c.unsubscribe(f).unwrap();
         }
+    }
+    if half_close {
+        c.stream().shutdown(Shutdown::Write).unwrap();
     }
     assert!(util::wait_until(Duration::from_secs(30), || pipe
         .relay_counters
@@ -320,9 +332,9 @@ fn defect5_request_error_never_overtakes_an_earlier_request_ok() {
 fn defect5_half_closed_in_the_hello_window_gets_its_stream_and_is_counted() {
     let _wd = util::Watchdog::new("defect5_half_closed_hello", 120);
     let (pipe, mut publishers) = hello_pipeline();
-    let mut c = hello_client(&pipe, &[(true, filter("AAAUSDT"))]);
-    c.stream().shutdown(Shutdown::Write).unwrap();
-    // The window ended with the EOF: admitted (hello_client waited for that), and counted.
+    // Half-closed inside its (500 ms) hello window: the window ends with the EOF, the connection
+    // is admitted (hello_client_then waits for that) and counted.
+    let mut c = hello_client_then(&pipe, &[(true, filter("AAAUSDT"))], true);
     assert!(util::wait_until(Duration::from_secs(30), || pipe
         .accept_counters
         .half_closed

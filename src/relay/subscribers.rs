@@ -39,8 +39,10 @@ pub enum Gone {
     TooSlow(Instant),
     /// It hung up or the socket failed.
     Closed,
-    /// It sent a malformed or oversized request.
-    Refused,
+    /// It sent a malformed or oversized request: it gets no more frames, and is removed once
+    /// what it was owed (the answers before the `request_error`, then that) is written, or at the
+    /// deadline.
+    Refused(Instant),
 }
 
 /// What a filtered subscriber receives (a subscriber with none receives everything).
@@ -195,7 +197,7 @@ impl Subscriber {
     /// bytes are its `too_slow` status).
     #[inline]
     fn flush(&mut self, counters: &RelayCounters) {
-        if matches!(self.gone, Some(Gone::Closed | Gone::Refused)) || self.pending() == 0 {
+        if self.gone == Some(Gone::Closed) || self.pending() == 0 {
             return;
         }
         loop {
@@ -468,8 +470,8 @@ impl Subscribers {
         encode_reply(&mut buf, StatusCode::RequestError, 0, reason);
         s.out.extend_from_slice(&buf);
         s.frames += 1;
+        s.gone = Some(Gone::Refused(Instant::now() + self.limits.close_timeout));
         s.flush(&self.counters);
-        s.gone = Some(Gone::Refused);
         self.any_gone = true;
     }
 
@@ -563,12 +565,13 @@ impl Subscribers {
         self.subs.retain_mut(|s| {
             let Some(why) = s.gone else { return true };
             match why {
-                Gone::TooSlow(deadline) => {
-                    if s.pending() > 0 {
-                        if *now.get_or_insert_with(Instant::now) < deadline {
-                            closing = true;
-                            return true;
-                        }
+                Gone::TooSlow(deadline) | Gone::Refused(deadline) if s.pending() > 0 => {
+                    // Closing: its last bytes (a status) are still being written.
+                    if *now.get_or_insert_with(Instant::now) < deadline {
+                        closing = true;
+                        return true;
+                    }
+                    if matches!(why, Gone::TooSlow(_)) {
                         counters.too_slow_unsent.inc();
                         tracing::warn!(
                             subscriber = s.serial,
@@ -576,11 +579,15 @@ impl Subscribers {
                         );
                     }
                 }
+                _ => {}
+            }
+            match why {
+                Gone::TooSlow(_) => {}
                 Gone::Closed => {
                     counters.closed.inc();
                     tracing::info!(subscriber = s.serial, "subscriber disconnected");
                 }
-                Gone::Refused => {
+                Gone::Refused(_) => {
                     counters.refused_requests.inc();
                     tracing::info!(
                         subscriber = s.serial,

@@ -416,3 +416,37 @@ fn coalescing_writes_a_lone_frame_in_the_turn_it_is_taken() {
     }
     finish(pipe, publishers);
 }
+
+#[test]
+fn defect5_a_bad_request_in_the_hello_window_is_answered_after_the_requests_before_it() {
+    let _wd = util::Watchdog::new("defect5_bad_after_good", 120);
+    let (pipe, publishers) = hello_pipeline();
+    let before = pipe.relay_counters.accepted.get();
+    let mut c = RelayClient::connect(&pipe.socket).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.subscribe(&filter("AAAUSDT")).unwrap();
+    // A request with a broken CRC.
+    let mut buf = mdrelay::wire::protocol::FrameBuf::new();
+    mdrelay::wire::subscription::encode_request(&mut buf, true, &filter("BBBUSDT"));
+    let n = buf.len();
+    buf[n - 1] ^= 0xff;
+    std::io::Write::write_all(&mut c.stream(), &buf).unwrap();
+    // Answered in order, then closed: a clean end of stream.
+    let frames = read_to_end(&mut c);
+    assert_eq!(
+        answers(&frames),
+        [(StatusCode::RequestOk, 1), (StatusCode::RequestError, 0)],
+        "{frames:?}"
+    );
+    assert_eq!(
+        frames.last().and_then(|g| g.relay_status).map(|s| s.0),
+        Some(StatusCode::RequestError)
+    );
+    assert_eq!(pipe.relay_counters.accepted.get(), before + 1);
+    assert!(util::wait_until(Duration::from_secs(30), || pipe
+        .relay_counters
+        .refused_requests
+        .get()
+        == 1));
+    finish(pipe, publishers);
+}

@@ -258,20 +258,27 @@ impl Subscriber {
         n
     }
 
-    /// Lossy catch-up: drops every frame not yet started (but not the exempt snapshot), queues a
-    /// `dropped` status with their count. Returns the count.
+    /// Lossy catch-up: drops every frame not yet started (but not the exempt snapshot, nor
+    /// instrument definitions), queues a `dropped` status with their count. Returns the count.
     fn skip_unwritten(&mut self) -> u64 {
         let keep = self.frame_end().max(self.exempt.1.min(self.out.len()));
         // Every skipped frame counts one; an earlier skip report that is itself skipped passes
         // its count on, so the reports a client does receive add up to everything skipped.
+        // Definitions are kept (moved down), never skipped: a later frame of the instrument
+        // must not arrive without one.
         let mut n = 0u64;
-        let mut at = keep;
+        let (mut at, mut to) = (keep, keep);
         while at < self.out.len() {
             let len = own_frame_len(&self.out[at..]);
-            n += 1 + skip_report_count(&self.out[at..at + len]);
+            if MsgType::from_code(self.out[at + 5]) == Some(MsgType::InstrumentDef) {
+                self.out.copy_within(at..at + len, to);
+                to += len;
+            } else {
+                n += 1 + skip_report_count(&self.out[at..at + len]);
+            }
             at += len;
         }
-        self.out.truncate(keep);
+        self.out.truncate(to);
         let mut buf = FrameBuf::new();
         encode_reply(
             &mut buf,

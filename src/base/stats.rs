@@ -178,6 +178,14 @@ pub struct RelayCounters {
     pub bytes_sent: Counter,
     /// `write` calls on subscriber sockets.
     pub writes: Counter,
+    /// Frames whose last byte a write to a subscriber socket carried (counted once per
+    /// subscriber): `frames_written / writes` is the frames one write carries.
+    pub frames_written: Counter,
+    /// `too_slow` statuses that could not be written before `relay.drain_timeout_ms` (the
+    /// connection was closed without it; its client never read again).
+    pub too_slow_unsent: Counter,
+    /// Consumer turns that held written frames back to gather more (adaptive coalescing).
+    pub coalesce_holds: Counter,
     /// Heartbeats broadcast.
     pub heartbeats: Counter,
 }
@@ -193,6 +201,9 @@ pub struct AcceptCounters {
     pub requests: Counter,
     /// Malformed or oversized requests (the connection was closed).
     pub bad_requests: Counter,
+    /// Connections whose client shut its writing side (EOF) while still reading: they send no
+    /// more requests and keep receiving their stream.
+    pub half_closed: Counter,
 }
 
 /// Process-wide stop flag: set once by the signal handler or an owner, read by every thread.

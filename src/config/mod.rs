@@ -34,7 +34,9 @@ mod validate;
 pub use crate::base::affinity::Placement;
 pub use crate::base::log::{LogConfig, LogFormat};
 pub use crate::bridge::config::NatsConfig;
-pub use crate::consumer::config::{BarClock, BarsConfig, ConsumerConfig, IdleStrategy, Persist};
+pub use crate::consumer::config::{
+    BarClock, BarsConfig, CoalesceConfig, ConsumerConfig, IdleStrategy, Persist,
+};
 pub use crate::feed::config::{FeedConfig, FeedSource, BINANCE_MAX_CONNECTION_AGE_MS};
 pub use crate::persist::config::{RecordingConfig, WriterConfig};
 pub use crate::relay::config::{default_socket_path, RelayConfig};

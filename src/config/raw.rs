@@ -31,6 +31,8 @@ pub struct RawConsumer {
     pub(super) yield_iterations: u64,
     pub(super) park_max_us: u64,
     pub(super) batch_frames: u64,
+    pub(super) coalesce_budget_us: u64,
+    pub(super) coalesce_max_bytes: u64,
 }
 
 /// `[feeds.NAME]` as written.

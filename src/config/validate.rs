@@ -14,9 +14,9 @@ use super::raw::{
     RawRecording, RawRelay, RawReplay, RawWriter,
 };
 use super::{
-    BarClock, BarsConfig, Config, ConsumerConfig, FeedConfig, FeedSource, HttpConfig, IdleStrategy,
-    LogConfig, LogFormat, Persist, Placement, RecordingConfig, RelayConfig, ReplayConfig,
-    WriterConfig, BINANCE_MAX_CONNECTION_AGE_MS,
+    BarClock, BarsConfig, CoalesceConfig, Config, ConsumerConfig, FeedConfig, FeedSource,
+    HttpConfig, IdleStrategy, LogConfig, LogFormat, Persist, Placement, RecordingConfig,
+    RelayConfig, ReplayConfig, WriterConfig, BINANCE_MAX_CONNECTION_AGE_MS,
 };
 use crate::base::log::check_level;
 use crate::feed::venue::Subscription;
@@ -188,6 +188,22 @@ fn consumer(c: &RawConsumer) -> Result<ConsumerConfig, ConfigError> {
             1 << 20,
             "frames",
         )? as usize,
+        coalesce: CoalesceConfig {
+            budget_ns: range(
+                "consumer.coalesce_budget_us",
+                c.coalesce_budget_us,
+                0,
+                10_000,
+                "µs",
+            )? * 1_000,
+            max_bytes: range(
+                "consumer.coalesce_max_bytes",
+                c.coalesce_max_bytes,
+                1,
+                16 << 20,
+                "bytes",
+            )? as usize,
+        },
     })
 }
 

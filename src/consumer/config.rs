@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub use crate::consumer::coalesce::CoalesceConfig;
+
 /// How the consumer waits when every queue is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdleStrategy {
@@ -31,6 +33,8 @@ pub struct ConsumerConfig {
     pub idle: IdleStrategy,
     /// Frames taken from one queue per turn before moving to the next (fairness); ≥ 1.
     pub batch_frames: usize,
+    /// Adaptive coalescing of subscriber writes (`coalesce_budget_us`, `coalesce_max_bytes`).
+    pub coalesce: CoalesceConfig,
 }
 
 /// Which clock closes bars on the timer.

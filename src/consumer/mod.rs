@@ -4,6 +4,7 @@
 //! snapshots other threads read.
 //!
 //! - `thread`: the consumer loop, idle strategies, latency histograms and their publication.
+//! - `coalesce`: adaptive coalescing — when the frames queued for subscribers are written.
 //! - `analytics`: bars, session statistics, CSV records, query snapshot publication; drives
 //!   the three parts below.
 //! - `bars`: when bars close — the bar configuration and the wall or per-feed data clock.
@@ -14,6 +15,7 @@
 
 pub mod analytics;
 mod bars;
+pub mod coalesce;
 pub mod config;
 mod persistence;
 mod publishing;

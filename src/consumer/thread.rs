@@ -2,10 +2,13 @@
 //!
 //! Each turn it admits new subscribers, takes up to `batch_frames` frames from every feed's
 //! queue in turn (round-robin, so a busy feed cannot starve a quiet one), updates the cache and
-//! appends each frame to every subscriber's buffer, then writes each subscriber once. Right after
+//! appends each frame to every subscriber's buffer, then writes each subscriber once — unless
+//! the feed is in a burst, when [`Coalescer`] holds the frames for a few more turns (bounded by
+//! `coalesce_budget_us` and `coalesce_max_bytes`) so that one write carries many. Right after
 //! the writes return it stamps `t_relay` and records `t_relay − t_recv` per frame in the feed's
 //! HDR histogram. When every queue is empty it idles per the configured strategy (spin → yield →
-//! park on the queues with a timeout, or park only), so it is usually awake when a frame lands.
+//! park on the queues with a timeout, or park only), so it is usually awake when a frame lands;
+//! while it holds frames it only spins.
 //!
 //! It takes no lock on the hot path: counters are single-writer atomics and the latency
 //! histograms are published to other threads once per [`PUBLISH_INTERVAL`] through a lock-free
@@ -26,6 +29,7 @@ use crate::base::clock;
 use crate::base::publication::Publication;
 use crate::base::stats::{FeedStats, RelayCounters, StopFlag};
 use crate::consumer::analytics::Analytics;
+use crate::consumer::coalesce::{Coalescer, Decision};
 use crate::consumer::config::{ConsumerConfig, IdleStrategy};
 use crate::market::event::{Status, StatusCode};
 use crate::market::instrument::InstrumentId;
@@ -190,6 +194,8 @@ pub struct Consumer {
     cache: Cache,
     /// Connected subscribers, each with a pending buffer bounded by `max_pending_bytes`.
     subs: Subscribers,
+    /// The relay's counters (shared with `subs` and metrics); the consumer counts coalescing.
+    counters: Arc<RelayCounters>,
     /// From the acceptor; drained at the top of every turn.
     new_subs: Receiver<Admission>,
     /// Batch size and idle strategy; fixed.
@@ -210,11 +216,13 @@ pub struct Consumer {
     queue_wait: Vec<Histogram<u64>>,
     /// What other threads read: a lock-free publication, replaced once per publish.
     published: SharedPublished,
-    /// (feed index, t_recv) of the frames relayed this turn, for latency after the writes;
-    /// empty between turns.
+    /// (feed index, t_recv) of the frames relayed since the last write, for latency after the
+    /// writes; empty when nothing is held.
     turn: Vec<(usize, u64)>,
     /// How long the next idle wait is.
     idle: Idle,
+    /// When the frames queued for subscribers are written; what it holds is in `turn`.
+    coalesce: Coalescer,
     /// Encoding buffer for heartbeats and `dropped` reports; meaningless between uses.
     scratch: FrameBuf,
     /// Wakes this thread when it parks; shared with every producer and the acceptor.
@@ -248,7 +256,13 @@ impl Consumer {
                 .map(|feed| InputQueue { feed, open: true })
                 .collect(),
             cache: Cache::default(),
-            subs: Subscribers::new(relay.config.max_pending_bytes, relay.counters),
+            subs: Subscribers::new(
+                relay.config.max_pending_bytes,
+                relay.config.drain_timeout,
+                relay.counters.clone(),
+            ),
+            counters: relay.counters,
+            coalesce: Coalescer::new(cfg.coalesce),
             new_subs: relay.admissions,
             idle: Idle {
                 strategy: cfg.idle,
@@ -286,8 +300,8 @@ impl Consumer {
                     Admission::New {
                         stream,
                         serial,
-                        filters,
-                    } => self.subs.add(stream, serial, filters, &self.cache),
+                        requests,
+                    } => self.subs.add(stream, serial, requests, &self.cache),
                     Admission::Requests { serial, requests } => {
                         self.subs.apply(serial, requests, &self.cache)
                     }
@@ -295,24 +309,22 @@ impl Consumer {
                 }
             }
             let n = self.take_turn();
+            let mut holding = false;
             if n > 0 || self.subs.any_pending() {
-                self.subs.flush();
-                if !self.turn.is_empty() && !self.subs.is_empty() {
-                    let t_relay = clock::mono_ns();
-                    for &(feed, t_recv) in &self.turn {
-                        if t_recv != 0 {
-                            let _ =
-                                self.interval[feed].record(t_relay.saturating_sub(t_recv).max(1));
-                        }
-                    }
+                if !self.subs.is_empty() && self.coalesce.decide(clock::mono_ns()) == Decision::Hold
+                {
+                    holding = true;
+                    self.counters.coalesce_holds.inc();
+                } else {
+                    self.write();
                 }
-                self.turn.clear();
             }
             let now = clock::mono_ns();
             if now >= next_heartbeat {
                 protocol::encode_heartbeat(&mut self.scratch, clock::wall_ns_at(now));
                 self.subs.broadcast_heartbeat(&self.scratch);
-                self.subs.flush();
+                self.write();
+                holding = false;
                 next_heartbeat = now + self.heartbeat_interval_ns;
             }
             if now >= next_publish {
@@ -322,7 +334,8 @@ impl Consumer {
             if now >= next_bar_timer {
                 self.analytics
                     .on_timer(clock::wall_ns_at(now), &mut self.subs, &mut self.cache);
-                self.subs.flush();
+                self.write();
+                holding = false;
                 next_bar_timer = now.saturating_add(bar_timer_ns);
             }
             if now >= next_snapshot {
@@ -334,6 +347,11 @@ impl Consumer {
                 self.idle.park = Duration::from_micros(1);
                 continue;
             }
+            if holding {
+                // Bounded by the coalescing budget: spin, never park, until the write is due.
+                std::hint::spin_loop();
+                continue;
+            }
             if self.stop.is_stopped() && self.inputs.iter().all(|i| !i.open) {
                 break;
             }
@@ -343,6 +361,7 @@ impl Consumer {
                 .min(next_snapshot);
             self.wait(next_timer.saturating_sub(now));
         }
+        self.write();
         self.publish();
         let writer = self.analytics.finish(&mut self.cache, &mut self.subs);
         let unfinished = self
@@ -360,6 +379,22 @@ impl Consumer {
                 tracing::error!("the csv writer thread panicked");
             }
         }
+    }
+
+    /// Writes every subscriber's pending bytes (one write each), then records the latency of
+    /// every frame the writes carried for the first time.
+    fn write(&mut self) {
+        self.subs.flush();
+        self.coalesce.written();
+        if !self.turn.is_empty() && !self.subs.is_empty() {
+            let t_relay = clock::mono_ns();
+            for &(feed, t_recv) in &self.turn {
+                if t_recv != 0 {
+                    let _ = self.interval[feed].record(t_relay.saturating_sub(t_recv).max(1));
+                }
+            }
+        }
+        self.turn.clear();
     }
 
     /// Takes up to `batch_frames` from each open queue; returns frames taken.
@@ -389,6 +424,11 @@ impl Consumer {
                         match self.cache.apply(idx, &h, frame) {
                             Ok(()) => {
                                 self.subs.broadcast(frame);
+                                let arrival = match env.t_enqueue_ns {
+                                    0 => t_dequeue,
+                                    t => t,
+                                };
+                                self.coalesce.on_frame(arrival, t_dequeue, frame.len());
                                 self.analytics.on_frame(
                                     idx,
                                     &h,

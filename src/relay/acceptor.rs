@@ -4,12 +4,18 @@
 //! It waits in `poll(2)` on the listener and on every connection (waking at least every 100 ms
 //! for the stop flag). A new connection is refused beyond `max_subscribers` or when its peer's
 //! uid is not allowed. Otherwise it gets `hello_timeout`: subscription requests that arrive in
-//! that window define what the connection receives from the start, including its join snapshot;
-//! then it is handed to the consumer ([`Admission::New`]). Requests that come later are parsed
-//! here and passed on ([`Admission::Requests`]); the consumer applies them at its next turn. A
-//! malformed or oversized request is answered with a `request_error` status and the connection
-//! is closed ([`Admission::Refuse`] once admitted). Everything travels on one small bounded
-//! channel; when it is full the connection is refused, never waited for.
+//! that window are handed to the consumer with the connection ([`Admission::New`]), which
+//! answers each in order, exactly as it answers a later request, and builds the join snapshot
+//! from the subscriptions they leave. The window ends early when the client shuts its writing
+//! side (no request can follow; counted as half-closed) or has sent [`MAX_HELLO_REQUESTS`].
+//! Requests that come later are parsed here and passed on ([`Admission::Requests`]); the
+//! consumer applies them at its next turn. The acceptor never answers a request itself, so
+//! answers cannot overtake each other. A malformed or oversized request is answered with a
+//! `request_error` status after the answers to the requests before it, and the connection is
+//! closed ([`Admission::Refuse`]; the acceptor refuses directly a connection that sent nothing
+//! valid before it). A client that half-closes after admission keeps its stream (counted).
+//! Everything travels on one small bounded channel; when it is full the connection is refused,
+//! never waited for.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsFd;
@@ -32,14 +38,14 @@ use crate::wire::protocol::RELAY_VENUE;
 /// What the acceptor hands the consumer.
 #[derive(Debug)]
 pub enum Admission {
-    /// A new subscriber, with the subscriptions it asked for in its hello window (empty: all).
+    /// A new subscriber, with the requests it sent in its hello window, in order.
     New {
         /// The connection (non-blocking).
         stream: UnixStream,
         /// Serial number (1 for the first connection since start).
         serial: u64,
-        /// Its subscriptions; empty means everything.
-        filters: Vec<Filter>,
+        /// Its requests, in order; none means everything.
+        requests: Vec<Request>,
     },
     /// Requests an admitted subscriber sent later, in order.
     Requests {
@@ -78,8 +84,15 @@ struct Conn {
     buf: Vec<u8>,
     /// `Some(deadline)` while in the hello window.
     hello_until: Option<Instant>,
-    filters: Vec<Filter>,
+    /// Requests read in the hello window, in order; at most [`MAX_HELLO_REQUESTS`].
+    requests: Vec<Request>,
+    /// The client shut its writing side: nothing more to read (never polled again).
+    eof: bool,
 }
+
+/// Requests a connection may send in its hello window; the window ends when it has sent this
+/// many (more are read after admission, as later requests).
+pub const MAX_HELLO_REQUESTS: usize = 2 * MAX_FILTERS;
 
 /// Bytes a connection may have sent without completing a request.
 const MAX_PARTIAL: usize = protocol::HEADER_LEN + subscription::MAX_REQUEST_PAYLOAD + 4;
@@ -117,59 +130,82 @@ pub fn accept_loop(
         };
         // Requests and hang-ups of known connections first: a closed one frees its slot.
         let mut keep = vec![true; conns.len()];
-        for i in ready {
-            keep[i] = read_requests(&mut conns[i], &to_consumer, &counters, &waker);
+        for (i, hup) in ready {
+            keep[i] = read_requests(&mut conns[i], hup, &to_consumer, &counters, &waker);
         }
         let mut k = keep.into_iter();
         conns.retain(|_| k.next().unwrap_or(true));
-        // Admit connections whose hello window ended.
+        // Admit connections whose hello window ended (or that ended it early).
         let now = Instant::now();
-        let mut refused = Vec::new();
-        for (i, c) in conns.iter_mut().enumerate() {
+        for c in conns.iter_mut() {
             if c.hello_until.is_none_or(|d| now < d) {
                 continue;
             }
-            c.hello_until = None;
-            let Some(stream) = c.stream.take() else {
-                continue;
-            };
-            let adm = Admission::New {
-                stream,
-                serial: c.serial,
-                filters: std::mem::take(&mut c.filters),
-            };
-            match to_consumer.try_send(adm) {
-                Ok(()) => waker.wake(),
-                Err(TrySendError::Full(adm)) => {
-                    counters.refused_full.inc();
-                    tracing::warn!("subscriber refused: too many waiting to be admitted");
-                    if let Admission::New { stream, .. } = adm {
-                        refuse(&stream, "relay busy: too many connections waiting");
-                    }
-                    refused.push(i);
-                }
-                Err(TrySendError::Disconnected(_)) => return,
+            match admit(c, &to_consumer, &counters, &waker) {
+                Ok(()) => {}
+                Err(Disconnected) => return,
             }
         }
-        for i in refused.into_iter().rev() {
-            conns.remove(i);
-        }
+        // Done with: refused at admission, or admitted with nothing more to read.
+        conns.retain(|c| !(c.stream.is_none() && (c.eof || c.hello_until.is_some())));
         if listener_ready {
             accept_new(&listener, &mut conns, &mut serial, &cfg, &relay, &counters);
         }
     }
 }
 
-/// Polls the listener and every connection; returns (listener readable, readable connections).
+/// The consumer is gone (shutdown).
+struct Disconnected;
+
+/// Hands `c` to the consumer with the requests of its hello window and ends the window. When
+/// the channel is full the connection is refused (counted) and `c.stream` is left `None` with
+/// `hello_until` set, so the caller drops it.
+fn admit(
+    c: &mut Conn,
+    to_consumer: &Sender<Admission>,
+    counters: &AcceptCounters,
+    waker: &Waker,
+) -> Result<(), Disconnected> {
+    let Some(stream) = c.stream.take() else {
+        c.hello_until = None;
+        return Ok(());
+    };
+    let adm = Admission::New {
+        stream,
+        serial: c.serial,
+        requests: std::mem::take(&mut c.requests),
+    };
+    match to_consumer.try_send(adm) {
+        Ok(()) => {
+            c.hello_until = None;
+            waker.wake();
+            Ok(())
+        }
+        Err(TrySendError::Full(adm)) => {
+            counters.refused_full.inc();
+            tracing::warn!("subscriber refused: too many waiting to be admitted");
+            if let Admission::New { stream, .. } = adm {
+                refuse(&stream, "relay busy: too many connections waiting");
+            }
+            Ok(())
+        }
+        Err(TrySendError::Disconnected(_)) => Err(Disconnected),
+    }
+}
+
+/// Polls the listener and every connection not at EOF; returns (listener readable, readable
+/// connections with whether the peer hung up completely).
 fn wait_any(
     listener: &UnixListener,
     conns: &[Conn],
     wait: Duration,
-) -> io::Result<(bool, Vec<usize>)> {
+) -> io::Result<(bool, Vec<(usize, bool)>)> {
     let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(conns.len() + 1);
     fds.push(PollFd::new(listener, PollFlags::IN));
-    for c in conns {
-        fds.push(PollFd::new(&c.reader, PollFlags::IN));
+    // A connection at EOF is always readable: it is not polled (its index is skipped).
+    let polled: Vec<usize> = (0..conns.len()).filter(|&i| !conns[i].eof).collect();
+    for &i in &polled {
+        fds.push(PollFd::new(&conns[i].reader, PollFlags::IN));
     }
     let ts = Timespec {
         tv_sec: wait.as_secs() as i64,
@@ -187,9 +223,9 @@ fn wait_any(
     let listener_ready = ready(&fds[0]);
     let conns = fds[1..]
         .iter()
-        .enumerate()
-        .filter(|(_, f)| ready(f))
-        .map(|(i, _)| i)
+        .zip(polled)
+        .filter(|(f, _)| ready(f))
+        .map(|(f, i)| (i, f.revents().contains(PollFlags::HUP)))
         .collect();
     Ok((listener_ready, conns))
 }
@@ -259,7 +295,8 @@ fn accept_new(
             serial: *serial,
             buf: Vec::new(),
             hello_until: Some(Instant::now() + cfg.hello_timeout),
-            filters: Vec::new(),
+            requests: Vec::new(),
+            eof: false,
         });
     }
 }
@@ -306,10 +343,12 @@ pub fn encode_reply(buf: &mut FrameBuf, code: StatusCode, count: u64, detail: &s
     );
 }
 
-/// Reads what `c` sent and acts on complete requests. False when the connection is done with
-/// (closed by its peer or by the consumer, or refused).
+/// Reads what `c` sent and acts on complete requests; `hup`: poll saw the peer hang up
+/// completely (else an EOF is a half-close). False when the connection is done with (refused,
+/// or admitted and at EOF).
 fn read_requests(
     c: &mut Conn,
+    hup: bool,
     to_consumer: &Sender<Admission>,
     counters: &AcceptCounters,
     waker: &Waker,
@@ -360,40 +399,60 @@ fn read_requests(
     if !requests.is_empty() {
         counters.requests.add(requests.len() as u64);
     }
+    if eof && !c.eof {
+        c.eof = true;
+        if !hup {
+            counters.half_closed.inc();
+            tracing::info!(
+                subscriber = c.serial,
+                "subscriber half-closed: no more requests"
+            );
+        }
+    }
+    let in_hello = c.stream.is_some();
+    if in_hello {
+        c.requests.append(&mut requests);
+        if c.eof || error.is_some() || c.requests.len() >= MAX_HELLO_REQUESTS {
+            // Nothing more to wait for: the window ends now.
+            c.hello_until = Some(Instant::now());
+        }
+    }
     if let Some(e) = error {
         counters.bad_requests.inc();
         tracing::warn!(subscriber = c.serial, "bad subscription request: {e}");
-        return match c.stream.take() {
-            // Still in its hello window: the acceptor answers and closes it itself.
-            Some(stream) => {
+        if in_hello && c.requests.is_empty() {
+            // Nothing to answer before it: the acceptor answers and closes it itself.
+            if let Some(stream) = c.stream.take() {
                 refuse(&stream, &e.to_string());
-                false
             }
-            None => {
-                drain_input(&c.reader);
-                let _ = to_consumer.try_send(Admission::Refuse {
-                    serial: c.serial,
-                    reason: e.to_string(),
-                });
-                waker.wake();
-                false
-            }
-        };
-    }
-    if c.hello_until.is_some() {
-        for r in requests {
-            // Not malformed, only refused (e.g. unsubscribing what was never subscribed): the
-            // connection stays; the answer goes out now, before its join snapshot.
-            if let Err(reason) = apply(&mut c.filters, r) {
-                if let Some(stream) = &c.stream {
-                    let mut buf = FrameBuf::new();
-                    encode_reply(&mut buf, StatusCode::RequestError, 0, &reason);
-                    let mut s = stream;
-                    let _ = s.write(&buf);
-                }
-            }
+            return false;
         }
-    } else if !requests.is_empty() {
+        drain_input(&c.reader);
+        // The requests before it are answered first, in order (the channel keeps order).
+        let sent = if in_hello {
+            admit(c, to_consumer, counters, waker).is_ok() && c.hello_until.is_none()
+        } else {
+            requests.is_empty()
+                || to_consumer
+                    .try_send(Admission::Requests {
+                        serial: c.serial,
+                        requests,
+                    })
+                    .is_ok()
+        };
+        if sent {
+            let _ = to_consumer.try_send(Admission::Refuse {
+                serial: c.serial,
+                reason: e.to_string(),
+            });
+        }
+        waker.wake();
+        return false;
+    }
+    if in_hello {
+        return true;
+    }
+    if !requests.is_empty() {
         let serial = c.serial;
         match to_consumer.try_send(Admission::Requests { serial, requests }) {
             Ok(()) => waker.wake(),
@@ -403,11 +462,12 @@ fn read_requests(
                     serial,
                     reason: "relay busy: request not taken".into(),
                 });
+                waker.wake();
                 return false;
             }
         }
     }
-    !eof
+    !c.eof
 }
 
 /// Applies one request to a subscription list. An unsubscribe that matches nothing, or more than

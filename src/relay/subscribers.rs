@@ -6,10 +6,14 @@
 //! subscriber's selection (the union of its subscriptions, or everything), its bounded outbound
 //! buffer, and its socket's writing side. Frames are appended to the buffers of the subscribers
 //! that selected them and written with one non-blocking `write` per subscriber per consumer
-//! turn, so frames arriving in a burst share a syscall. A subscriber whose unwritten bytes would
-//! exceed `max_pending_bytes` is sent a `too_slow` status after what it has not read, and closed
-//! (counted); one that hangs up is removed. Neither ever blocks the consumer or delays the
-//! others. Frames are length-delimited by their header, never split, never interleaved.
+//! turn (or fewer: the consumer may hold a turn's frames back to coalesce them), so frames
+//! arriving in a burst share a syscall. A subscriber whose live backlog would exceed
+//! `max_pending_bytes` is closed as too slow (counted): its unsent backlog is discarded at a frame
+//! boundary, a `too_slow` status takes its place, and the connection is shut once that status
+//! is written (or after `drain_timeout_ms` if its client never reads again). Its join snapshot
+//! does not count as backlog (it is exempt, not paced). One that hangs up is removed. Neither
+//! ever blocks the consumer or delays the others. Frames are length-delimited by their header,
+//! never split, never interleaved.
 
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream;
@@ -30,12 +34,15 @@ use crate::wire::subscription::{self, kinds, Filter, Request};
 /// Why a subscriber was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gone {
-    /// Its unwritten bytes would have exceeded the limit.
-    TooSlow,
+    /// Its live backlog would have exceeded the limit: it gets no more frames, and is removed
+    /// once its `too_slow` status is written, or at the deadline.
+    TooSlow(Instant),
     /// It hung up or the socket failed.
     Closed,
-    /// It sent a malformed or oversized request.
-    Refused,
+    /// It sent a malformed or oversized request: it gets no more frames, and is removed once
+    /// what it was owed (the answers before the `request_error`, then that) is written, or at the
+    /// deadline.
+    Refused(Instant),
 }
 
 /// What a filtered subscriber receives (a subscriber with none receives everything).
@@ -85,10 +92,17 @@ impl Selection {
 #[derive(Debug)]
 struct Subscriber {
     stream: UnixStream,
-    /// Outbound bytes; `out[pos..]` is unwritten. Its unwritten length is always ≤ the limit.
+    /// Outbound bytes, whole frames back to back from offset 0; `out[pos..]` is unwritten. Its
+    /// unwritten length, less the exempt snapshot, is always ≤ the limit.
     out: Vec<u8>,
     /// Bytes of `out` already written; ≤ `out.len()`.
     pos: usize,
+    /// The end of the last frame written completely: a frame boundary, ≤ `pos`; `out[done..pos]`
+    /// is the written part of the frame being written.
+    done: usize,
+    /// `out[exempt.0..exempt.1]` is a snapshot (join, or cached state a request added) that
+    /// does not count against the limit; `exempt.0 ≤ exempt.1 ≤ out.len()`.
+    exempt: (usize, usize),
     /// Set when the subscriber must be removed at the end of the turn.
     gone: Option<Gone>,
     /// Serial number, for logs and metrics.
@@ -97,13 +111,14 @@ struct Subscriber {
     frames: u64,
     /// Bytes written to it.
     bytes: u64,
+    /// Writes that carried at least one byte to it.
+    writes: u64,
+    /// Frames whose last byte has been written to it.
+    frames_written: u64,
     /// `None`: everything.
     sel: Option<Box<Selection>>,
     /// Lossy delivery (some subscription asked for it): fall behind → skip, not close.
     lossy: bool,
-    /// With `lossy`: a frame boundary in `out` at or after `pos` (the end of the frame being
-    /// written); frames from here on may be skipped without breaking the stream's framing.
-    skippable: usize,
 }
 
 /// One subscriber's counters, as the consumer publishes them for `/metrics`.
@@ -117,18 +132,72 @@ pub struct SubscriberStats {
     pub bytes: u64,
     /// Bytes queued and not yet written.
     pub pending_bytes: u64,
+    /// Writes that carried at least one byte to it.
+    pub writes: u64,
+    /// Frames written completely to it (`frames_written / writes`: frames per write).
+    pub frames_written: u64,
 }
 
 impl Subscriber {
+    fn new(stream: UnixStream, serial: u64, out: Vec<u8>, sel: Option<Box<Selection>>) -> Self {
+        let lossy = sel
+            .as_ref()
+            .is_some_and(|s| s.filters.iter().any(|f| f.lossy));
+        Subscriber {
+            stream,
+            frames: count_frames(&out),
+            // The whole join (answers, snapshot) is exempt from the limit.
+            exempt: (0, out.len()),
+            out,
+            pos: 0,
+            done: 0,
+            gone: None,
+            serial,
+            bytes: 0,
+            writes: 0,
+            frames_written: 0,
+            sel,
+            lossy,
+        }
+    }
+
     #[inline]
     fn pending(&self) -> usize {
         self.out.len() - self.pos
     }
 
-    /// One non-blocking write of everything pending.
+    /// Unwritten bytes of the exempt snapshot.
+    #[inline]
+    fn exempt_pending(&self) -> usize {
+        self.exempt.1.saturating_sub(self.pos.max(self.exempt.0))
+    }
+
+    /// Unwritten bytes that count against the limit: everything but the exempt snapshot.
+    #[inline]
+    fn lag(&self) -> usize {
+        self.pending() - self.exempt_pending()
+    }
+
+    /// The end of the frame being written (`pos` itself when it is at a frame boundary): what
+    /// lies after it can be discarded without breaking the stream's framing.
+    fn frame_end(&self) -> usize {
+        if self.done == self.pos || self.done >= self.out.len() {
+            return self.pos;
+        }
+        self.done + own_frame_len(&self.out[self.done..])
+    }
+
+    /// True while frames may be queued for it.
+    #[inline]
+    fn live(&self) -> bool {
+        self.gone.is_none()
+    }
+
+    /// One non-blocking write of everything pending (also for a closing subscriber, whose last
+    /// bytes are its `too_slow` status).
     #[inline]
     fn flush(&mut self, counters: &RelayCounters) {
-        if self.gone.is_some() || self.pending() == 0 {
+        if self.gone == Some(Gone::Closed) || self.pending() == 0 {
             return;
         }
         loop {
@@ -141,18 +210,26 @@ impl Subscriber {
                 Ok(n) => {
                     self.pos += n;
                     self.bytes += n as u64;
+                    self.writes += 1;
                     counters.bytes_sent.add(n as u64);
-                    if self.lossy {
-                        self.advance_skippable();
-                    }
+                    let written = self.advance_done();
+                    self.frames_written += written;
+                    counters.frames_written.add(written);
                     if self.pos == self.out.len() {
                         self.out.clear();
                         self.pos = 0;
-                        self.skippable = 0;
-                    } else if self.pos >= self.out.len() / 2 {
-                        self.out.drain(..self.pos);
-                        self.skippable -= self.pos.min(self.skippable);
-                        self.pos = 0;
+                        self.done = 0;
+                        self.exempt = (0, 0);
+                    } else if self.done >= self.out.len() / 2 {
+                        // Drop the written frames (to a frame boundary: `out` starts with one).
+                        let d = self.done;
+                        self.out.drain(..d);
+                        self.pos -= d;
+                        self.done = 0;
+                        self.exempt = (
+                            self.exempt.0.saturating_sub(d),
+                            self.exempt.1.saturating_sub(d),
+                        );
                     }
                     return;
                 }
@@ -165,39 +242,43 @@ impl Subscriber {
             }
         }
     }
-}
 
-impl Subscriber {
-    /// Moves `skippable` to the end of the frame `pos` is in (walking frame headers).
-    fn advance_skippable(&mut self) {
-        while self.skippable < self.pos {
-            match protocol::frame_len(&self.out[self.skippable..]) {
-                Ok(n) => self.skippable += n,
-                // Unreachable: `out` holds whole frames from `skippable` on.
-                Err(_) => {
-                    self.skippable = self.out.len();
-                    return;
-                }
+    /// Moves `done` over every frame `pos` has passed; returns how many.
+    #[inline]
+    fn advance_done(&mut self) -> u64 {
+        let mut n = 0;
+        while self.done < self.pos {
+            let end = self.done + own_frame_len(&self.out[self.done..]);
+            if end > self.pos {
+                break;
             }
+            self.done = end;
+            n += 1;
         }
+        n
     }
 
-    /// Lossy catch-up: drops every frame not yet started, queues a `dropped` status with their
-    /// count. Returns the count.
+    /// Lossy catch-up: drops every frame not yet started (but not the exempt snapshot, nor
+    /// instrument definitions), queues a `dropped` status with their count. Returns the count.
     fn skip_unwritten(&mut self) -> u64 {
-        self.advance_skippable();
+        let keep = self.frame_end().max(self.exempt.1.min(self.out.len()));
         // Every skipped frame counts one; an earlier skip report that is itself skipped passes
         // its count on, so the reports a client does receive add up to everything skipped.
+        // Definitions are kept (moved down), never skipped: a later frame of the instrument
+        // must not arrive without one.
         let mut n = 0u64;
-        let mut at = self.skippable;
+        let (mut at, mut to) = (keep, keep);
         while at < self.out.len() {
-            let Ok(len) = protocol::frame_len(&self.out[at..]) else {
-                break;
-            };
-            n += 1 + skip_report_count(&self.out[at..at + len]);
+            let len = own_frame_len(&self.out[at..]);
+            if MsgType::from_code(self.out[at + 5]) == Some(MsgType::InstrumentDef) {
+                self.out.copy_within(at..at + len, to);
+                to += len;
+            } else {
+                n += 1 + skip_report_count(&self.out[at..at + len]);
+            }
             at += len;
         }
-        self.out.truncate(self.skippable);
+        self.out.truncate(to);
         let mut buf = FrameBuf::new();
         encode_reply(
             &mut buf,
@@ -209,6 +290,50 @@ impl Subscriber {
         self.frames += 1;
         n
     }
+
+    /// Too slow: discards the unsent backlog after the frame being written, queues the
+    /// `too_slow` status in its place (so it fits however full the socket is), and marks the
+    /// subscriber closing until `deadline`. The kernel socket buffer gets a little more room,
+    /// where the system allows, so the status usually goes out at once.
+    fn start_closing(&mut self, deadline: Instant, counters: &RelayCounters) {
+        let keep = self.frame_end();
+        let discarded = self.out.len() - keep;
+        self.out.truncate(keep);
+        self.exempt = (self.exempt.0.min(keep), self.exempt.1.min(keep));
+        let mut buf = FrameBuf::new();
+        encode_reply(
+            &mut buf,
+            StatusCode::TooSlow,
+            discarded as u64,
+            "disconnected: unread bytes over relay.max_pending_bytes (backlog discarded)",
+        );
+        self.out.extend_from_slice(&buf);
+        self.frames += 1;
+        self.gone = Some(Gone::TooSlow(deadline));
+        counters.slow_disconnects.inc();
+        tracing::warn!(
+            subscriber = self.serial,
+            discarded_bytes = discarded,
+            "subscriber disconnected: too slow (pending bytes over relay.max_pending_bytes)"
+        );
+        // SO_SNDBUF is doubled by the kernel and capped by net.core.wmem_max: asking for half
+        // the current size plus a few KiB adds that much room (best effort).
+        if let Ok(cur) = rustix::net::sockopt::socket_send_buffer_size(&self.stream) {
+            let _ = rustix::net::sockopt::set_socket_send_buffer_size(
+                &self.stream,
+                cur / 2 + 4 * buf.len().max(1024),
+            );
+        }
+        self.flush(counters);
+    }
+}
+
+/// Length of a frame the relay queued itself (its header is known good).
+#[inline]
+fn own_frame_len(buf: &[u8]) -> usize {
+    // Payload length: u32 LE at header offset 8 (docs/PROTOCOL.md §2).
+    let len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    protocol::HEADER_LEN + len as usize + protocol::TRAILER_LEN
 }
 
 /// The count of a lossy skip report (a relay `dropped` status), 0 for any other frame.
@@ -240,72 +365,66 @@ fn count_frames(buf: &[u8]) -> u64 {
     n
 }
 
+/// What a subscriber may hold back, and how long a closing one is given.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Most unwritten bytes (its exempt snapshot aside) before it is too slow.
+    max_pending_bytes: usize,
+    /// How long a subscriber closed as too slow may take to read its `too_slow` status.
+    close_timeout: Duration,
+}
+
 /// The connected subscribers. Owned by the consumer thread.
 #[derive(Debug)]
 pub struct Subscribers {
     subs: Vec<Subscriber>,
-    max_pending_bytes: usize,
+    limits: Limits,
     counters: Arc<RelayCounters>,
     /// Subscribers with a selection (0: every frame goes to everyone, the fast path).
     filtered: usize,
-    /// True when some subscriber is marked gone.
+    /// True when some subscriber is marked gone (or closing).
     any_gone: bool,
 }
 
 impl Subscribers {
-    /// An empty set with the given per-subscriber limit.
-    pub fn new(max_pending_bytes: usize, counters: Arc<RelayCounters>) -> Self {
+    /// An empty set with the given per-subscriber limit; a subscriber closed as too slow gets
+    /// `close_timeout` to take its `too_slow` status.
+    pub fn new(
+        max_pending_bytes: usize,
+        close_timeout: Duration,
+        counters: Arc<RelayCounters>,
+    ) -> Self {
         Subscribers {
             subs: Vec::new(),
-            max_pending_bytes,
+            limits: Limits {
+                max_pending_bytes,
+                close_timeout,
+            },
             counters,
             filtered: 0,
             any_gone: false,
         }
     }
 
-    /// Admits a subscriber: acknowledges the subscriptions it asked for, queues its join
-    /// snapshot (the selected definitions, then cached books, quotes and trades), then it
-    /// receives live frames. With no subscription it gets everything.
-    pub fn add(&mut self, stream: UnixStream, serial: u64, filters: Vec<Filter>, cache: &Cache) {
+    /// Admits a subscriber with the requests it sent before admission (its hello window), in
+    /// order. Without any it gets everything: its join snapshot is every definition, then the
+    /// cached books, quotes, trades and bars. With requests, each is answered in order
+    /// (`request_ok` with the subscriptions then held, or `request_error`), exactly as a later
+    /// request would be, and the join snapshot is what the resulting subscriptions select. The
+    /// whole join is exempt from `max_pending_bytes`.
+    pub fn add(&mut self, stream: UnixStream, serial: u64, requests: Vec<Request>, cache: &Cache) {
         let mut out = Vec::with_capacity(64 * 1024);
-        let sel = if filters.is_empty() {
+        let sel = if requests.is_empty() {
             cache.write_snapshot(&mut out);
             None
         } else {
-            let mut buf = FrameBuf::new();
-            for (i, f) in filters.iter().enumerate() {
-                encode_reply(
-                    &mut buf,
-                    StatusCode::RequestOk,
-                    i as u64 + 1,
-                    &format!("subscribe {f}"),
-                );
-                out.extend_from_slice(&buf);
-            }
-            let mut sel = Box::new(Selection {
-                filters,
-                ..Selection::default()
-            });
+            let mut sel = Box::<Selection>::default();
+            answer(&mut sel.filters, requests, &mut out);
             snapshot_new(&mut sel, cache, &mut out);
             Some(sel)
         };
         self.filtered += usize::from(sel.is_some());
-        let lossy = sel
-            .as_ref()
-            .is_some_and(|s| s.filters.iter().any(|f| f.lossy));
-        self.subs.push(Subscriber {
-            stream,
-            frames: count_frames(&out),
-            out,
-            pos: 0,
-            gone: None,
-            serial,
-            bytes: 0,
-            sel,
-            lossy,
-            skippable: 0,
-        });
+        self.subs.push(Subscriber::new(stream, serial, out, sel));
         self.counters.accepted.inc();
         self.counters.subscribers.set(self.subs.len() as u64);
         tracing::info!(subscriber = serial, "subscriber connected");
@@ -313,11 +432,15 @@ impl Subscribers {
 
     /// Applies requests subscriber `serial` sent after joining: each is acknowledged
     /// (`request_ok` with the number of subscriptions, or `request_error`), and instruments the
-    /// change newly selects get their definition (once per connection) and cached state.
+    /// change newly selects get their definition (once per connection) and cached state. That
+    /// cached state is exempt from the limit unless an earlier exempt snapshot is still unwritten.
     pub fn apply(&mut self, serial: u64, requests: Vec<Request>, cache: &Cache) {
         let Some(s) = self.subs.iter_mut().find(|s| s.serial == serial) else {
             return;
         };
+        if !s.live() {
+            return;
+        }
         let was_filtered = s.sel.is_some();
         let sel = s.sel.get_or_insert_with(|| {
             // Until now it had everything: every known definition was sent.
@@ -328,31 +451,13 @@ impl Subscribers {
             });
             all
         });
-        let mut buf = FrameBuf::new();
-        for r in requests {
-            let what = match &r {
-                Request::Subscribe(f) => format!("subscribe {f}"),
-                Request::Unsubscribe(f) => format!("unsubscribe {f}"),
-            };
-            match acceptor::apply(&mut sel.filters, r) {
-                Ok(()) => encode_reply(
-                    &mut buf,
-                    StatusCode::RequestOk,
-                    sel.filters.len() as u64,
-                    &what,
-                ),
-                Err(reason) => encode_reply(&mut buf, StatusCode::RequestError, 0, &reason),
-            }
-            s.out.extend_from_slice(&buf);
-            s.frames += 1;
-        }
         let at = s.out.len();
+        answer(&mut sel.filters, requests, &mut s.out);
         snapshot_new(sel, cache, &mut s.out);
-        s.frames += count_frames(&s.out[at..]);
         let lossy = sel.filters.iter().any(|f| f.lossy);
-        if lossy && !s.lossy {
-            // The end of the buffer is a frame boundary: what is queued from now on may go.
-            s.skippable = s.out.len();
+        s.frames += count_frames(&s.out[at..]);
+        if s.exempt_pending() == 0 {
+            s.exempt = (at, s.out.len());
         }
         s.lossy = lossy;
         if !was_filtered {
@@ -365,12 +470,15 @@ impl Subscribers {
         let Some(s) = self.subs.iter_mut().find(|s| s.serial == serial) else {
             return;
         };
+        if !s.live() {
+            return;
+        }
         let mut buf = FrameBuf::new();
         encode_reply(&mut buf, StatusCode::RequestError, 0, reason);
         s.out.extend_from_slice(&buf);
         s.frames += 1;
+        s.gone = Some(Gone::Refused(Instant::now() + self.limits.close_timeout));
         s.flush(&self.counters);
-        s.gone = Some(Gone::Refused);
         self.any_gone = true;
     }
 
@@ -381,16 +489,10 @@ impl Subscribers {
             return self.broadcast_filtered(frame);
         }
         for s in &mut self.subs {
-            if s.gone.is_some() {
+            if !s.live() {
                 continue;
             }
-            push(
-                s,
-                frame,
-                self.max_pending_bytes,
-                &self.counters,
-                &mut self.any_gone,
-            );
+            push(s, frame, self.limits, &self.counters, &mut self.any_gone);
         }
     }
 
@@ -407,7 +509,7 @@ impl Subscribers {
             None
         };
         for s in &mut self.subs {
-            if s.gone.is_some() {
+            if !s.live() {
                 continue;
             }
             if let Some(sel) = &mut s.sel {
@@ -424,13 +526,7 @@ impl Subscribers {
                     continue;
                 }
             }
-            push(
-                s,
-                frame,
-                self.max_pending_bytes,
-                &self.counters,
-                &mut self.any_gone,
-            );
+            push(s, frame, self.limits, &self.counters, &mut self.any_gone);
         }
     }
 
@@ -441,27 +537,22 @@ impl Subscribers {
         self.counters.heartbeats.inc();
         let mut own = frame.to_vec();
         for s in &mut self.subs {
-            if s.gone.is_some() || own.len() < protocol::HEADER_LEN + protocol::TRAILER_LEN {
+            if !s.live() || own.len() < protocol::HEADER_LEN + protocol::TRAILER_LEN {
                 continue;
             }
             // Room first: a lossy skip queues its report before the heartbeat, which counts it.
-            let (max, c) = (self.max_pending_bytes, &self.counters);
-            if !make_room(s, own.len(), max, c, &mut self.any_gone) {
+            let (limits, c) = (self.limits, &self.counters);
+            if !make_room(s, own.len(), limits, c, &mut self.any_gone) {
                 continue;
             }
             own[16..24].copy_from_slice(&s.frames.to_le_bytes());
             protocol::reseal(&mut own);
-            push(
-                s,
-                &own,
-                self.max_pending_bytes,
-                &self.counters,
-                &mut self.any_gone,
-            );
+            push(s, &own, limits, c, &mut self.any_gone);
         }
     }
 
-    /// One write per subscriber with pending bytes; removes subscribers that are gone.
+    /// One write per subscriber with pending bytes; removes subscribers that are gone, and
+    /// closing ones whose `too_slow` status is written (or whose deadline passed).
     #[inline]
     pub fn flush(&mut self) {
         for s in &mut self.subs {
@@ -476,35 +567,39 @@ impl Subscribers {
     fn remove_gone(&mut self) {
         let counters = &self.counters;
         let mut filtered_gone = 0;
+        let mut closing = false;
+        let mut now = None;
         self.subs.retain_mut(|s| {
             let Some(why) = s.gone else { return true };
             match why {
-                Gone::TooSlow => {
-                    counters.slow_disconnects.inc();
-                    tracing::warn!(
-                        subscriber = s.serial,
-                        pending_bytes = s.pending(),
-                        "subscriber disconnected: too slow (pending bytes over relay.max_pending_bytes)"
-                    );
-                    // Its last frame, past the limit, after the complete frames it has not read:
-                    // a client that catches up learns why the stream ends.
-                    let mut buf = FrameBuf::new();
-                    encode_reply(
-                        &mut buf,
-                        StatusCode::TooSlow,
-                        s.pending() as u64,
-                        "disconnected: unread bytes over relay.max_pending_bytes",
-                    );
-                    s.out.extend_from_slice(&buf);
-                    let _ = s.stream.write(&s.out[s.pos..]);
+                Gone::TooSlow(deadline) | Gone::Refused(deadline) if s.pending() > 0 => {
+                    // Closing: its last bytes (a status) are still being written.
+                    if *now.get_or_insert_with(Instant::now) < deadline {
+                        closing = true;
+                        return true;
+                    }
+                    if matches!(why, Gone::TooSlow(_)) {
+                        counters.too_slow_unsent.inc();
+                        tracing::warn!(
+                            subscriber = s.serial,
+                            "too slow subscriber closed before its too_slow status was written"
+                        );
+                    }
                 }
+                _ => {}
+            }
+            match why {
+                Gone::TooSlow(_) => {}
                 Gone::Closed => {
                     counters.closed.inc();
                     tracing::info!(subscriber = s.serial, "subscriber disconnected");
                 }
-                Gone::Refused => {
+                Gone::Refused(_) => {
                     counters.refused_requests.inc();
-                    tracing::info!(subscriber = s.serial, "subscriber closed after a bad request");
+                    tracing::info!(
+                        subscriber = s.serial,
+                        "subscriber closed after a bad request"
+                    );
                 }
             }
             // Also ends the acceptor's reading handle on this socket.
@@ -513,7 +608,7 @@ impl Subscribers {
             false
         });
         self.filtered -= filtered_gone;
-        self.any_gone = false;
+        self.any_gone = closing;
         self.counters.subscribers.set(self.subs.len() as u64);
     }
 
@@ -525,6 +620,8 @@ impl Subscribers {
             frames: s.frames,
             bytes: s.bytes,
             pending_bytes: s.pending() as u64,
+            writes: s.writes,
+            frames_written: s.frames_written,
         }));
     }
 
@@ -579,16 +676,16 @@ impl Subscribers {
     }
 }
 
-/// Appends `frame` to one subscriber, or marks it too slow.
+/// Appends `frame` to one subscriber, or closes it as too slow.
 #[inline]
 fn push(
     s: &mut Subscriber,
     frame: &[u8],
-    max_pending_bytes: usize,
+    limits: Limits,
     counters: &RelayCounters,
     any_gone: &mut bool,
 ) {
-    if !make_room(s, frame.len(), max_pending_bytes, counters, any_gone) {
+    if !make_room(s, frame.len(), limits, counters, any_gone) {
         return;
     }
     s.out.extend_from_slice(frame);
@@ -596,17 +693,17 @@ fn push(
     counters.frames_sent.inc();
 }
 
-/// True when `len` more bytes fit in the subscriber's buffer: at once, or (lossy) after skipping
-/// its unwritten frames. Otherwise marks it too slow.
+/// True when `len` more bytes fit in the subscriber's buffer (its exempt snapshot aside): at
+/// once, or (lossy) after skipping its unwritten frames. Otherwise starts closing it as too slow.
 #[inline]
 fn make_room(
     s: &mut Subscriber,
     len: usize,
-    max_pending_bytes: usize,
+    limits: Limits,
     counters: &RelayCounters,
     any_gone: &mut bool,
 ) -> bool {
-    if s.pending() + len <= max_pending_bytes {
+    if s.lag() + len <= limits.max_pending_bytes {
         return true;
     }
     if s.lossy {
@@ -614,13 +711,30 @@ fn make_room(
         counters.lossy_skips.inc();
         counters.lossy_frames_skipped.add(n);
         // Still no room only for a frame larger than the whole limit.
-        if s.pending() + len <= max_pending_bytes {
+        if s.lag() + len <= limits.max_pending_bytes {
             return true;
         }
     }
-    s.gone = Some(Gone::TooSlow);
+    s.start_closing(Instant::now() + limits.close_timeout, counters);
     *any_gone = true;
     false
+}
+
+/// Applies `requests` to `filters` in order, queueing one answer each in `out`: `request_ok`
+/// with the subscriptions then held, or `request_error` with why.
+fn answer(filters: &mut Vec<Filter>, requests: Vec<Request>, out: &mut Vec<u8>) {
+    let mut buf = FrameBuf::new();
+    for r in requests {
+        let what = match &r {
+            Request::Subscribe(f) => format!("subscribe {f}"),
+            Request::Unsubscribe(f) => format!("unsubscribe {f}"),
+        };
+        match acceptor::apply(filters, r) {
+            Ok(()) => encode_reply(&mut buf, StatusCode::RequestOk, filters.len() as u64, &what),
+            Err(reason) => encode_reply(&mut buf, StatusCode::RequestError, 0, &reason),
+        }
+        out.extend_from_slice(&buf);
+    }
 }
 
 /// Queues for a filtered subscriber what its selection newly covers: the definitions it has not

@@ -475,6 +475,18 @@ const RELAY: &[(&str, Kind, &str, RelayValue)] = &[
         |s| s.relay.writes.get(),
     ),
     (
+        "mdrelay_relay_written_frames_total",
+        Kind::Counter,
+        "Frames written completely to subscriber sockets, counted once per subscriber (frames per write: divide by mdrelay_relay_writes_total).",
+        |s| s.relay.frames_written.get(),
+    ),
+    (
+        "mdrelay_relay_half_closed_total",
+        Kind::Counter,
+        "Subscriber connections whose client shut its writing side; they keep receiving.",
+        |s| s.accept.half_closed.get(),
+    ),
+    (
         "mdrelay_relay_heartbeats_total",
         Kind::Counter,
         "Heartbeats broadcast (counted once, not per subscriber).",
@@ -671,6 +683,18 @@ const SUBSCRIBER: &[SubscriberMetric] = &[
         Kind::Gauge,
         "Bytes queued for this subscriber and not yet written.",
         |s| s.pending_bytes,
+    ),
+    (
+        "mdrelay_subscriber_writes_total",
+        Kind::Counter,
+        "Writes that carried bytes to this subscriber.",
+        |s| s.writes,
+    ),
+    (
+        "mdrelay_subscriber_written_frames_total",
+        Kind::Counter,
+        "Frames written completely to this subscriber (per write: divide by its writes).",
+        |s| s.frames_written,
     ),
 ];
 
@@ -1024,6 +1048,8 @@ pub(crate) mod tests {
             frames: 10,
             bytes: 760,
             pending_bytes: 76,
+            writes: 2,
+            frames_written: 9,
         });
         let mut out = String::new();
         render_prometheus_at(&src, 0, &mut out);
@@ -1033,6 +1059,8 @@ pub(crate) mod tests {
             "mdrelay_subscriber_sent_bytes_total{subscriber=\"3\"} 760",
             "# TYPE mdrelay_subscriber_pending_bytes gauge",
             "mdrelay_subscriber_pending_bytes{subscriber=\"3\"} 76",
+            "mdrelay_subscriber_writes_total{subscriber=\"3\"} 2",
+            "mdrelay_subscriber_written_frames_total{subscriber=\"3\"} 9",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} in\n{out}");
         }

@@ -26,6 +26,7 @@ mod packaging;
 mod persist;
 mod python;
 mod queues;
+mod relay_semantics;
 mod reliability;
 mod shutdown;
 mod soak;

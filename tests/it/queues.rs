@@ -302,6 +302,7 @@ fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
         mdrelay::config::ConsumerConfig {
             idle: IdleStrategy::Park,
             batch_frames: 4,
+            coalesce: mdrelay::config::CoalesceConfig::DEFAULT,
         },
         Inputs {
             feeds: vec![FeedInput {

@@ -161,11 +161,35 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// How a [`Pipeline`] is built.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineOptions {
+    pub idle: mdrelay::config::IdleStrategy,
+    pub max_subscribers: usize,
+    pub max_pending_bytes: usize,
+    /// The acceptor's hello window (`relay.hello_timeout_ms`).
+    pub hello_timeout: Duration,
+    pub coalesce: mdrelay::config::CoalesceConfig,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            idle: mdrelay::config::IdleStrategy::Park,
+            max_subscribers: 8,
+            max_pending_bytes: 256 << 20,
+            hello_timeout: Duration::ZERO,
+            coalesce: mdrelay::config::CoalesceConfig::DEFAULT,
+        }
+    }
+}
+
 /// A consumer and relay socket fed by publishers the test drives directly (no WebSockets):
 /// the real queue, publisher, consumer, cache, relay and client code.
 pub struct Pipeline {
     pub stop: std::sync::Arc<mdrelay::base::stats::StopFlag>,
     pub relay_counters: std::sync::Arc<mdrelay::base::stats::RelayCounters>,
+    pub accept_counters: std::sync::Arc<mdrelay::base::stats::AcceptCounters>,
     pub socket: PathBuf,
     consumer: Option<thread::JoinHandle<()>>,
     acceptor: Option<thread::JoinHandle<()>>,
@@ -198,6 +222,33 @@ impl Pipeline {
         Vec<mdrelay::feed::publisher::Publisher>,
         Vec<std::sync::Arc<mdrelay::base::stats::FeedStats>>,
     ) {
+        Self::with_options(
+            specs,
+            PipelineOptions {
+                idle,
+                max_subscribers,
+                max_pending_bytes,
+                ..PipelineOptions::default()
+            },
+        )
+    }
+
+    /// [`Pipeline::new`] with every option chosen.
+    pub fn with_options(
+        specs: &[mdrelay::queue::QueueSpec],
+        opts: PipelineOptions,
+    ) -> (
+        Self,
+        Vec<mdrelay::feed::publisher::Publisher>,
+        Vec<std::sync::Arc<mdrelay::base::stats::FeedStats>>,
+    ) {
+        let PipelineOptions {
+            idle,
+            max_subscribers,
+            max_pending_bytes,
+            hello_timeout,
+            coalesce,
+        } = opts;
         use mdrelay::config::{ConsumerConfig, RelayConfig};
         use mdrelay::consumer::thread::{
             Consumer, FeedInput, Inputs, Outputs, Published, RelaySide,
@@ -213,7 +264,7 @@ impl Pipeline {
             max_pending_bytes,
             heartbeat_interval: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(20),
-            hello_timeout: Duration::ZERO,
+            hello_timeout,
             allowed_uids: Vec::new(),
         };
         let (listener, guard) = mdrelay::relay::socket::bind(&relay_cfg).expect("bind");
@@ -243,6 +294,7 @@ impl Pipeline {
             ConsumerConfig {
                 idle,
                 batch_frames: 64,
+                coalesce,
             },
             Inputs {
                 feeds: inputs,
@@ -265,7 +317,12 @@ impl Pipeline {
             .name("consumer".into())
             .spawn(move || consumer.run())
             .expect("spawn consumer");
-        let (rc, st) = (relay_counters.clone(), stop.clone());
+        let accept_counters = Arc::new(mdrelay::base::stats::AcceptCounters::default());
+        let (rc, ac, st) = (
+            relay_counters.clone(),
+            accept_counters.clone(),
+            stop.clone(),
+        );
         let acceptor = thread::Builder::new()
             .name("relay-accept".into())
             .spawn(move || {
@@ -274,11 +331,11 @@ impl Pipeline {
                     sub_tx,
                     mdrelay::relay::acceptor::AcceptConfig {
                         max_subscribers,
-                        hello_timeout: Duration::ZERO,
+                        hello_timeout,
                         allowed_uids: Vec::new(),
                     },
                     rc,
-                    Arc::default(),
+                    ac,
                     waker,
                     st,
                 )
@@ -288,6 +345,7 @@ impl Pipeline {
             Pipeline {
                 stop,
                 relay_counters,
+                accept_counters,
                 socket,
                 consumer: Some(consumer),
                 acceptor: Some(acceptor),

@@ -27,15 +27,24 @@ pub enum Venue {
     Kraken,
     /// Kraken WebSocket v1 (legacy).
     KrakenV1,
+    /// OKX WebSocket v5 public channels.
+    Okx,
+    /// Gemini market data v2 (`l2`).
+    Gemini,
+    /// Hyperliquid WebSocket.
+    Hyperliquid,
 }
 
 impl Venue {
     /// Every venue, in wire-code order.
-    pub const ALL: [Venue; 4] = [
+    pub const ALL: [Venue; 7] = [
         Venue::Binance,
         Venue::Coinbase,
         Venue::Kraken,
         Venue::KrakenV1,
+        Venue::Okx,
+        Venue::Gemini,
+        Venue::Hyperliquid,
     ];
 
     /// The venue's name as it appears in InstrumentDefs, JSON and configuration.
@@ -45,6 +54,9 @@ impl Venue {
             Venue::Coinbase => "coinbase",
             Venue::Kraken => "kraken",
             Venue::KrakenV1 => "kraken_v1",
+            Venue::Okx => "okx",
+            Venue::Gemini => "gemini",
+            Venue::Hyperliquid => "hyperliquid",
         }
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Threads: `replay-exchange` accepts on the listen address; each connection gets its own
 //! `replay-conn-N` thread. The venue is the first path segment of the request
-//! (`ws://ADDR/binance/stream`, `ws://ADDR/coinbase`, `ws://ADDR/kraken_v1`, `ws://ADDR/kraken`);
+//! (`ws://ADDR/binance/stream`, `ws://ADDR/coinbase`, `ws://ADDR/kraken_v1`, `ws://ADDR/kraken`,
+//! `ws://ADDR/okx`, `ws://ADDR/gemini`, `ws://ADDR/hyperliquid`);
 //! `GET /binance/api/v3/depth` is plain HTTP on the same port.
 //!
 //! Recorded acks are not replayed (the exchange answers the client's own requests). Messages are
@@ -25,14 +26,20 @@
 //! - `coinbase`: Coinbase `subscriptions` replies and product/channel keys.
 //! - `kraken_v1`: Kraken v1 system status, `subscriptionStatus` acks, pings, pair/channel keys.
 //! - `kraken_v2`: Kraken v2 status, acks, pings, the `instrument` snapshot, symbol/channel keys.
+//! - `okx`: OKX v5 subscribe acks, `ping`/`pong`, instId/channel keys.
+//! - `gemini`: Gemini v2 `l2` subscriptions (answered with a heartbeat), symbol keys.
+//! - `hyperliquid`: Hyperliquid subscription responses, `ping`/`pong`, coin/channel keys.
 
 mod binance;
 mod binance_rest;
 mod coinbase;
 pub mod config;
 mod exchange;
+mod gemini;
+mod hyperliquid;
 mod kraken_v1;
 mod kraken_v2;
+mod okx;
 mod session;
 mod source;
 

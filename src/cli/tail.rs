@@ -114,6 +114,9 @@ pub fn run(
             // The relay's answer to tail's own subscription is not part of the stream shown.
             Message::Status { status, .. } if status.code == StatusCode::RequestOk => continue,
             Message::Status { status, .. } => Event::Status(status),
+            Message::Mark { mark, .. } => Event::Mark(mark),
+            Message::Liquidation { liquidation, .. } => Event::Liquidation(liquidation),
+            Message::OpenInterest { open_interest, .. } => Event::OpenInterest(open_interest),
             Message::Book(b) => {
                 levels.clear();
                 levels.extend(b.bids());

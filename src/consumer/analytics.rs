@@ -30,7 +30,7 @@ use crate::consumer::persistence::Persistence;
 use crate::consumer::publishing::Publishing;
 use crate::consumer::snapshot::SharedQuery;
 use crate::market::bars::{Bar, BarBuilder};
-use crate::market::event::{Quote, Status, StatusCode, Trade};
+use crate::market::event::{Mark, OpenInterest, Quote, Status, StatusCode, Trade};
 use crate::market::instrument::InstrumentId;
 use crate::persist::recorder::RecorderStats;
 use crate::persist::writer::{WriterHandle, WriterStats};
@@ -57,6 +57,11 @@ pub(super) struct Inst {
     pub(super) last_trade: Option<(Trade, u64)>,
     /// The latest quote and its `recv_ts_ns`; `None` until the first.
     pub(super) quote: Option<(Quote, u64)>,
+    /// The latest mark (derivatives) and its `recv_ts_ns`; `None` until the first (always for
+    /// spot).
+    pub(super) mark: Option<(Mark, u64)>,
+    /// The latest open interest (derivatives) and its `recv_ts_ns`; `None` until the first.
+    pub(super) open_interest: Option<(OpenInterest, u64)>,
 }
 
 /// Counters of derived data (shared with metrics and the shutdown summary); only the consumer's
@@ -144,6 +149,9 @@ impl Analytics {
             trades: false,
             quotes: false,
             bars: false,
+            marks: false,
+            liquidations: false,
+            open_interest: false,
         };
         let names = (0..feeds).map(|i| format!("feed{i}")).collect();
         Analytics::new(cfg, persist, names, None, None, None, Arc::default())
@@ -196,6 +204,38 @@ impl Analytics {
                 }
             }
             Some(MsgType::InstrumentDef) => self.on_def(feed, h, frame),
+            Some(MsgType::Mark | MsgType::Liquidation | MsgType::OpenInterest) => {
+                self.on_derivatives(h, frame)
+            }
+            _ => {}
+        }
+    }
+
+    /// A Mark, Liquidation or OpenInterest frame: kept for the query API (mark, open interest)
+    /// and persisted. They do not advance the instrument's market-data sequence.
+    fn on_derivatives(&mut self, h: &Header, frame: &[u8]) {
+        let Some(inst) = self.insts.get_mut(&h.instrument_id) else {
+            return;
+        };
+        let Ok((f, _)) = protocol::decode_frame(frame) else {
+            return;
+        };
+        let id = h.instrument_id;
+        match f.message() {
+            Ok(Message::Mark { mark, .. }) => {
+                inst.mark = Some((mark, h.recv_ts_ns));
+                self.publishing.touch(id);
+                self.persistence.mark(id, h.recv_ts_ns, mark);
+            }
+            Ok(Message::OpenInterest { open_interest, .. }) => {
+                inst.open_interest = Some((open_interest, h.recv_ts_ns));
+                self.publishing.touch(id);
+                self.persistence
+                    .open_interest(id, h.recv_ts_ns, open_interest);
+            }
+            Ok(Message::Liquidation { liquidation, .. }) => {
+                self.persistence.liquidation(id, h.recv_ts_ns, liquidation);
+            }
             _ => {}
         }
     }
@@ -220,6 +260,8 @@ impl Analytics {
                 sequence: h.sequence,
                 last_trade: None,
                 quote: None,
+                mark: None,
+                open_interest: None,
             },
         );
         self.publishing

@@ -1,5 +1,5 @@
 //! The consumer's configuration: `[consumer]`, `[bars]` and which records go to CSV
-//! (`[writer] trades/quotes/bars`), built by the `config` module.
+//! (`[writer] trades/quotes/bars/mark/liquidations/open_interest`), built by the `config` module.
 
 use std::time::Duration;
 
@@ -65,4 +65,10 @@ pub struct Persist {
     pub quotes: bool,
     /// `bars_<interval>.csv`.
     pub bars: bool,
+    /// `mark.csv` (derivatives).
+    pub marks: bool,
+    /// `liquidations.csv` (derivatives).
+    pub liquidations: bool,
+    /// `open_interest.csv` (derivatives).
+    pub open_interest: bool,
 }

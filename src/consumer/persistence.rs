@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::consumer::config::Persist;
 use crate::market::bars::Bar;
-use crate::market::event::{Quote, Trade};
+use crate::market::event::{Liquidation, Mark, OpenInterest, Quote, Trade};
 use crate::market::instrument::InstrumentId;
 use crate::persist::recorder::RecorderStats;
 use crate::persist::writer::{WriterHandle, WriterRecord, WriterStats};
@@ -21,7 +21,8 @@ pub const NOT_PERSISTED_REPORT: Duration = Duration::from_secs(1);
 
 /// The persistence part of [`Analytics`](super::analytics::Analytics).
 pub(super) struct Persistence {
-    /// Which records go to the writer (trades, quotes, bars); fixed.
+    /// Which records go to the writer (trades, quotes, bars, marks, liquidations, open
+    /// interest); fixed.
     select: Persist,
     /// The CSV writer's bounded queue: `None` when CSV is off, and after
     /// [`take_writer`](Self::take_writer) handed it back for closing at shutdown.
@@ -97,6 +98,49 @@ impl Persistence {
             self.send(WriterRecord::Bar {
                 instrument_id,
                 bar: *bar,
+            });
+        }
+    }
+
+    /// A mark (derivatives), when marks are persisted.
+    pub(super) fn mark(&mut self, instrument_id: InstrumentId, recv_ts_ns: u64, mark: Mark) {
+        if self.select.marks {
+            self.send(WriterRecord::Mark {
+                instrument_id,
+                recv_ts_ns,
+                mark,
+            });
+        }
+    }
+
+    /// A liquidation, when liquidations are persisted.
+    pub(super) fn liquidation(
+        &mut self,
+        instrument_id: InstrumentId,
+        recv_ts_ns: u64,
+        liquidation: Liquidation,
+    ) {
+        if self.select.liquidations {
+            self.send(WriterRecord::Liquidation {
+                instrument_id,
+                recv_ts_ns,
+                liquidation,
+            });
+        }
+    }
+
+    /// Open interest, when it is persisted.
+    pub(super) fn open_interest(
+        &mut self,
+        instrument_id: InstrumentId,
+        recv_ts_ns: u64,
+        open_interest: OpenInterest,
+    ) {
+        if self.select.open_interest {
+            self.send(WriterRecord::OpenInterest {
+                instrument_id,
+                recv_ts_ns,
+                open_interest,
             });
         }
     }

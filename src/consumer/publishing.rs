@@ -61,7 +61,8 @@ impl Publishing {
         self.interval_ns
     }
 
-    /// The view of `id` changed (a trade, a quote, a book frame, closed bars).
+    /// The view of `id` changed (a trade, a quote, a book frame, a mark, open interest, closed
+    /// bars).
     #[inline]
     pub(super) fn touch(&mut self, id: InstrumentId) {
         self.dirty.insert(id);
@@ -114,6 +115,8 @@ impl Publishing {
             };
             v.last_trade = inst.last_trade;
             v.quote = inst.quote;
+            v.mark = inst.mark;
+            v.open_interest = inst.open_interest;
             v.session = *inst.bars.session();
             v.open_bars.clear();
             v.open_bars.extend(

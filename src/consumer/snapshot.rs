@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
 use crate::market::bars::{Bar, SessionStats};
-use crate::market::event::{Level, Quote, Trade};
+use crate::market::event::{Level, Mark, OpenInterest, Quote, Trade};
 use crate::market::instrument::InstrumentId;
 
 /// The top of an instrument's book as last published.
@@ -54,6 +54,10 @@ pub struct InstrumentView {
     pub last_trade: Option<(Trade, u64)>,
     /// Latest BBO and its receive time.
     pub quote: Option<(Quote, u64)>,
+    /// Latest mark price and funding (derivatives) and its receive time; `None` for spot.
+    pub mark: Option<(Mark, u64)>,
+    /// Latest open interest (derivatives) and its receive time; `None` for spot.
+    pub open_interest: Option<(OpenInterest, u64)>,
     /// Statistics of every trade since the relay started.
     pub session: SessionStats,
     /// The bars still open, one per interval that has one.
@@ -111,6 +115,8 @@ impl QueryState {
             feed: feed.into(),
             last_trade: None,
             quote: None,
+            mark: None,
+            open_interest: None,
             session: SessionStats::default(),
             open_bars: Vec::new(),
             history: self.intervals_ns.iter().map(|_| VecDeque::new()).collect(),

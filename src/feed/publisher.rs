@@ -9,6 +9,11 @@
 //!   be queued (or was evicted by `drop_oldest`) it is sent again before the next one.
 //! - The per-instrument sequence advances for every market-data event (trade, quote, book), queued
 //!   or not, so subscribers see every loss as a sequence gap.
+//! - The derivatives kinds (mark, liquidation, open interest) do not advance it (a reader that
+//!   predates them skips them and must see no gap); each has its own per-instrument number,
+//!   advanced for every event queued or not, so their loss shows as a gap in that number. Their
+//!   loss counts as a dropped frame, not a dropped event (it is not in a `dropped` report's count,
+//!   which adds up to market-data sequence gaps).
 //! - Every event lost here (refused by a full queue, evicted by `drop_oldest`, replaced by a newer
 //!   quote under `conflate`) is counted and reported in-band: a `dropped` status frame for the
 //!   instrument with the count, queued as soon as there is room.
@@ -32,6 +37,7 @@ use crate::base::stats::FeedStats;
 use crate::market::event::{Event, Status, StatusCode};
 use crate::market::instrument::{InstrumentId, Registry, Venue};
 use crate::queue::{Backpressure, Envelope, Producer, PushError, Pushed};
+use crate::wire::derivatives;
 use crate::wire::protocol::{self, flags, FrameBuf, Message, Meta, MsgType};
 
 /// Per-instrument state kept by the publisher.
@@ -43,6 +49,9 @@ struct InstrumentState {
     symbol: String,
     /// Sequence of the last market-data event (0 before the first).
     seq: u64,
+    /// Number of the last mark, liquidation and open-interest event, in that order (0 before
+    /// the first): the frames' `kind_sequence`.
+    kind_seqs: [u64; 3],
     /// The InstrumentDef is in the queue (and was not evicted since).
     def_sent: bool,
     /// Events lost since the last `dropped` status frame that made it into the queue.
@@ -214,7 +223,15 @@ impl Publisher {
                     }
                 }
             }
-            Some(MsgType::Heartbeat | MsgType::Bar) | None => {}
+            // Not market-data events: their loss shows in their own `kind_sequence`.
+            Some(
+                MsgType::Heartbeat
+                | MsgType::Bar
+                | MsgType::Mark
+                | MsgType::Liquidation
+                | MsgType::OpenInterest,
+            )
+            | None => {}
         }
     }
 
@@ -334,6 +351,7 @@ impl Publisher {
             id,
             symbol: symbol.to_owned(),
             seq: 0,
+            kind_seqs: [0; 3],
             def_sent: false,
             unreported_drops: 0,
             book_bad: false,
@@ -390,8 +408,19 @@ impl Publisher {
                 _ => {}
             }
         }
-        let is_event = !matches!(ev, Event::Status(_));
+        let is_event = matches!(ev, Event::Trade(_) | Event::Quote(_) | Event::Book(_));
         let is_book = matches!(ev, Event::Book(_));
+        let kind_slot = match ev {
+            Event::Mark(_) => Some(0),
+            Event::Liquidation(_) => Some(1),
+            Event::OpenInterest(_) => Some(2),
+            _ => None,
+        };
+        let mut kind_seq = 0;
+        if let Some(k) = kind_slot {
+            self.instruments[i].kind_seqs[k] += 1;
+            kind_seq = self.instruments[i].kind_seqs[k];
+        }
         if is_event {
             self.instruments[i].seq += 1;
             c.events.inc();
@@ -434,6 +463,13 @@ impl Publisher {
                 protocol::encode_book(&mut self.buf, &meta, b);
             }
             Event::Status(s) => protocol::encode_status(&mut self.buf, &meta, self.venue.name(), s),
+            Event::Mark(k) => derivatives::encode_mark(&mut self.buf, &meta, kind_seq, k),
+            Event::Liquidation(l) => {
+                derivatives::encode_liquidation(&mut self.buf, &meta, kind_seq, l)
+            }
+            Event::OpenInterest(o) => {
+                derivatives::encode_open_interest(&mut self.buf, &meta, kind_seq, o)
+            }
         }
         if matches!(ev, Event::Quote(_)) && self.producer.policy() == Backpressure::Conflate {
             let env = self.envelope(t_recv_ns);
@@ -711,5 +747,77 @@ mod tests {
             ),
             (1, 1, 1, 1)
         );
+    }
+
+    #[test]
+    fn derivative_kinds_keep_the_market_data_sequence_and_number_themselves() {
+        use crate::market::event::{Liquidation, LiquidationStatus, Mark, OpenInterest};
+        use crate::market::fixed::ABSENT;
+        let (mut p, r) = publisher(Transport::Channel, 4, Backpressure::DropNewest);
+        let mark = |n: i64| {
+            Event::Mark(Mark {
+                mark_price: n,
+                index_price: ABSENT,
+                settle_price: ABSENT,
+                funding_rate: ABSENT,
+                next_funding_ns: None,
+                exchange_ts_ns: None,
+            })
+        };
+        send(&mut p, &trade(1));
+        send(&mut p, &mark(2));
+        send(
+            &mut p,
+            &Event::Liquidation(Liquidation {
+                side: Side::Sell,
+                price: 3,
+                avg_price: ABSENT,
+                size: 1,
+                filled_size: ABSENT,
+                status: LiquidationStatus::New,
+                exchange_ts_ns: None,
+            }),
+        );
+        // The queue (4) is full: this mark is lost.
+        send(&mut p, &mark(4));
+        let numbers = |r: &QueueReceiver| {
+            let mut out = Vec::new();
+            while let Ok(e) = r.try_pop() {
+                let (f, _) = protocol::decode_frame(&e.frame).unwrap();
+                let k = match f.message().unwrap() {
+                    Message::Mark { kind_sequence, .. } => ("mark", kind_sequence),
+                    Message::Liquidation { kind_sequence, .. } => ("liq", kind_sequence),
+                    Message::OpenInterest { kind_sequence, .. } => ("oi", kind_sequence),
+                    Message::Status { status, .. } => ("status", status.count),
+                    _ => ("other", 0),
+                };
+                out.push((k.0, f.header.sequence, k.1));
+            }
+            out
+        };
+        assert_eq!(
+            numbers(&r),
+            [
+                ("other", 1, 0),
+                ("other", 1, 0),
+                ("mark", 1, 1),
+                ("liq", 1, 1)
+            ]
+        );
+        send(&mut p, &mark(5));
+        send(
+            &mut p,
+            &Event::OpenInterest(OpenInterest {
+                open_interest: 6,
+                value: ABSENT,
+                exchange_ts_ns: None,
+            }),
+        );
+        send(&mut p, &trade(7));
+        // No `dropped` report (it counts market-data events only): the lost mark shows as the
+        // gap 1 → 3 in the marks' own numbers; the trades' sequence has no gap.
+        assert_eq!(numbers(&r), [("mark", 1, 3), ("oi", 1, 1), ("other", 2, 0)]);
+        let c = &p.stats().collector;
+        assert_eq!((c.dropped.get(), c.dropped_events.get()), (1, 0));
     }
 }

@@ -126,6 +126,36 @@ pub enum LiquidationStatus {
     Canceled = 4,
 }
 
+impl LiquidationStatus {
+    /// Every status, in wire order.
+    pub const ALL: [LiquidationStatus; 5] = [
+        LiquidationStatus::Unknown,
+        LiquidationStatus::New,
+        LiquidationStatus::PartiallyFilled,
+        LiquidationStatus::Filled,
+        LiquidationStatus::Canceled,
+    ];
+
+    /// Wire code → status; unknown codes read as [`LiquidationStatus::Unknown`].
+    pub fn from_code(c: u8) -> LiquidationStatus {
+        LiquidationStatus::ALL
+            .into_iter()
+            .find(|s| *s as u8 == c)
+            .unwrap_or(LiquidationStatus::Unknown)
+    }
+
+    /// Name used in JSON and CSV (`"partially_filled"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LiquidationStatus::Unknown => "unknown",
+            LiquidationStatus::New => "new",
+            LiquidationStatus::PartiallyFilled => "partially_filled",
+            LiquidationStatus::Filled => "filled",
+            LiquidationStatus::Canceled => "canceled",
+        }
+    }
+}
+
 /// A liquidation (forced) order (Binance futures `forceOrder`, OKX `liquidation-orders`, Bybit
 /// `allLiquidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,4 +318,10 @@ pub enum Event<'a> {
     Book(BookUpdate<'a>),
     /// Feed or instrument status.
     Status(Status<'a>),
+    /// Mark price, index price and funding of a derivative.
+    Mark(Mark),
+    /// A liquidation (forced) order.
+    Liquidation(Liquidation),
+    /// Open interest of a derivative.
+    OpenInterest(OpenInterest),
 }

@@ -1,4 +1,5 @@
-//! The live cache: per instrument, its definition and the latest trade and quote, kept as the
+//! The live cache: per instrument, its definition and the latest trade, quote, mark and open
+//! interest (liquidations are events, not state: never cached), kept as the
 //! encoded frames themselves so a late joiner receives exactly the bytes live subscribers got
 //! (re-flagged [`flags::CACHED`]), and the L2 book built from the book frames, which a late
 //! joiner receives as one BookSnapshot (full depth: a snapshot cut to N levels would leave the
@@ -26,6 +27,10 @@ pub struct Entry {
     pub last_trade: Option<FrameBuf>,
     /// Latest Quote frame.
     pub last_quote: Option<FrameBuf>,
+    /// Latest Mark frame (derivatives).
+    pub last_mark: Option<FrameBuf>,
+    /// Latest OpenInterest frame (derivatives).
+    pub last_open_interest: Option<FrameBuf>,
     /// The book from every BookSnapshot/BookDelta of the id, with its last frame's header.
     pub book: Option<CachedBook>,
     /// The last closed Bar frame per interval (interval ns, frame), in order of first close.
@@ -83,6 +88,8 @@ impl Cache {
                             def: FrameBuf::from_slice(frame),
                             last_trade: None,
                             last_quote: None,
+                            last_mark: None,
+                            last_open_interest: None,
                             book: None,
                             bars: Vec::new(),
                         },
@@ -102,6 +109,8 @@ impl Cache {
         match t {
             Some(MsgType::Trade) => store(&mut e.last_trade, frame),
             Some(MsgType::Quote) => store(&mut e.last_quote, frame),
+            Some(MsgType::Mark) => store(&mut e.last_mark, frame),
+            Some(MsgType::OpenInterest) => store(&mut e.last_open_interest, frame),
             Some(MsgType::BookSnapshot | MsgType::BookDelta) => {
                 let Ok((f, _)) = protocol::decode_frame(frame) else {
                     return Ok(());
@@ -145,15 +154,16 @@ impl Cache {
         }
     }
 
-    /// Appends what a new subscriber needs before live frames: every definition, then the
-    /// cached latest quote and trade of each instrument, flagged CACHED.
+    /// Appends what a new subscriber needs before live frames: every definition, then per
+    /// instrument its book, latest quote, trade, mark and open interest, and last bars, flagged
+    /// CACHED.
     pub fn write_snapshot(&self, out: &mut Vec<u8>) {
         self.write_snapshot_selected(out, &mut |_, _, _| (true, kinds::ALL));
     }
 
     /// [`write_snapshot`](Self::write_snapshot) of a selection: `select(id, venue, symbol)`
     /// says whether to send the instrument's definition and which [`kinds`] of its cached state
-    /// (book, quote, trade) to send.
+    /// (book, quote, trade, mark, open interest, bars) to send.
     pub fn write_snapshot_selected(
         &self,
         out: &mut Vec<u8>,
@@ -210,12 +220,17 @@ impl Cache {
             }
             let quote = e.last_quote.as_ref().filter(|_| mask & kinds::QUOTE != 0);
             let trade = e.last_trade.as_ref().filter(|_| mask & kinds::TRADE != 0);
+            let mark = e.last_mark.as_ref().filter(|_| mask & kinds::MARK != 0);
+            let oi = e
+                .last_open_interest
+                .as_ref()
+                .filter(|_| mask & kinds::OPEN_INTEREST != 0);
             let bars = e
                 .bars
                 .iter()
                 .filter(|_| mask & kinds::BAR != 0)
                 .map(|(_, f)| f);
-            for f in [quote, trade].into_iter().flatten().chain(bars) {
+            for f in [quote, trade, mark, oi].into_iter().flatten().chain(bars) {
                 let at = out.len();
                 out.extend_from_slice(f);
                 protocol::add_flags(&mut out[at..], flags::CACHED);
@@ -375,5 +390,92 @@ mod tests {
         let (f, _) = decode_frame(&out[n..]).unwrap();
         assert_eq!(f.header.sequence, 3, "latest trade");
         assert_eq!(f.header.flags & flags::CACHED, flags::CACHED);
+    }
+
+    #[test]
+    fn a_late_joiner_gets_the_latest_mark_and_open_interest_but_no_liquidation() {
+        use crate::market::event::{Liquidation, LiquidationStatus, Mark, OpenInterest};
+        use crate::market::fixed::ABSENT;
+        use crate::wire::derivatives::{encode_liquidation, encode_mark, encode_open_interest};
+        let mut c = Cache::default();
+        let d = def(7);
+        c.apply(0, &peek_header(&d), &d).unwrap();
+        let meta = Meta {
+            instrument_id: 7,
+            sequence: 0,
+            recv_ts_ns: 1,
+            flags: 0,
+        };
+        let mark = |px| Mark {
+            mark_price: px,
+            index_price: px - 1,
+            settle_price: ABSENT,
+            funding_rate: 100,
+            next_funding_ns: Some(9),
+            exchange_ts_ns: None,
+        };
+        let mut f = FrameBuf::new();
+        for (n, px) in [(1, 100), (2, 200)] {
+            encode_mark(&mut f, &meta, n, &mark(px));
+            c.apply(0, &peek_header(&f), &f).unwrap();
+        }
+        let oi = OpenInterest {
+            open_interest: 5,
+            value: ABSENT,
+            exchange_ts_ns: Some(3),
+        };
+        encode_open_interest(&mut f, &meta, 1, &oi);
+        c.apply(0, &peek_header(&f), &f).unwrap();
+        let liq = Liquidation {
+            side: Side::Buy,
+            price: 1,
+            avg_price: 1,
+            size: 1,
+            filled_size: 1,
+            status: LiquidationStatus::Filled,
+            exchange_ts_ns: None,
+        };
+        encode_liquidation(&mut f, &meta, 1, &liq);
+        c.apply(0, &peek_header(&f), &f).unwrap();
+
+        fn frames(out: &[u8]) -> Vec<(u16, Message<'_>)> {
+            let mut at = 0;
+            let mut got = Vec::new();
+            while at < out.len() {
+                let (f, n) = decode_frame(&out[at..]).unwrap();
+                got.push((f.header.flags, f.message().unwrap()));
+                at += n;
+            }
+            got
+        }
+        let mut out = Vec::new();
+        c.write_snapshot(&mut out);
+        let got = frames(&out);
+        assert_eq!(got.len(), 3, "definition, mark, open interest: {got:?}");
+        assert!(matches!(got[0].1, Message::InstrumentDef { .. }));
+        assert_eq!(got[1].0, flags::CACHED);
+        assert_eq!(
+            got[1].1,
+            Message::Mark {
+                mark: mark(200),
+                kind_sequence: 2
+            },
+            "the latest mark"
+        );
+        assert_eq!(got[2].0, flags::CACHED);
+        assert_eq!(
+            got[2].1,
+            Message::OpenInterest {
+                open_interest: oi,
+                kind_sequence: 1
+            }
+        );
+
+        // A subscription to marks only gets the mark.
+        let mut out = Vec::new();
+        c.write_snapshot_selected(&mut out, &mut |_, _, _| (false, kinds::MARK));
+        let got = frames(&out);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(got[0].1, Message::Mark { .. }));
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::consumer::snapshot::{InstrumentView, QueryState, SharedQuery};
 use crate::market::bars::{Bar, Decimal128, IntervalLabel};
 use crate::market::event::Level;
-use crate::market::fixed::{Decimal, ABSENT};
+use crate::market::fixed::{Decimal, Rate, ABSENT};
 use crate::market::instrument::InstrumentId;
 use crate::serve::http::{Request, Response};
 use crate::wire::json::{BarJson, Origin};
@@ -161,18 +161,30 @@ fn dec(v: i64) -> serde_json::Value {
     }
 }
 
+/// An exact rate (10⁻¹⁸ units) as a JSON string, `null` for ABSENT.
+fn rate(v: i64) -> serde_json::Value {
+    if v == ABSENT {
+        serde_json::Value::Null
+    } else {
+        Rate(v).to_string().into()
+    }
+}
+
 fn ticker(state: &SharedQuery, req: &Request<'_>) -> Result<Response, Response> {
     let p = Params::parse(req, &["venue", "symbol"])?;
-    let (venue, symbol, last_trade, quote, st, as_of) = with_instrument(state, &p, |s, v| {
-        (
-            v.venue.clone(),
-            v.symbol.clone(),
-            v.last_trade,
-            v.quote,
-            v.session,
-            s.published_ns,
-        )
-    })?;
+    let (venue, symbol, last_trade, quote, st, as_of, mark, oi) =
+        with_instrument(state, &p, |s, v| {
+            (
+                v.venue.clone(),
+                v.symbol.clone(),
+                v.last_trade,
+                v.quote,
+                v.session,
+                s.published_ns,
+                v.mark,
+                v.open_interest,
+            )
+        })?;
     let trade = last_trade.map(|(t, recv)| {
         serde_json::json!({
             "price": dec(t.price),
@@ -203,14 +215,44 @@ fn ticker(state: &SharedQuery, req: &Request<'_>) -> Result<Response, Response> 
         "first_trade_ns": (st.trade_count > 0).then_some(st.first_trade_ns),
         "last_trade_ns": (st.trade_count > 0).then_some(st.last_trade_ns),
     });
-    Ok(json_response(&serde_json::json!({
+    let mut body = serde_json::json!({
         "venue": venue,
         "symbol": symbol,
         "as_of_ns": as_of,
         "last_trade": trade,
         "bbo": bbo,
         "session": session,
-    })))
+    });
+    // Derivatives only: an instrument that never had a mark (spot) has no `mark` key, so the
+    // spot answer is exactly what it was before derivatives existed.
+    if let Some(obj) = body.as_object_mut() {
+        if let Some((m, recv)) = mark {
+            obj.insert(
+                "mark".into(),
+                serde_json::json!({
+                    "mark_price": dec(m.mark_price),
+                    "index_price": dec(m.index_price),
+                    "settle_price": dec(m.settle_price),
+                    "funding_rate": rate(m.funding_rate),
+                    "next_funding_ns": m.next_funding_ns,
+                    "exchange_ts_ns": m.exchange_ts_ns,
+                    "recv_ts_ns": recv,
+                }),
+            );
+        }
+        if let Some((o, recv)) = oi {
+            obj.insert(
+                "open_interest".into(),
+                serde_json::json!({
+                    "open_interest": dec(o.open_interest),
+                    "value": dec(o.value),
+                    "exchange_ts_ns": o.exchange_ts_ns,
+                    "recv_ts_ns": recv,
+                }),
+            );
+        }
+    }
+    Ok(json_response(&body))
 }
 
 fn bars(state: &SharedQuery, req: &Request<'_>) -> Result<Response, Response> {
@@ -355,4 +397,95 @@ fn book(state: &SharedQuery, req: &Request<'_>) -> Result<Response, Response> {
         "bids": levels(&b.bids, depth),
         "asks": levels(&b.asks, depth),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::consumer::snapshot::QueryState;
+    use crate::market::event::{Mark, OpenInterest};
+
+    fn ticker_of(q: &SharedQuery, venue: &str, symbol: &str) -> String {
+        let query = format!("venue={venue}&symbol={symbol}");
+        let r = handle(
+            q,
+            &Request {
+                method: "GET",
+                path: "/v1/ticker",
+                query: Some(&query),
+            },
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.body).unwrap()
+    }
+
+    #[test]
+    fn ticker_shows_mark_funding_and_open_interest_for_derivatives_only() {
+        let mut s = QueryState::new(&[], 0, 10);
+        s.define(1, "binance_usdm", "BTCUSDT", "usdm");
+        s.define(2, "binance", "BTCUSDT", "spot");
+        s.published_ns = 5;
+        let v = s.get_mut(1).unwrap();
+        v.mark = Some((
+            Mark {
+                mark_price: 1_179_415_000_000,
+                index_price: 1_178_462_659_091,
+                settle_price: ABSENT,
+                funding_rate: -59_739_317_855_300,
+                next_funding_ns: Some(1_562_306_400_000_000_000),
+                exchange_ts_ns: None,
+            },
+            77,
+        ));
+        v.open_interest = Some((
+            OpenInterest {
+                open_interest: 1_065_974_900_000,
+                value: ABSENT,
+                exchange_ts_ns: Some(3),
+            },
+            78,
+        ));
+        let q: SharedQuery = Arc::new(Mutex::new(s));
+        let t = ticker_of(&q, "binance_usdm", "BTCUSDT");
+        assert!(
+            t.contains(concat!(
+                r#""mark":{"exchange_ts_ns":null,"funding_rate":"-0.0000597393178553","#,
+                r#""index_price":"11784.62659091","mark_price":"11794.15","#,
+                r#""next_funding_ns":1562306400000000000,"recv_ts_ns":77,"settle_price":null}"#
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains(concat!(
+                r#""open_interest":{"exchange_ts_ns":3,"open_interest":"10659.749","#,
+                r#""recv_ts_ns":78,"value":null}"#
+            )),
+            "{t}"
+        );
+        // Spot: the answer has exactly the keys it always had.
+        let spot: serde_json::Value =
+            serde_json::from_str(&ticker_of(&q, "binance", "BTCUSDT")).unwrap();
+        let keys: Vec<&str> = spot
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "as_of_ns",
+                "bbo",
+                "last_trade",
+                "session",
+                "symbol",
+                "venue"
+            ]
+        );
+    }
 }

@@ -12,8 +12,10 @@ use serde::Serialize;
 
 use crate::base::timefmt::format_rfc3339_ns;
 use crate::market::bars::{Decimal128, IntervalLabel};
-use crate::market::event::{BookUpdate, Event, Level, Quote, Status, Trade};
-use crate::market::fixed::{Decimal, ABSENT};
+use crate::market::event::{
+    BookUpdate, Event, Level, Liquidation, Mark, OpenInterest, Quote, Status, Trade,
+};
+use crate::market::fixed::{Decimal, Rate, ABSENT};
 use crate::wire::protocol::BarFrame;
 
 /// An exact decimal string, or `null` for [`ABSENT`].
@@ -25,6 +27,19 @@ impl Serialize for Dec {
             s.serialize_none()
         } else {
             s.collect_str(&Decimal(self.0))
+        }
+    }
+}
+
+/// An exact rate string ([`Rate`], units of 10⁻¹⁸), or `null` for [`ABSENT`].
+struct RateStr(i64);
+
+impl Serialize for RateStr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == ABSENT {
+            s.serialize_none()
+        } else {
+            s.collect_str(&Rate(self.0))
         }
     }
 }
@@ -98,6 +113,46 @@ struct StatusJson<'a> {
     event: &'static str,
     count: u64,
     detail: &'a str,
+}
+
+#[derive(Serialize)]
+struct MarkJson<'a> {
+    r#type: &'static str,
+    venue: &'a str,
+    symbol: Option<&'a str>,
+    mark_price: Dec,
+    index_price: Dec,
+    settle_price: Dec,
+    funding_rate: RateStr,
+    next_funding_ns: Option<u64>,
+    exchange_ts_ns: Option<u64>,
+    recv_ts_ns: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct LiquidationJson<'a> {
+    r#type: &'static str,
+    venue: &'a str,
+    symbol: Option<&'a str>,
+    side: &'static str,
+    price: Dec,
+    avg_price: Dec,
+    size: Dec,
+    filled_size: Dec,
+    status: &'static str,
+    exchange_ts_ns: Option<u64>,
+    recv_ts_ns: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct OpenInterestJson<'a> {
+    r#type: &'static str,
+    venue: &'a str,
+    symbol: Option<&'a str>,
+    open_interest: Dec,
+    value: Dec,
+    exchange_ts_ns: Option<u64>,
+    recv_ts_ns: Option<u64>,
 }
 
 /// A closed bar as JSON: the line `tail --json` prints and the element of `/v1/bars`.
@@ -199,6 +254,9 @@ pub fn write_event<W: Write>(w: &mut W, o: &Origin<'_>, ev: &Event<'_>) -> io::R
         Event::Quote(q) => write_quote(w, o, q),
         Event::Book(b) => write_book(w, o, b),
         Event::Status(s) => write_status(w, o, s),
+        Event::Mark(k) => write_mark(w, o, k),
+        Event::Liquidation(l) => write_liquidation(w, o, l),
+        Event::OpenInterest(oi) => write_open_interest(w, o, oi),
     }?;
     w.write_all(b"\n")
 }
@@ -273,6 +331,61 @@ fn write_status<W: Write>(w: &mut W, o: &Origin<'_>, s: &Status<'_>) -> io::Resu
     .map_err(io::Error::from)
 }
 
+fn write_mark<W: Write>(w: &mut W, o: &Origin<'_>, k: &Mark) -> io::Result<()> {
+    serde_json::to_writer(
+        w,
+        &MarkJson {
+            r#type: "mark",
+            venue: o.venue,
+            symbol: o.symbol,
+            mark_price: Dec(k.mark_price),
+            index_price: Dec(k.index_price),
+            settle_price: Dec(k.settle_price),
+            funding_rate: RateStr(k.funding_rate),
+            next_funding_ns: k.next_funding_ns,
+            exchange_ts_ns: k.exchange_ts_ns,
+            recv_ts_ns: o.recv_ts_ns,
+        },
+    )
+    .map_err(io::Error::from)
+}
+
+fn write_liquidation<W: Write>(w: &mut W, o: &Origin<'_>, l: &Liquidation) -> io::Result<()> {
+    serde_json::to_writer(
+        w,
+        &LiquidationJson {
+            r#type: "liquidation",
+            venue: o.venue,
+            symbol: o.symbol,
+            side: l.side.name(),
+            price: Dec(l.price),
+            avg_price: Dec(l.avg_price),
+            size: Dec(l.size),
+            filled_size: Dec(l.filled_size),
+            status: l.status.name(),
+            exchange_ts_ns: l.exchange_ts_ns,
+            recv_ts_ns: o.recv_ts_ns,
+        },
+    )
+    .map_err(io::Error::from)
+}
+
+fn write_open_interest<W: Write>(w: &mut W, o: &Origin<'_>, oi: &OpenInterest) -> io::Result<()> {
+    serde_json::to_writer(
+        w,
+        &OpenInterestJson {
+            r#type: "open_interest",
+            venue: o.venue,
+            symbol: o.symbol,
+            open_interest: Dec(oi.open_interest),
+            value: Dec(oi.value),
+            exchange_ts_ns: oi.exchange_ts_ns,
+            recv_ts_ns: o.recv_ts_ns,
+        },
+    )
+    .map_err(io::Error::from)
+}
+
 /// A human-readable one-line rendering of an event (for `mdrelay tail`).
 pub struct Human<'a> {
     /// Where it came from.
@@ -323,6 +436,34 @@ impl fmt::Display for Human<'_> {
             Event::Status(s) => {
                 write!(f, "status {} count={} {}", s.code.name(), s.count, s.detail)?
             }
+            Event::Mark(k) => {
+                write!(
+                    f,
+                    "mark   {} index={} funding={}",
+                    Decimal(k.mark_price),
+                    Decimal(k.index_price),
+                    Rate(k.funding_rate)
+                )?;
+                if let Some(t) = k.next_funding_ns {
+                    write!(f, " next={}", crate::base::timefmt::format_rfc3339_ns(t))?;
+                }
+            }
+            Event::Liquidation(l) => write!(
+                f,
+                "liq    {:<4} {} @ {} avg={} filled={} {}",
+                l.side.name(),
+                Decimal(l.size),
+                Decimal(l.price),
+                Decimal(l.avg_price),
+                Decimal(l.filled_size),
+                l.status.name()
+            )?,
+            Event::OpenInterest(oi) => write!(
+                f,
+                "oi     {} value={}",
+                Decimal(oi.open_interest),
+                Decimal(oi.value)
+            )?,
         }
         if let Some(seq) = self.sequence {
             write!(f, " seq={seq}")?;
@@ -382,6 +523,95 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap().trim_end(),
             r#"{"type":"quote","venue":"binance","symbol":"X","bid_price":"1","bid_size":"0.00000001","ask_price":null,"ask_size":null,"exchange_ts_ns":null,"recv_ts_ns":5}"#
+        );
+    }
+
+    fn line(ev: &Event<'_>) -> String {
+        let mut out = Vec::new();
+        write_event(
+            &mut out,
+            &Origin {
+                venue: "binance_usdm",
+                symbol: Some("BTCUSDT"),
+                recv_ts_ns: Some(7),
+            },
+            ev,
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The Binance `markPriceUpdate` documentation sample (fixtures/samples/binance.jsonl).
+    #[test]
+    fn mark_line_has_exact_prices_and_the_funding_rate_to_18_places() {
+        let m = Mark {
+            mark_price: 1_179_415_000_000,
+            index_price: 1_178_462_659_091,
+            settle_price: 1_178_425_641_265,
+            funding_rate: 381_670_000_000_000,
+            next_funding_ns: Some(1_562_306_400_000_000_000),
+            exchange_ts_ns: Some(1_562_305_380_000_000_000),
+        };
+        assert_eq!(
+            line(&Event::Mark(m)),
+            r#"{"type":"mark","venue":"binance_usdm","symbol":"BTCUSDT","mark_price":"11794.15","index_price":"11784.62659091","settle_price":"11784.25641265","funding_rate":"0.00038167","next_funding_ns":1562306400000000000,"exchange_ts_ns":1562305380000000000,"recv_ts_ns":7}"#.to_owned() + "\n"
+        );
+        // Absent values are null, as in quotes; a 16-decimal rate keeps every digit.
+        let bare = Mark {
+            index_price: ABSENT,
+            settle_price: ABSENT,
+            funding_rate: -59_739_317_855_300,
+            next_funding_ns: None,
+            exchange_ts_ns: None,
+            ..m
+        };
+        assert_eq!(
+            line(&Event::Mark(bare)).trim_end(),
+            r#"{"type":"mark","venue":"binance_usdm","symbol":"BTCUSDT","mark_price":"11794.15","index_price":null,"settle_price":null,"funding_rate":"-0.0000597393178553","next_funding_ns":null,"exchange_ts_ns":null,"recv_ts_ns":7}"#
+        );
+        let no_rate = Mark {
+            funding_rate: ABSENT,
+            ..bare
+        };
+        assert!(line(&Event::Mark(no_rate)).contains(r#""funding_rate":null,"#));
+    }
+
+    /// The Binance `forceOrder` documentation sample (fixtures/samples/binance.jsonl).
+    #[test]
+    fn liquidation_line() {
+        let l = Liquidation {
+            side: Side::Sell,
+            price: 991_000_000_000,
+            avg_price: 991_012_345_678,
+            size: 1_400_000,
+            filled_size: 1_400_000,
+            status: crate::market::event::LiquidationStatus::Filled,
+            exchange_ts_ns: Some(1_568_014_460_893_000_000),
+        };
+        assert_eq!(
+            line(&Event::Liquidation(l)).trim_end(),
+            r#"{"type":"liquidation","venue":"binance_usdm","symbol":"BTCUSDT","side":"sell","price":"9910","avg_price":"9910.12345678","size":"0.014","filled_size":"0.014","status":"filled","exchange_ts_ns":1568014460893000000,"recv_ts_ns":7}"#
+        );
+        let open = Liquidation {
+            avg_price: ABSENT,
+            filled_size: ABSENT,
+            status: crate::market::event::LiquidationStatus::New,
+            ..l
+        };
+        assert!(line(&Event::Liquidation(open))
+            .contains(r#""avg_price":null,"size":"0.014","filled_size":null,"status":"new""#));
+    }
+
+    #[test]
+    fn open_interest_line() {
+        let oi = OpenInterest {
+            open_interest: 1_065_974_900_000_000,
+            value: ABSENT,
+            exchange_ts_ns: Some(1_589_437_530_011_000_000),
+        };
+        assert_eq!(
+            line(&Event::OpenInterest(oi)).trim_end(),
+            r#"{"type":"open_interest","venue":"binance_usdm","symbol":"BTCUSDT","open_interest":"10659749","value":null,"exchange_ts_ns":1589437530011000000,"recv_ts_ns":7}"#
         );
     }
 }

@@ -13,8 +13,11 @@
 use smallvec::SmallVec;
 
 use crate::market::bars::Bar;
-use crate::market::event::{BookUpdate, Level, Quote, Side, Status, StatusCode, Trade};
+use crate::market::event::{
+    BookUpdate, Level, Liquidation, Mark, OpenInterest, Quote, Side, Status, StatusCode, Trade,
+};
 use crate::market::instrument::InstrumentId;
+use crate::wire::derivatives;
 
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"MDRL";
@@ -56,6 +59,12 @@ pub enum MsgType {
     BookDelta = 7,
     /// A closed OHLCV bar, derived by the relay from the instrument's trades.
     Bar = 8,
+    /// Mark, index and settle price and funding of a derivative (`wire::derivatives`).
+    Mark = 9,
+    /// A liquidation order (`wire::derivatives`).
+    Liquidation = 10,
+    /// Open interest of a derivative (`wire::derivatives`).
+    OpenInterest = 11,
 }
 
 impl MsgType {
@@ -70,6 +79,9 @@ impl MsgType {
             6 => MsgType::BookSnapshot,
             7 => MsgType::BookDelta,
             8 => MsgType::Bar,
+            9 => MsgType::Mark,
+            10 => MsgType::Liquidation,
+            11 => MsgType::OpenInterest,
             _ => return None,
         })
     }
@@ -272,12 +284,38 @@ pub enum Message<'a> {
     Book(BookFrame<'a>),
     /// A closed OHLCV bar.
     Bar(BarFrame),
+    /// Mark price and funding of a derivative.
+    Mark {
+        /// The event.
+        mark: Mark,
+        /// The instrument's number of this Mark frame, 1 for the first (loss shows as a gap).
+        kind_sequence: u64,
+    },
+    /// A liquidation order.
+    Liquidation {
+        /// The event.
+        liquidation: Liquidation,
+        /// The instrument's number of this Liquidation frame, 1 for the first.
+        kind_sequence: u64,
+    },
+    /// Open interest of a derivative.
+    OpenInterest {
+        /// The event.
+        open_interest: OpenInterest,
+        /// The instrument's number of this OpenInterest frame, 1 for the first.
+        kind_sequence: u64,
+    },
     /// A type this build does not know; skipped by length.
     Unknown(u8),
 }
 
 #[inline]
-fn put_header(buf: &mut FrameBuf, msg_type: MsgType, m: &Meta, exchange_ts_ns: Option<u64>) {
+pub(crate) fn put_header(
+    buf: &mut FrameBuf,
+    msg_type: MsgType,
+    m: &Meta,
+    exchange_ts_ns: Option<u64>,
+) {
     buf.clear();
     buf.extend_from_slice(&MAGIC);
     buf.push(VERSION);
@@ -291,7 +329,7 @@ fn put_header(buf: &mut FrameBuf, msg_type: MsgType, m: &Meta, exchange_ts_ns: O
 }
 
 #[inline]
-fn finish(buf: &mut FrameBuf) {
+pub(crate) fn finish(buf: &mut FrameBuf) {
     let payload_len = (buf.len() - HEADER_LEN) as u32;
     buf[8..12].copy_from_slice(&payload_len.to_le_bytes());
     let crc = crc32fast::hash(buf);
@@ -495,13 +533,13 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(a)
 }
 #[inline]
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
 }
 #[inline]
-fn i64_at(b: &[u8], at: usize) -> i64 {
+pub(crate) fn i64_at(b: &[u8], at: usize) -> i64 {
     u64_at(b, at) as i64
 }
 
@@ -571,7 +609,7 @@ fn utf8(b: &[u8], t: MsgType) -> Result<&str, DecodeError> {
     })
 }
 
-fn need(p: &[u8], n: usize, t: MsgType) -> Result<(), DecodeError> {
+pub(crate) fn need(p: &[u8], n: usize, t: MsgType) -> Result<(), DecodeError> {
     if p.len() < n {
         Err(DecodeError::BadPayload {
             msg_type: t,
@@ -668,6 +706,9 @@ impl<'a> FrameRef<'a> {
                     last_trade_ns: u64_at(p, 88),
                 })
             }
+            MsgType::Mark => derivatives::decode_mark(p, ts)?,
+            MsgType::Liquidation => derivatives::decode_liquidation(p, ts)?,
+            MsgType::OpenInterest => derivatives::decode_open_interest(p, ts)?,
             MsgType::BookSnapshot | MsgType::BookDelta => {
                 need(p, 16, t)?;
                 let nb = u32_at(p, 8) as usize;

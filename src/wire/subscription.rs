@@ -2,7 +2,8 @@
 //!
 //! A request is a frame in the ordinary format (header, payload, CRC) of type [`SUBSCRIBE`] or
 //! [`UNSUBSCRIBE`], whose payload names a venue (empty: any), a symbol pattern (exact, or a glob
-//! with `*` and `?`; empty: any) and a set of kinds (trade, quote, book, bar, status; none: all).
+//! with `*` and `?`; empty: any) and a set of kinds (trade, quote, book, bar, status, mark,
+//! liquidation, open_interest; none: all).
 //! A connection's stream is the union of its subscriptions; with none it receives everything.
 //! Pure code: parsing, encoding, matching; the acceptor reads requests, the consumer applies them.
 
@@ -29,8 +30,14 @@ pub mod kinds {
     pub const BAR: u8 = 1 << 3;
     /// Status frames (of the instrument, and feed-wide ones of the venue).
     pub const STATUS: u8 = 1 << 4;
-    /// Every kind.
-    pub const ALL: u8 = TRADE | QUOTE | BOOK | BAR | STATUS;
+    /// Mark frames (mark price and funding of derivatives).
+    pub const MARK: u8 = 1 << 5;
+    /// Liquidation frames.
+    pub const LIQUIDATION: u8 = 1 << 6;
+    /// OpenInterest frames.
+    pub const OPEN_INTEREST: u8 = 1 << 7;
+    /// Every kind (all eight bits are defined).
+    pub const ALL: u8 = TRADE | QUOTE | BOOK | BAR | STATUS | MARK | LIQUIDATION | OPEN_INTEREST;
 }
 
 /// The kind bit of a message type; `None` for frames every subscriber gets (definitions,
@@ -42,17 +49,23 @@ pub fn kind_of(msg_type: u8) -> Option<u8> {
         MsgType::BookSnapshot | MsgType::BookDelta => kinds::BOOK,
         MsgType::Bar => kinds::BAR,
         MsgType::Status => kinds::STATUS,
+        MsgType::Mark => kinds::MARK,
+        MsgType::Liquidation => kinds::LIQUIDATION,
+        MsgType::OpenInterest => kinds::OPEN_INTEREST,
         MsgType::InstrumentDef | MsgType::Heartbeat => return None,
     })
 }
 
 /// The name of a kind bit (`trade`, …), and back.
-pub const KIND_NAMES: [(u8, &str); 5] = [
+pub const KIND_NAMES: [(u8, &str); 8] = [
     (kinds::TRADE, "trade"),
     (kinds::QUOTE, "quote"),
     (kinds::BOOK, "book"),
     (kinds::BAR, "bar"),
     (kinds::STATUS, "status"),
+    (kinds::MARK, "mark"),
+    (kinds::LIQUIDATION, "liquidation"),
+    (kinds::OPEN_INTEREST, "open_interest"),
 ];
 
 /// One subscription.
@@ -162,7 +175,7 @@ pub enum RequestError {
     /// Payload over [`MAX_REQUEST_PAYLOAD`].
     #[error("request payload of {0} bytes is over the limit of {MAX_REQUEST_PAYLOAD}")]
     Oversized(usize),
-    /// Payload shorter than its lengths say, bad UTF-8, unknown kind bits.
+    /// Payload shorter than its lengths say, bad UTF-8, unknown flag bits.
     #[error("malformed request payload: {0}")]
     Payload(&'static str),
 }
@@ -198,10 +211,9 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, RequestError> {
     if p.len() < FIXED {
         return Err(RequestError::Payload("shorter than 8 bytes"));
     }
+    // Every bit of the kinds byte is defined (relays before the derivatives kinds refuse bits
+    // 5-7 as unknown).
     let kinds = p[0];
-    if kinds & !kinds::ALL != 0 {
-        return Err(RequestError::Payload("unknown kind bits"));
-    }
     if p[1] & !FLAG_LOSSY != 0 {
         return Err(RequestError::Payload("unknown flag bits"));
     }
@@ -345,12 +357,23 @@ mod tests {
             &[1, 0, 9, 0, 0, 0, 0, 0, b'x'],
         );
         assert!(matches!(parse_request(&buf), Err(RequestError::Payload(_))));
-        // Unknown kind bits.
+        // Bit 7 is open interest.
         protocol::encode_raw(
             &mut buf,
             SUBSCRIBE,
             &Meta::default(),
             &[0x80, 0, 0, 0, 0, 0, 0, 0],
+        );
+        let Ok(Request::Subscribe(f)) = parse_request(&buf) else {
+            panic!("bit 7 refused")
+        };
+        assert_eq!(f.to_string(), "*:* [open_interest]");
+        // Unknown flag bits.
+        protocol::encode_raw(
+            &mut buf,
+            SUBSCRIBE,
+            &Meta::default(),
+            &[0x01, 0x02, 0, 0, 0, 0, 0, 0],
         );
         assert!(matches!(parse_request(&buf), Err(RequestError::Payload(_))));
         // Bad CRC.

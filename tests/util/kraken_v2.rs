@@ -236,7 +236,10 @@ pub fn convert_v1_capture() -> Converted {
                 }
                 Event::Trade(t) => V1Event::Trade(*t),
                 Event::Quote(q) => V1Event::Quote(*q),
-                Event::Status(_) => return,
+                Event::Status(_)
+                | Event::Mark(_)
+                | Event::Liquidation(_)
+                | Event::OpenInterest(_) => return,
             };
             evs.push((v2_symbol(sym), ev));
         });

@@ -193,6 +193,9 @@ impl Reader {
             Message::Trade(t) => Event::Trade(t),
             Message::Quote(q) => Event::Quote(q),
             Message::Status { status, .. } => Event::Status(status),
+            Message::Mark { mark, .. } => Event::Mark(mark),
+            Message::Liquidation { liquidation, .. } => Event::Liquidation(liquidation),
+            Message::OpenInterest { open_interest, .. } => Event::OpenInterest(open_interest),
             Message::Book(b) => {
                 self.bids.clear();
                 self.bids.extend(b.bids());

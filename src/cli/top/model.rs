@@ -317,6 +317,9 @@ impl Model {
             }
             Message::Book(_) => {}
             Message::InstrumentDef { .. }
+            | Message::Mark { .. }
+            | Message::Liquidation { .. }
+            | Message::OpenInterest { .. }
             | Message::Bar(_)
             | Message::Heartbeat
             | Message::Status { .. }

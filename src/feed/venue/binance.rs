@@ -580,7 +580,7 @@ mod tests {
                 b.asks.to_vec(),
                 b.venue_sequence,
             )),
-            Event::Status(_) => {}
+            Event::Status(_) | Event::Mark(_) | Event::Liquidation(_) | Event::OpenInterest(_) => {}
         });
         (r.map_err(|e| e.to_string()), out)
     }

@@ -790,6 +790,7 @@ mod tests {
                         .apply(b.bids, b.asks);
                 }
                 Event::Trade(_) | Event::Quote(_) => {}
+                Event::Mark(_) | Event::Liquidation(_) | Event::OpenInterest(_) => {}
             }
         }
         fn statuses_of(&self, symbol: &str) -> Vec<(StatusCode, u64)> {

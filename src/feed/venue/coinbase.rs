@@ -583,6 +583,9 @@ mod tests {
                 assert_eq!(s.detail, GAP_DETAIL);
                 Out::Gap(sym, s.count)
             }
+            Event::Mark(_) | Event::Liquidation(_) | Event::OpenInterest(_) => {
+                panic!("a spot venue produced {ev:?}")
+            }
         });
     }
 
@@ -1004,6 +1007,9 @@ mod tests {
                         removals += b.bids.iter().chain(b.asks).filter(|l| l.size == 0).count();
                     }
                     Event::Status(s) => c.gaps += s.count,
+                    Event::Mark(_) | Event::Liquidation(_) | Event::OpenInterest(_) => {
+                        panic!("a spot venue produced {ev:?}")
+                    }
                 }
             });
             match r {

@@ -605,6 +605,9 @@ mod tests {
                     bad += usize::from(b.may_be_bad);
                 }
                 Event::Status(s) => statuses.push((sym.unwrap_or("").to_owned(), s.code)),
+                Event::Mark(_) | Event::Liquidation(_) | Event::OpenInterest(_) => {
+                    panic!("a spot venue produced {ev:?}")
+                }
             });
             match r {
                 Ok(Parsed::Control) => c.control += 1,

@@ -47,5 +47,8 @@ pub(crate) fn describe(sym: Option<&str>, ev: &Event<'_>) -> String {
             b.may_be_bad
         ),
         Event::Status(s) => format!("status {sym} {} {}", s.code.name(), s.count),
+        Event::Mark(m) => format!("mark {sym} {m:?}"),
+        Event::Liquidation(l) => format!("liquidation {sym} {l:?}"),
+        Event::OpenInterest(o) => format!("open_interest {sym} {o:?}"),
     }
 }

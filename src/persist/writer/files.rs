@@ -20,15 +20,22 @@ pub(super) enum FileKind {
     Quotes,
     /// Bars of this interval, ns.
     Bars(u64),
+    Marks,
+    Liquidations,
+    OpenInterest,
 }
 
 impl FileKind {
-    /// `trades.csv`, `quotes.csv` or `bars_<interval>.csv`.
+    /// `trades.csv`, `quotes.csv`, `bars_<interval>.csv`, `mark.csv`, `liquidations.csv` or
+    /// `open_interest.csv`.
     pub(super) fn file_name(self) -> String {
         match self {
             FileKind::Trades => "trades.csv".to_owned(),
             FileKind::Quotes => "quotes.csv".to_owned(),
             FileKind::Bars(ns) => format!("bars_{}.csv", IntervalLabel(ns)),
+            FileKind::Marks => "mark.csv".to_owned(),
+            FileKind::Liquidations => "liquidations.csv".to_owned(),
+            FileKind::OpenInterest => "open_interest.csv".to_owned(),
         }
     }
 }
@@ -43,8 +50,7 @@ pub(super) struct FileKey {
 }
 
 impl WriterRecord {
-    /// The file `self` goes to: the receive time's day for trades and quotes, the bar start's
-    /// for bars.
+    /// The file `self` goes to: the receive time's day, except the bar start's for bars.
     pub(super) fn key(&self) -> FileKey {
         let (id, kind, ts) = match *self {
             WriterRecord::Trade {
@@ -60,6 +66,21 @@ impl WriterRecord {
             WriterRecord::Bar { instrument_id, bar } => {
                 (instrument_id, FileKind::Bars(bar.interval_ns), bar.start_ns)
             }
+            WriterRecord::Mark {
+                instrument_id,
+                recv_ts_ns,
+                ..
+            } => (instrument_id, FileKind::Marks, recv_ts_ns),
+            WriterRecord::Liquidation {
+                instrument_id,
+                recv_ts_ns,
+                ..
+            } => (instrument_id, FileKind::Liquidations, recv_ts_ns),
+            WriterRecord::OpenInterest {
+                instrument_id,
+                recv_ts_ns,
+                ..
+            } => (instrument_id, FileKind::OpenInterest, recv_ts_ns),
         };
         FileKey {
             id,

@@ -1,6 +1,7 @@
 //! CSV persistence: the single writer thread (`writer`) and the handle the consumer feeds it by.
 //!
-//! The consumer hands [`WriterRecord`]s (trades, quotes, closed bars) over a bounded crossbeam
+//! The consumer hands [`WriterRecord`]s (trades, quotes, closed bars; for derivatives marks,
+//! liquidations and open interest) over a bounded crossbeam
 //! channel with [`WriterHandle::try_send`], which never blocks: when the channel is full the
 //! record is handed back and counted ([`ProducerCounters::full`]) so the consumer can report it.
 //! Records name their instrument by its [`InstrumentId`]; the venue and symbol are registered once
@@ -9,10 +10,10 @@
 //! and touches no reference count shared between the threads; an `Arc<str>` per record would
 //! bounce a cache line between consumer and writer on every record.
 //!
-//! Layout: `data_dir/<venue>/<symbol>/<YYYY-MM-DD>/{trades.csv, quotes.csv, bars_<interval>.csv}`
-//! with a header row, exact decimals ([`Decimal`](crate::market::fixed::Decimal): shortest exact
+//! Layout: `data_dir/<venue>/<symbol>/<YYYY-MM-DD>/{trades.csv, quotes.csv, bars_<interval>.csv,
+//! mark.csv, liquidations.csv, open_interest.csv}` with a header row, exact decimals ([`Decimal`](crate::market::fixed::Decimal): shortest exact
 //! form, empty for ABSENT), ns timestamps next to their RFC 3339 form. The UTC day is the
-//! **receive** time's for trades and quotes (every record has one, and it is monotone per feed
+//! **receive** time's for trades, quotes, marks, liquidations and open interest (every record has one, and it is monotone per feed
 //! up to wall-clock steps, so a file is not reopened over and over by a venue's clock skew) and
 //! the bar's **start** for bars (a 1 d bar lands in the file of the day it describes). Venue and
 //! symbol go through [`path_component`]; two names that map to the same directory are detected
@@ -55,7 +56,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::base::stats::{Counter, Gauge};
 use crate::market::bars::Bar;
-use crate::market::event::{Quote, Trade};
+use crate::market::event::{Liquidation, Mark, OpenInterest, Quote, Trade};
 use crate::market::instrument::InstrumentId;
 
 mod files;
@@ -135,6 +136,33 @@ pub enum WriterRecord {
         instrument_id: InstrumentId,
         /// The bar.
         bar: Bar,
+    },
+    /// A mark price / funding update → `mark.csv` of the receive time's UTC day.
+    Mark {
+        /// Instrument (registered).
+        instrument_id: InstrumentId,
+        /// Receive time, ns since epoch.
+        recv_ts_ns: u64,
+        /// The mark; absent values are written as empty fields.
+        mark: Mark,
+    },
+    /// A liquidation order → `liquidations.csv` of the receive time's UTC day.
+    Liquidation {
+        /// Instrument (registered).
+        instrument_id: InstrumentId,
+        /// Receive time, ns since epoch.
+        recv_ts_ns: u64,
+        /// The liquidation.
+        liquidation: Liquidation,
+    },
+    /// Open interest → `open_interest.csv` of the receive time's UTC day.
+    OpenInterest {
+        /// Instrument (registered).
+        instrument_id: InstrumentId,
+        /// Receive time, ns since epoch.
+        recv_ts_ns: u64,
+        /// The open interest.
+        open_interest: OpenInterest,
     },
 }
 

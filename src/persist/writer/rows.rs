@@ -1,5 +1,5 @@
 //! The CSV schema and the formatting of one row: the header of each kind of file, the columns
-//! of trades, quotes and bars, and [`bars_csv`] (the same bar rows, served by the HTTP API).
+//! of trades, quotes, bars, marks, liquidations and open interest, and [`bars_csv`] (the same bar rows, served by the HTTP API).
 //! Rows are formatted one at a time into a [`RowSink`] and moved out after each, so a row is
 //! never split between two buffers.
 
@@ -9,7 +9,7 @@ use std::io;
 
 use crate::base::timefmt::format_rfc3339_ns;
 use crate::market::bars::{Bar, Decimal128, IntervalLabel};
-use crate::market::fixed::Decimal;
+use crate::market::fixed::{Decimal, Rate};
 
 use super::files::FileKind;
 use super::names::Name;
@@ -61,6 +61,48 @@ pub(super) const BAR_HEADER: [&str; 16] = [
     "last_trade_ns",
 ];
 
+/// Columns of `mark.csv`; `funding_rate` has up to 18 decimals (exact).
+pub(super) const MARK_HEADER: [&str; 12] = [
+    "recv_ts_ns",
+    "recv_time",
+    "exchange_ts_ns",
+    "exchange_time",
+    "venue",
+    "symbol",
+    "mark_price",
+    "index_price",
+    "settle_price",
+    "funding_rate",
+    "next_funding_ts_ns",
+    "next_funding_time",
+];
+/// Columns of `liquidations.csv`.
+pub(super) const LIQUIDATION_HEADER: [&str; 12] = [
+    "recv_ts_ns",
+    "recv_time",
+    "exchange_ts_ns",
+    "exchange_time",
+    "venue",
+    "symbol",
+    "side",
+    "price",
+    "avg_price",
+    "size",
+    "filled_size",
+    "status",
+];
+/// Columns of `open_interest.csv`.
+pub(super) const OPEN_INTEREST_HEADER: [&str; 8] = [
+    "recv_ts_ns",
+    "recv_time",
+    "exchange_ts_ns",
+    "exchange_time",
+    "venue",
+    "symbol",
+    "open_interest",
+    "value",
+];
+
 impl FileKind {
     /// The header row of this kind of file.
     pub(super) fn header(self) -> &'static [&'static str] {
@@ -68,6 +110,9 @@ impl FileKind {
             FileKind::Trades => &TRADE_HEADER,
             FileKind::Quotes => &QUOTE_HEADER,
             FileKind::Bars(_) => &BAR_HEADER,
+            FileKind::Marks => &MARK_HEADER,
+            FileKind::Liquidations => &LIQUIDATION_HEADER,
+            FileKind::OpenInterest => &OPEN_INTEREST_HEADER,
         }
     }
 }
@@ -88,7 +133,7 @@ impl io::Write for RowSink {
 }
 
 /// The row formatter: `\n`-terminated rows (the torn-line repair relies on it), and
-/// `flexible` because one formatter writes rows of every kind (10 and 16 fields).
+/// `flexible` because one formatter writes rows of every kind (8 to 16 fields).
 pub(super) fn new_csv() -> csv::Writer<RowSink> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
@@ -211,6 +256,46 @@ pub(super) fn format_row(
             field(w, tmp, format_args!("{}", bar.trade_count))?;
             field(w, tmp, format_args!("{}", bar.first_trade_ns))?;
             field(w, tmp, format_args!("{}", bar.last_trade_ns))?;
+        }
+        WriterRecord::Mark {
+            recv_ts_ns, mark, ..
+        } => {
+            ts_fields(w, tmp, Some(*recv_ts_ns))?;
+            ts_fields(w, tmp, mark.exchange_ts_ns)?;
+            w.write_field(&*name.venue)?;
+            w.write_field(&*name.symbol)?;
+            for v in [mark.mark_price, mark.index_price, mark.settle_price] {
+                field(w, tmp, format_args!("{}", Decimal(v)))?;
+            }
+            field(w, tmp, format_args!("{}", Rate(mark.funding_rate)))?;
+            ts_fields(w, tmp, mark.next_funding_ns)?;
+        }
+        WriterRecord::Liquidation {
+            recv_ts_ns,
+            liquidation: l,
+            ..
+        } => {
+            ts_fields(w, tmp, Some(*recv_ts_ns))?;
+            ts_fields(w, tmp, l.exchange_ts_ns)?;
+            w.write_field(&*name.venue)?;
+            w.write_field(&*name.symbol)?;
+            w.write_field(l.side.name())?;
+            for v in [l.price, l.avg_price, l.size, l.filled_size] {
+                field(w, tmp, format_args!("{}", Decimal(v)))?;
+            }
+            w.write_field(l.status.name())?;
+        }
+        WriterRecord::OpenInterest {
+            recv_ts_ns,
+            open_interest: o,
+            ..
+        } => {
+            ts_fields(w, tmp, Some(*recv_ts_ns))?;
+            ts_fields(w, tmp, o.exchange_ts_ns)?;
+            w.write_field(&*name.venue)?;
+            w.write_field(&*name.symbol)?;
+            field(w, tmp, format_args!("{}", Decimal(o.open_interest)))?;
+            field(w, tmp, format_args!("{}", Decimal(o.value)))?;
         }
     }
     w.write_record(None::<&[u8]>)?;
@@ -339,5 +424,91 @@ mod tests {
                 assert_eq!(row[13], "42");
             }
         }
+    }
+
+    #[test]
+    fn derivatives_rows_go_to_their_own_files_with_exact_values() {
+        use crate::market::event::{Liquidation, LiquidationStatus, Mark, OpenInterest, Side};
+        use crate::market::fixed::ABSENT;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = WriterHandle::spawn(cfg(tmp.path())).unwrap();
+        let id = register(&w, "binance_usdm", "BTCUSDT");
+        let mark = Mark {
+            mark_price: 1_179_415_000_000,
+            index_price: 1_178_462_659_091,
+            settle_price: ABSENT,
+            funding_rate: 59_739_317_855_300,
+            next_funding_ns: Some(MIDNIGHT + 8 * 3600 * SEC),
+            exchange_ts_ns: Some(MIDNIGHT + SEC),
+        };
+        let liquidation = Liquidation {
+            side: Side::Sell,
+            price: 991_000_000_000,
+            avg_price: 991_012_345_678,
+            size: 1_400_000,
+            filled_size: 1_400_000,
+            status: LiquidationStatus::Filled,
+            exchange_ts_ns: None,
+        };
+        let open_interest = OpenInterest {
+            open_interest: 1_065_974_900_000,
+            value: ABSENT,
+            exchange_ts_ns: Some(MIDNIGHT + 3 * SEC),
+        };
+        for rec in [
+            WriterRecord::Mark {
+                instrument_id: id,
+                recv_ts_ns: MIDNIGHT + 2 * SEC,
+                mark,
+            },
+            WriterRecord::Liquidation {
+                instrument_id: id,
+                recv_ts_ns: MIDNIGHT + 2 * SEC,
+                liquidation,
+            },
+            WriterRecord::OpenInterest {
+                instrument_id: id,
+                recv_ts_ns: MIDNIGHT + 4 * SEC,
+                open_interest,
+            },
+        ] {
+            w.try_send(rec).unwrap();
+        }
+        let stats = Arc::clone(w.stats());
+        w.close().unwrap();
+        assert_accounted(&stats);
+        assert_eq!(stats.writer.rows_written.get(), 3);
+        let d = tmp.path().join("binance_usdm/BTCUSDT/2024-08-09");
+        let text = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+        assert_eq!(
+            text("mark.csv"),
+            concat!(
+                "recv_ts_ns,recv_time,exchange_ts_ns,exchange_time,venue,symbol,mark_price,",
+                "index_price,settle_price,funding_rate,next_funding_ts_ns,next_funding_time\n",
+                "1723161602000000000,2024-08-09T00:00:02.000000000Z,",
+                "1723161601000000000,2024-08-09T00:00:01.000000000Z,binance_usdm,BTCUSDT,",
+                "11794.15,11784.62659091,,0.0000597393178553,",
+                "1723190400000000000,2024-08-09T08:00:00.000000000Z\n"
+            )
+        );
+        assert_eq!(
+            text("liquidations.csv"),
+            concat!(
+                "recv_ts_ns,recv_time,exchange_ts_ns,exchange_time,venue,symbol,side,price,",
+                "avg_price,size,filled_size,status\n",
+                "1723161602000000000,2024-08-09T00:00:02.000000000Z,,,binance_usdm,BTCUSDT,",
+                "sell,9910,9910.12345678,0.014,0.014,filled\n"
+            )
+        );
+        assert_eq!(
+            text("open_interest.csv"),
+            concat!(
+                "recv_ts_ns,recv_time,exchange_ts_ns,exchange_time,venue,symbol,",
+                "open_interest,value\n",
+                "1723161604000000000,2024-08-09T00:00:04.000000000Z,",
+                "1723161603000000000,2024-08-09T00:00:03.000000000Z,binance_usdm,BTCUSDT,",
+                "10659.749,\n"
+            )
+        );
     }
 }

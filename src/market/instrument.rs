@@ -29,6 +29,8 @@ pub enum Venue {
     KrakenV1,
     /// OKX WebSocket v5 public channels.
     Okx,
+    /// Bybit WebSocket v5 public streams (one feed per category: spot, linear, inverse).
+    Bybit,
     /// Gemini market data v2 (`l2`).
     Gemini,
     /// Hyperliquid WebSocket.
@@ -37,12 +39,13 @@ pub enum Venue {
 
 impl Venue {
     /// Every venue, in wire-code order.
-    pub const ALL: [Venue; 7] = [
+    pub const ALL: [Venue; 8] = [
         Venue::Binance,
         Venue::Coinbase,
         Venue::Kraken,
         Venue::KrakenV1,
         Venue::Okx,
+        Venue::Bybit,
         Venue::Gemini,
         Venue::Hyperliquid,
     ];
@@ -55,6 +58,7 @@ impl Venue {
             Venue::Kraken => "kraken",
             Venue::KrakenV1 => "kraken_v1",
             Venue::Okx => "okx",
+            Venue::Bybit => "bybit",
             Venue::Gemini => "gemini",
             Venue::Hyperliquid => "hyperliquid",
         }

@@ -5,7 +5,7 @@
 //! Threads: `replay-exchange` accepts on the listen address; each connection gets its own
 //! `replay-conn-N` thread. The venue is the first path segment of the request
 //! (`ws://ADDR/binance/stream`, `ws://ADDR/coinbase`, `ws://ADDR/kraken_v1`, `ws://ADDR/kraken`,
-//! `ws://ADDR/okx`, `ws://ADDR/gemini`, `ws://ADDR/hyperliquid`);
+//! `ws://ADDR/okx`, `ws://ADDR/bybit`, `ws://ADDR/gemini`, `ws://ADDR/hyperliquid`);
 //! `GET /binance/api/v3/depth` is plain HTTP on the same port.
 //!
 //! Recorded acks are not replayed (the exchange answers the client's own requests). Messages are
@@ -27,11 +27,13 @@
 //! - `kraken_v1`: Kraken v1 system status, `subscriptionStatus` acks, pings, pair/channel keys.
 //! - `kraken_v2`: Kraken v2 status, acks, pings, the `instrument` snapshot, symbol/channel keys.
 //! - `okx`: OKX v5 subscribe acks, `ping`/`pong`, instId/channel keys.
+//! - `bybit`: Bybit v5 subscribe acks, `ping`/pong, topic keys.
 //! - `gemini`: Gemini v2 `l2` subscriptions (answered with a heartbeat), symbol keys.
 //! - `hyperliquid`: Hyperliquid subscription responses, `ping`/`pong`, coin/channel keys.
 
 mod binance;
 mod binance_rest;
+mod bybit;
 mod coinbase;
 pub mod config;
 mod exchange;

@@ -19,6 +19,7 @@ use crate::market::instrument::Venue;
 
 use super::binance::binance_request;
 use super::binance_rest::{self, serve_rest};
+use super::bybit::bybit_request;
 use super::coinbase::coinbase_request;
 use super::exchange::Shared;
 use super::gemini::gemini_request;
@@ -79,6 +80,7 @@ fn service_client(
                         kraken_v2_request(t.as_str(), subs, pairs.unwrap_or(&BTreeMap::new()))
                     }
                     Venue::Okx => okx_request(t.as_str(), subs),
+                    Venue::Bybit => bybit_request(t.as_str(), subs),
                     Venue::Gemini => gemini_request(t.as_str(), subs),
                     Venue::Hyperliquid => hyperliquid_request(t.as_str(), subs),
                 };

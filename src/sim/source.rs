@@ -15,6 +15,7 @@ use crate::persist::recording;
 
 use super::binance::binance_key;
 use super::binance_rest::{BookScan, Books, Diff};
+use super::bybit::bybit_key;
 use super::coinbase::coinbase_key;
 use super::gemini::gemini_key;
 use super::hyperliquid::hyperliquid_key;
@@ -65,6 +66,7 @@ pub(super) fn record_key(venue: Venue, raw: &str) -> Option<Box<str>> {
         Venue::KrakenV1 => kraken_v1_key(raw),
         Venue::Kraken => kraken_v2_key(raw),
         Venue::Okx => okx_key(raw),
+        Venue::Bybit => bybit_key(raw),
         Venue::Gemini => gemini_key(raw),
         Venue::Hyperliquid => hyperliquid_key(raw),
     }

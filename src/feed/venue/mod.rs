@@ -23,6 +23,8 @@
 //!   seqId break.
 //! - `okx_book.rs`: the OKX local book: level texts, the CRC32 checksum of the top 25 levels and
 //!   the `seqId` / `prevSeqId` chain.
+//! - `bybit.rs`: Bybit v5 public `publicTrade`, `orderbook.N` (snapshot + deltas, `u` chain, resync
+//!   of one symbol on a gap), `tickers` (snapshot + delta merging), `allLiquidation`.
 //! - `gemini.rs`: Gemini market data v2 `l2`: the first `l2_updates` of a symbol is its whole book
 //!   (its past trades are not emitted), later ones change levels; live `trade` messages.
 //! - `hyperliquid.rs`: Hyperliquid `l2Book` (each message a whole book), `trades`, `bbo`.
@@ -34,6 +36,7 @@
 
 pub mod binance;
 pub mod binance_depth;
+pub mod bybit;
 pub mod coinbase;
 mod de;
 mod each;
@@ -194,6 +197,7 @@ pub fn parser_for(venue: Venue) -> Box<dyn VenueParser> {
         Venue::Kraken => Box::new(kraken_v2::KrakenV2Parser::new()),
         Venue::KrakenV1 => Box::new(kraken_v1::KrakenV1Parser::new()),
         Venue::Okx => Box::new(okx::OkxParser::new()),
+        Venue::Bybit => Box::new(bybit::BybitParser::new()),
         Venue::Gemini => Box::new(gemini::GeminiParser::new()),
         Venue::Hyperliquid => Box::new(hyperliquid::HyperliquidParser::new()),
     }
@@ -208,6 +212,7 @@ pub fn channels(venue: Venue) -> &'static [&'static str] {
         Venue::Kraken => kraken_v2::CHANNELS,
         Venue::KrakenV1 => kraken_v1::CHANNELS,
         Venue::Okx => okx::CHANNELS,
+        Venue::Bybit => bybit::CHANNELS,
         Venue::Gemini => gemini::CHANNELS,
         Venue::Hyperliquid => hyperliquid::CHANNELS,
     }

@@ -25,6 +25,7 @@
 //!   the `seqId` / `prevSeqId` chain.
 //! - `bybit.rs`: Bybit v5 public `publicTrade`, `orderbook.N` (snapshot + deltas, `u` chain, resync
 //!   of one symbol on a gap), `tickers` (snapshot + delta merging), `allLiquidation`.
+//! - `okx_derivs.rs`: OKX `mark-price`, `funding-rate`, `open-interest`, `liquidation-orders`.
 //! - `gemini.rs`: Gemini market data v2 `l2`: the first `l2_updates` of a symbol is its whole book
 //!   (its past trades are not emitted), later ones change levels; live `trade` messages.
 //! - `hyperliquid.rs`: Hyperliquid `l2Book` (each message a whole book), `trades`, `bbo`.
@@ -47,6 +48,7 @@ pub mod kraken_v1;
 pub mod kraken_v2;
 pub mod okx;
 pub mod okx_book;
+pub mod okx_derivs;
 #[cfg(test)]
 pub(crate) mod testutil;
 

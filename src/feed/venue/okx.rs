@@ -46,13 +46,14 @@ use serde_json::value::RawValue;
 use super::de::ErrSlot;
 use super::each::{each, ms_str_to_ns, Row};
 use super::okx_book::{BookStats, OkxBook, RawLevel, Verdict};
+use super::okx_derivs;
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::market::book::L2Book;
 use crate::market::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
 use crate::market::fixed::ABSENT;
 use crate::market::instrument::Venue;
 
-/// The channels a feed may name.
+/// The channels a feed may name (the last four: [`super::okx_derivs`]).
 pub const CHANNELS: &[&str] = &[
     "trades",
     "trades-all",
@@ -62,6 +63,10 @@ pub const CHANNELS: &[&str] = &[
     "books5",
     "books-l2-tbt",
     "books50-l2-tbt",
+    "mark-price",
+    "funding-rate",
+    "open-interest",
+    "liquidation-orders",
 ];
 
 /// How often the collector sends `ping` (OKX closes a connection after 30 s without one).
@@ -195,6 +200,9 @@ pub struct OkxParser {
     books: FxHashMap<String, OkxBook>,
     /// Book channel each instrument was subscribed on (for its resubscribe), by instId.
     book_channel: FxHashMap<String, String>,
+    /// The feed's symbols: `liquidation-orders` reports every instrument of a type, and only
+    /// these are emitted (all when empty, as in `mdrelay decode`).
+    symbols: rustc_hash::FxHashSet<String>,
     /// Bid levels of the message being parsed.
     bids: Vec<RawLevel>,
     /// Ask levels of the message being parsed.
@@ -527,10 +535,30 @@ impl VenueParser for OkxParser {
                 }
             }
         }
-        sub.channels
-            .iter()
-            .map(|c| op_request("subscribe", c, &sub.symbols))
-            .collect()
+        self.symbols = sub.symbols.iter().cloned().collect();
+        let mut out = Vec::with_capacity(sub.channels.len());
+        for c in &sub.channels {
+            if c == "liquidation-orders" {
+                // One argument per instrument type of the feed's symbols.
+                let mut types: Vec<&str> = sub
+                    .symbols
+                    .iter()
+                    .filter_map(|s| okx_derivs::inst_type(s))
+                    .collect();
+                types.sort_unstable();
+                types.dedup();
+                let args: Vec<serde_json::Value> = types
+                    .iter()
+                    .map(|t| serde_json::json!({"channel": c, "instType": t}))
+                    .collect();
+                if !args.is_empty() {
+                    out.push(serde_json::json!({"op": "subscribe", "args": args}).to_string());
+                }
+                continue;
+            }
+            out.push(op_request("subscribe", c, &sub.symbols));
+        }
+        out
     }
 
     fn drain_outgoing(&mut self, out: &mut Vec<String>) {
@@ -581,6 +609,13 @@ impl VenueParser for OkxParser {
             "trades" | "trades-all" => self.trades(data, inst, sink)?,
             "tickers" => self.tickers(data, inst, sink)?,
             "bbo-tbt" => self.bbo(data, inst, sink)?,
+            "mark-price" | "funding-rate" => okx_derivs::marks(data, &self.err, sink)?,
+            "open-interest" => okx_derivs::open_interest(data, &self.err, sink)?,
+            "liquidation-orders" => {
+                let symbols = &self.symbols;
+                let wanted = |s: &str| symbols.is_empty() || symbols.contains(s);
+                okx_derivs::liquidations(data, &self.err, &wanted, sink)?;
+            }
             c if channel_depth(c).is_some() => {
                 if !self.book_message(raw, c, env.action, data, inst, sink)? {
                     return Ok(Parsed::Control);
@@ -704,6 +739,53 @@ mod tests {
         );
         assert_eq!(r, Ok(Parsed::Data));
         assert_eq!(out, ["snapshot BCH-USDT-SWAP bids=2 asks=2 best=111.05x57745/111.06x55154 t=Some(1670324386802000000) bad=false"]);
+    }
+
+    #[test]
+    fn derivatives_channels() {
+        // Push examples as the OKX v5 docs show them.
+        let mut p = OkxParser::new();
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"arg":{"channel":"mark-price","instId":"LTC-USD-190628"},"data":[{"instType":"FUTURES","instId":"LTC-USD-190628","markPx":"0.1","ts":"1597026383085"}]}"#,
+                "mark LTC-USD-190628 Mark { mark_price: 10000000, index_price: -9223372036854775808, settle_price: -9223372036854775808, funding_rate: -9223372036854775808, next_funding_ns: None, exchange_ts_ns: Some(1597026383085000000) }",
+            ),
+            (
+                r#"{"arg":{"channel":"funding-rate","instId":"BTC-USD-SWAP"},"data":[{"fundingRate":"0.0001875391284828","fundingTime":"1700726400000","instId":"BTC-USD-SWAP","instType":"SWAP","method":"current_period","maxFundingRate":"0.00375","minFundingRate":"-0.00375","nextFundingRate":"","nextFundingTime":"1700755200000","premium":"0.0001233824646391","settFundingRate":"0.0001699799259033","settState":"settled","ts":"1700724675402"}]}"#,
+                "mark BTC-USD-SWAP Mark { mark_price: -9223372036854775808, index_price: -9223372036854775808, settle_price: -9223372036854775808, funding_rate: 187539128482800, next_funding_ns: Some(1700726400000000000), exchange_ts_ns: Some(1700724675402000000) }",
+            ),
+            (
+                r#"{"arg":{"channel":"open-interest","instId":"LTC-USD-SWAP"},"data":[{"instType":"SWAP","instId":"LTC-USD-SWAP","oi":"5000","oiCcy":"555.55","oiUsd":"50000","ts":"1597026383085"}]}"#,
+                "open_interest LTC-USD-SWAP OpenInterest { open_interest: 500000000000, value: 5000000000000, exchange_ts_ns: Some(1597026383085000000) }",
+            ),
+            (
+                r#"{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0","bkPx":"0.007831","ccy":"","posSide":"short","side":"buy","sz":"13","ts":"1692266434010"}],"instFamily":"IOST-USDT","instId":"IOST-USDT-SWAP","instType":"SWAP","uly":"IOST-USDT"}]}"#,
+                "liquidation IOST-USDT-SWAP Liquidation { side: Buy, price: 783100, avg_price: -9223372036854775808, size: 1300000000, filled_size: 1300000000, status: Filled, exchange_ts_ns: Some(1692266434010000000) }",
+            ),
+        ];
+        for (raw, want) in cases {
+            let (r, out) = run(&mut p, raw);
+            assert_eq!(r, Ok(Parsed::Data), "{raw}");
+            assert_eq!(out, [*want], "{raw}");
+        }
+        // Liquidations of instruments the feed did not ask for are not emitted.
+        let reqs = p.subscribe_requests(&Subscription {
+            symbols: vec![
+                "BTC-USDT-SWAP".into(),
+                "BTC-USD-220527".into(),
+                "BTC-USDT".into(),
+            ],
+            channels: vec!["liquidation-orders".into()],
+            book_depth: 0,
+        });
+        assert_eq!(
+            reqs,
+            [
+                r#"{"args":[{"channel":"liquidation-orders","instType":"FUTURES"},{"channel":"liquidation-orders","instType":"SWAP"}],"op":"subscribe"}"#
+            ]
+        );
+        let (r, out) = run(&mut p, cases[3].0);
+        assert_eq!((r, out), (Ok(Parsed::Data), vec![]));
     }
 
     #[test]

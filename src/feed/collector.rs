@@ -311,6 +311,12 @@ impl Collector {
             .cfg
             .max_connection_age
             .map_or(u64::MAX, |d| d.as_nanos() as u64);
+        // Application-level keep-alive (OKX, Bybit, Hyperliquid): its text every interval.
+        let app_ping = self
+            .parser
+            .app_ping()
+            .map(|(text, every)| (text, every.as_nanos() as u64));
+        let mut last_ping = connected_at;
         loop {
             if self.stop.is_stopped() {
                 let _ = ws.close(None);
@@ -331,6 +337,12 @@ impl Collector {
                 return Err(FeedError::MaxAge(
                     t_recv.saturating_sub(connected_at) / 1_000_000_000,
                 ));
+            }
+            if let Some((text, every_ns)) = app_ping {
+                if t_recv.saturating_sub(last_ping) >= every_ns {
+                    Self::send_text(&mut ws, text.to_owned())?;
+                    last_ping = t_recv;
+                }
             }
             match msg {
                 Ok(Message::Text(text)) => {

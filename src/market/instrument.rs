@@ -34,17 +34,29 @@ pub enum Venue {
     /// `ETHUSD_240927`); sizes in **contracts** (100 USD for BTC, 10 USD for the others, per
     /// Binance's `exchangeInfo` `contractSize`), kept exactly as the venue sends them.
     BinanceCoinm,
+    /// OKX WebSocket v5 public channels.
+    Okx,
+    /// Bybit WebSocket v5 public streams (one feed per category: spot, linear, inverse).
+    Bybit,
+    /// Gemini market data v2 (`l2`).
+    Gemini,
+    /// Hyperliquid WebSocket.
+    Hyperliquid,
 }
 
 impl Venue {
     /// Every venue, in wire-code order.
-    pub const ALL: [Venue; 6] = [
+    pub const ALL: [Venue; 10] = [
         Venue::Binance,
         Venue::Coinbase,
         Venue::Kraken,
         Venue::KrakenV1,
         Venue::BinanceUsdm,
         Venue::BinanceCoinm,
+        Venue::Okx,
+        Venue::Bybit,
+        Venue::Gemini,
+        Venue::Hyperliquid,
     ];
 
     /// The venue's name as it appears in InstrumentDefs, JSON and configuration.
@@ -56,6 +68,10 @@ impl Venue {
             Venue::KrakenV1 => "kraken_v1",
             Venue::BinanceUsdm => "binance_usdm",
             Venue::BinanceCoinm => "binance_coinm",
+            Venue::Okx => "okx",
+            Venue::Bybit => "bybit",
+            Venue::Gemini => "gemini",
+            Venue::Hyperliquid => "hyperliquid",
         }
     }
 

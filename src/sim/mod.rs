@@ -5,7 +5,8 @@
 //! Threads: `replay-exchange` accepts on the listen address; each connection gets its own
 //! `replay-conn-N` thread. The venue is the first path segment of the request
 //! (`ws://ADDR/binance/stream`, `ws://ADDR/binance_usdm/stream`, `ws://ADDR/binance_coinm/stream`,
-//! `ws://ADDR/coinbase`, `ws://ADDR/kraken_v1`, `ws://ADDR/kraken`); the Binance REST depth
+//! `ws://ADDR/coinbase`, `ws://ADDR/kraken_v1`, `ws://ADDR/kraken`, `ws://ADDR/okx`,
+//! `ws://ADDR/bybit`, `ws://ADDR/gemini`, `ws://ADDR/hyperliquid`); the Binance REST depth
 //! snapshots (`GET /binance/api/v3/depth`, `/binance_usdm/fapi/v1/depth`,
 //! `/binance_coinm/dapi/v1/depth`) are plain HTTP on the same port. The futures venues speak the
 //! Binance protocol (same requests, acks and stream keys) with their own REST paths and books.
@@ -29,14 +30,22 @@
 //! - `coinbase`: Coinbase `subscriptions` replies and product/channel keys.
 //! - `kraken_v1`: Kraken v1 system status, `subscriptionStatus` acks, pings, pair/channel keys.
 //! - `kraken_v2`: Kraken v2 status, acks, pings, the `instrument` snapshot, symbol/channel keys.
+//! - `okx`: OKX v5 subscribe acks, `ping`/`pong`, instId/channel keys.
+//! - `bybit`: Bybit v5 subscribe acks, `ping`/pong, topic keys.
+//! - `gemini`: Gemini v2 `l2` subscriptions (answered with a heartbeat), symbol keys.
+//! - `hyperliquid`: Hyperliquid subscription responses, `ping`/`pong`, coin/channel keys.
 
 mod binance;
 mod binance_rest;
+mod bybit;
 mod coinbase;
 pub mod config;
 mod exchange;
+mod gemini;
+mod hyperliquid;
 mod kraken_v1;
 mod kraken_v2;
+mod okx;
 mod session;
 mod source;
 

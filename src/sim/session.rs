@@ -19,10 +19,14 @@ use crate::market::instrument::Venue;
 
 use super::binance::binance_request;
 use super::binance_rest::{self, serve_rest};
+use super::bybit::bybit_request;
 use super::coinbase::coinbase_request;
 use super::exchange::Shared;
+use super::gemini::gemini_request;
+use super::hyperliquid::hyperliquid_request;
 use super::kraken_v1::{self, kraken_v1_request};
 use super::kraken_v2::{self, kraken_v2_request};
+use super::okx::okx_request;
 use super::source::Source;
 
 type Ws = WebSocket<TcpStream>;
@@ -77,6 +81,10 @@ fn service_client(
                             .map(|s| &s.kraken_pairs);
                         kraken_v2_request(t.as_str(), subs, pairs.unwrap_or(&BTreeMap::new()))
                     }
+                    Venue::Okx => okx_request(t.as_str(), subs),
+                    Venue::Bybit => bybit_request(t.as_str(), subs),
+                    Venue::Gemini => gemini_request(t.as_str(), subs),
+                    Venue::Hyperliquid => hyperliquid_request(t.as_str(), subs),
                 };
                 if !replies.is_empty() {
                     shared.subscribed.fetch_add(1, Ordering::AcqRel);

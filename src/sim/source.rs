@@ -15,9 +15,13 @@ use crate::persist::recording;
 
 use super::binance::binance_key;
 use super::binance_rest::{BookScan, Books, Diff};
+use super::bybit::bybit_key;
 use super::coinbase::coinbase_key;
+use super::gemini::gemini_key;
+use super::hyperliquid::hyperliquid_key;
 use super::kraken_v1::kraken_v1_key;
 use super::kraken_v2::{kraken_v2_key, kraken_v2_precisions};
+use super::okx::okx_key;
 
 /// One recorded message.
 pub(super) struct Rec {
@@ -61,6 +65,10 @@ pub(super) fn record_key(venue: Venue, raw: &str) -> Option<Box<str>> {
         Venue::Coinbase => coinbase_key(raw),
         Venue::KrakenV1 => kraken_v1_key(raw),
         Venue::Kraken => kraken_v2_key(raw),
+        Venue::Okx => okx_key(raw),
+        Venue::Bybit => bybit_key(raw),
+        Venue::Gemini => gemini_key(raw),
+        Venue::Hyperliquid => hyperliquid_key(raw),
     }
 }
 

@@ -34,3 +34,4 @@ mod subscribe;
 mod tls;
 mod top;
 mod venues;
+mod venues_more;

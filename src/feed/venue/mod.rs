@@ -28,6 +28,19 @@
 //! - `kraken_v2.rs`: Kraken WebSocket v2 objects: `trade`, `ticker`, `book`, `instrument`.
 //! - `kraken_book.rs`: the checksummed local book both Kraken versions keep per instrument, and
 //!   Kraken's CRC32 book checksum.
+//! - `okx.rs`: OKX v5 public channels: `trades`, `tickers`, `bbo-tbt`, `books` / `books5` /
+//!   `books-l2-tbt` / `books50-l2-tbt`; resubscribes one instrument after a checksum mismatch or a
+//!   seqId break.
+//! - `okx_book.rs`: the OKX local book: level texts, the CRC32 checksum of the top 25 levels and
+//!   the `seqId` / `prevSeqId` chain.
+//! - `bybit.rs`: Bybit v5 public `publicTrade`, `orderbook.N` (snapshot + deltas, `u` chain, resync
+//!   of one symbol on a gap), `tickers` (snapshot + delta merging), `allLiquidation`.
+//! - `okx_derivs.rs`: OKX `mark-price`, `funding-rate`, `open-interest`, `liquidation-orders`.
+//! - `gemini.rs`: Gemini market data v2 `l2`: the first `l2_updates` of a symbol is its whole book
+//!   (its past trades are not emitted), later ones change levels; live `trade` messages.
+//! - `hyperliquid.rs`: Hyperliquid `l2Book` (each message a whole book), `trades`, `bbo`.
+//! - `each.rs`: serde helpers of the four parsers above: a closure over every array element
+//!   without collecting, `[price, size, …]` rows, millisecond timestamps.
 //! - `de.rs`: serde plumbing shared by the parsers: the typed-error side channel and the
 //!   level-array reader.
 //! - `testutil.rs` (tests only): helpers shared by the parsers' unit tests.
@@ -38,12 +51,19 @@ pub mod binance_depth;
 mod binance_fast;
 pub mod binance_futures;
 mod binance_futures_de;
+pub mod bybit;
 pub mod coinbase;
 mod de;
+mod each;
+pub mod gemini;
+pub mod hyperliquid;
 pub mod kraken_book;
 pub mod kraken_v1;
 pub mod kraken_v2;
 mod scan;
+pub mod okx;
+pub mod okx_book;
+pub mod okx_derivs;
 #[cfg(test)]
 pub(crate) mod testutil;
 
@@ -135,6 +155,14 @@ pub trait VenueParser: Send {
         let _ = out;
     }
 
+    /// An application-level keep-alive the venue requires: the text to send and how often
+    /// (OKX `ping`, Bybit `{"op":"ping"}`, Hyperliquid `{"method":"ping"}`). The collector sends
+    /// it every interval since the connection opened or the last one; the venue's answer is a
+    /// [`Parsed::Control`] message. The default has none (the venue needs only WebSocket pings).
+    fn app_ping(&self) -> Option<(&'static str, std::time::Duration)> {
+        None
+    }
+
     /// The URL of a REST book snapshot of `symbol` under the feed's REST base URL, for venues whose
     /// books start from one (Binance). `None`: the venue sends snapshots in-band.
     fn snapshot_url(&self, rest_base: &str, symbol: &str, depth: u32) -> Option<String> {
@@ -198,6 +226,10 @@ pub fn parser_for(venue: Venue) -> Box<dyn VenueParser> {
         Venue::BinanceUsdm | Venue::BinanceCoinm => {
             Box::new(binance_futures::BinanceFuturesParser::new(venue))
         }
+        Venue::Okx => Box::new(okx::OkxParser::new()),
+        Venue::Bybit => Box::new(bybit::BybitParser::new()),
+        Venue::Gemini => Box::new(gemini::GeminiParser::new()),
+        Venue::Hyperliquid => Box::new(hyperliquid::HyperliquidParser::new()),
     }
 }
 
@@ -210,6 +242,10 @@ pub fn channels(venue: Venue) -> &'static [&'static str] {
         Venue::Kraken => kraken_v2::CHANNELS,
         Venue::KrakenV1 => kraken_v1::CHANNELS,
         Venue::BinanceUsdm | Venue::BinanceCoinm => binance_futures::CHANNELS,
+        Venue::Okx => okx::CHANNELS,
+        Venue::Bybit => bybit::CHANNELS,
+        Venue::Gemini => gemini::CHANNELS,
+        Venue::Hyperliquid => hyperliquid::CHANNELS,
     }
 }
 

@@ -13,6 +13,7 @@ mod e2e;
 mod faults;
 mod files;
 mod fuzz;
+mod fuzz_corpus;
 mod hygiene;
 mod kraken_v2;
 #[cfg(feature = "nats")]

@@ -64,13 +64,32 @@ bench-instr:
 clean:
 	$(CARGO) clean
 
-.PHONY: fuzz soak
+.PHONY: fuzz fuzz-cmin fuzz-seed fuzz-prop soak
 
-# Property-based fuzzing of the decoder, venue parsers, request parser and config loader
-# (tests/it/fuzz.rs) with many more cases than `make test` runs (about 5 minutes here).
-FUZZ_CASES ?= 20000
+# Coverage-guided fuzzing (cargo-fuzz + libFuzzer: needs the nightly toolchain and
+# `cargo install cargo-fuzz`): every target of fuzz/fuzz_targets for FUZZ_SECS seconds each, one
+# at a time, then per target executions, executions/s, edges covered and crashes (fuzz/run.sh).
+# FUZZ_TARGETS picks some. `make test` replays the committed corpus (fuzz/corpus) on stable.
+FUZZ_SECS ?= 60
+FUZZ_TARGETS ?= frame_decoder subscription venue_binance venue_coinbase venue_kraken \
+	venue_kraken_v1 http_request config_loader line_reader
 fuzz:
-	MDRELAY_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --test it fuzz
+	fuzz/run.sh run $(FUZZ_SECS) $(FUZZ_TARGETS)
+
+# Folds what `make fuzz` found (fuzz/target/corpus) into the committed corpus, minimized.
+fuzz-cmin:
+	fuzz/run.sh cmin $(FUZZ_TARGETS)
+
+# (Re)writes the seed inputs (fixture lines, golden frames, config files) into fuzz/corpus;
+# follow with `make fuzz-cmin`.
+fuzz-seed:
+	$(CARGO) test --locked --test it fuzz_corpus::write_fuzz_seeds -- --ignored --exact
+
+# Property-based fuzzing (proptest, stable) of the decoder, venue parsers, request parser and
+# config loader (tests/it/fuzz.rs) with many more cases than `make test` runs (about 5 minutes).
+FUZZ_CASES ?= 20000
+fuzz-prop:
+	MDRELAY_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release --test it fuzz::
 
 # Soak: the relay binary at full speed with reconnecting feeds and a slow subscriber; resident
 # memory and descriptors must stay flat (tests/it/soak.rs; 60 s of it run in `make test`).

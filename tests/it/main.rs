@@ -16,6 +16,7 @@ mod faults;
 mod files;
 mod futures;
 mod fuzz;
+mod fuzz_corpus;
 mod http_hostile;
 mod hygiene;
 mod kraken_v2;

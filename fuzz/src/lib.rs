@@ -32,6 +32,7 @@ use mdrelay::market::instrument::Venue;
 use mdrelay::persist::recording::{self, BadLine, LineReader};
 use mdrelay::serve::http::{Request, Response, MAX_HEAD_BYTES};
 use mdrelay::serve::query;
+use mdrelay::wire::derivatives;
 use mdrelay::wire::json::{self, Origin};
 use mdrelay::wire::protocol::{self, DecodeError, FrameBuf, Message, Meta, MsgType};
 use mdrelay::wire::subscription::{self, Request as SubRequest};
@@ -120,6 +121,27 @@ fn reencode(f: &protocol::FrameRef<'_>, m: &Message<'_>) {
         Message::Bar(b) => {
             protocol::encode_bar(&mut buf, &meta, &b);
             assert_eq!(decode_one(&buf).1, Message::Bar(b));
+        }
+        Message::Mark {
+            mark,
+            kind_sequence,
+        } => {
+            derivatives::encode_mark(&mut buf, &meta, kind_sequence, &mark);
+            assert_eq!(decode_one(&buf).1, *m);
+        }
+        Message::Liquidation {
+            liquidation,
+            kind_sequence,
+        } => {
+            derivatives::encode_liquidation(&mut buf, &meta, kind_sequence, &liquidation);
+            assert_eq!(decode_one(&buf).1, *m);
+        }
+        Message::OpenInterest {
+            open_interest,
+            kind_sequence,
+        } => {
+            derivatives::encode_open_interest(&mut buf, &meta, kind_sequence, &open_interest);
+            assert_eq!(decode_one(&buf).1, *m);
         }
         Message::Book(b) => {
             let bids: Vec<Level> = b.bids().collect();
@@ -425,7 +447,7 @@ fn query_state() -> SharedQuery {
             may_be_bad: false,
         });
     }
-    SharedQuery::new(q.into())
+    SharedQuery::new(mdrelay::base::publication::Publication::new(q))
 }
 
 /// The request head as the `http` thread reads it: up to the blank line, at most

@@ -204,6 +204,7 @@ fn consumer(c: &RawConsumer) -> Result<ConsumerConfig, ConfigError> {
                 "bytes",
             )? as usize,
         },
+        publish_interval: crate::consumer::thread::PUBLISH_INTERVAL,
     })
 }
 

@@ -35,6 +35,11 @@ pub struct ConsumerConfig {
     pub batch_frames: usize,
     /// Adaptive coalescing of subscriber writes (`coalesce_budget_us`, `coalesce_max_bytes`).
     pub coalesce: CoalesceConfig,
+    /// How often the consumer publishes its histograms and subscriber figures to other threads
+    /// (`/metrics`, the status line). Not a configuration key: always
+    /// [`PUBLISH_INTERVAL`](crate::consumer::thread::PUBLISH_INTERVAL) in a relay; a test that
+    /// must see no publication (the allocation count) sets it longer than itself.
+    pub publish_interval: Duration,
 }
 
 /// Which clock closes bars on the timer.

@@ -289,7 +289,8 @@ impl Consumer {
     pub fn run(mut self) {
         self.waker.register_current();
         let mut next_heartbeat = clock::mono_ns() + self.heartbeat_interval_ns;
-        let mut next_publish = clock::mono_ns() + PUBLISH_INTERVAL.as_nanos() as u64;
+        let publish_every = u64::try_from(self.cfg.publish_interval.as_nanos()).unwrap_or(u64::MAX);
+        let mut next_publish = clock::mono_ns().saturating_add(publish_every);
         let bar_timer_ns = self.analytics.timer_interval_ns();
         let snapshot_ns = self.analytics.snapshot_interval_ns();
         let mut next_bar_timer = clock::mono_ns().saturating_add(bar_timer_ns);
@@ -329,7 +330,7 @@ impl Consumer {
             }
             if now >= next_publish {
                 self.publish();
-                next_publish = now + PUBLISH_INTERVAL.as_nanos() as u64;
+                next_publish = now.saturating_add(publish_every);
             }
             if now >= next_bar_timer {
                 self.analytics

@@ -405,7 +405,7 @@ fn book(state: &SharedQuery, req: &Request<'_>) -> Result<Response, Response> {
 mod tests {
     use std::sync::Arc;
 
-    use parking_lot::Mutex;
+    use crate::base::publication::Publication;
 
     use super::*;
     use crate::consumer::snapshot::QueryState;
@@ -452,7 +452,7 @@ mod tests {
             },
             78,
         ));
-        let q: SharedQuery = Arc::new(Mutex::new(s));
+        let q: SharedQuery = Arc::new(Publication::new(s));
         let t = ticker_of(&q, "binance_usdm", "BTCUSDT");
         assert!(
             t.contains(concat!(

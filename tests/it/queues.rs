@@ -303,6 +303,7 @@ fn stalled_consumer_with_block_does_not_deadlock_shutdown() {
             idle: IdleStrategy::Park,
             batch_frames: 4,
             coalesce: mdrelay::config::CoalesceConfig::DEFAULT,
+            publish_interval: mdrelay::consumer::thread::PUBLISH_INTERVAL,
         },
         Inputs {
             feeds: vec![FeedInput {

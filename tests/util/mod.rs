@@ -295,6 +295,7 @@ impl Pipeline {
                 idle,
                 batch_frames: 64,
                 coalesce,
+                publish_interval: mdrelay::consumer::thread::PUBLISH_INTERVAL,
             },
             Inputs {
                 feeds: inputs,

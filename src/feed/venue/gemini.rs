@@ -304,6 +304,7 @@ mod tests {
             match r {
                 Ok(Parsed::Control) => control += 1,
                 Ok(Parsed::Data) => {}
+                Ok(Parsed::Filtered) => panic!("nothing is filtered on gemini: {l}"),
                 Err(e) => panic!("{e}: {l}"),
             }
             for e in &out {

@@ -60,10 +60,10 @@ pub mod hyperliquid;
 pub mod kraken_book;
 pub mod kraken_v1;
 pub mod kraken_v2;
-mod scan;
 pub mod okx;
 pub mod okx_book;
 pub mod okx_derivs;
+mod scan;
 #[cfg(test)]
 pub(crate) mod testutil;
 

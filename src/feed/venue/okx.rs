@@ -669,6 +669,7 @@ mod tests {
             match r {
                 Ok(Parsed::Data) => data += 1,
                 Ok(Parsed::Control) => control += 1,
+                Ok(Parsed::Filtered) => panic!("nothing is filtered on okx: {l}"),
                 Err(e) => panic!("{e}: {l}"),
             }
             assert!(out.iter().all(|e| !e.starts_with("status")), "{out:?}");

@@ -429,3 +429,122 @@ impl Analytics {
         self.persistence.take_writer()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::market::event::{Liquidation, LiquidationStatus, Side};
+    use crate::market::fixed::ABSENT;
+    use crate::market::instrument::instrument_id;
+    use crate::persist::config::WriterConfig;
+    use crate::relay::subscribers::Subscribers;
+    use crate::wire::derivatives::{encode_liquidation, encode_mark, encode_open_interest};
+
+    /// Mark, Liquidation and OpenInterest frames the consumer accepted: the query snapshot
+    /// holds the latest mark and open interest, and each kind has its CSV row.
+    #[test]
+    fn derivatives_frames_reach_the_query_snapshot_and_their_csv_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = WriterHandle::spawn(WriterConfig::new(tmp.path())).unwrap();
+        let query: SharedQuery = Arc::new(Mutex::new(crate::consumer::snapshot::QueryState::new(
+            &[],
+            0,
+            10,
+        )));
+        let mut a = Analytics::new(
+            BarsConfig {
+                bars: crate::market::bars::BarConfig::default(),
+                timer_interval: Duration::from_millis(100),
+                close_on_shutdown: false,
+                clock: BarClock::Wall,
+            },
+            Persist {
+                trades: true,
+                quotes: true,
+                bars: true,
+                marks: true,
+                liquidations: true,
+                open_interest: true,
+            },
+            vec!["usdm".into()],
+            Some(writer),
+            None,
+            Some((query.clone(), Duration::from_millis(1))),
+            Arc::default(),
+        );
+        let mut cache = Cache::default();
+        let mut subs = Subscribers::new(1 << 20, Arc::default());
+        let id = instrument_id("binance_usdm", "BTCUSDT");
+        let recv = 1_723_161_600_000_000_000; // 2024-08-09T00:00:00Z
+        let meta = Meta {
+            instrument_id: id,
+            sequence: 0,
+            recv_ts_ns: recv,
+            flags: 0,
+        };
+        let mut f = FrameBuf::new();
+        let mut take = |f: &FrameBuf, a: &mut Analytics, cache: &mut Cache| {
+            let h = protocol::peek_header(f);
+            cache.apply(0, &h, f).unwrap();
+            a.on_frame(0, &h, f, &mut subs, cache);
+        };
+        protocol::encode_instrument_def(&mut f, &meta, "binance_usdm", "BTCUSDT");
+        take(&f, &mut a, &mut cache);
+        let mark = Mark {
+            mark_price: 1_179_415_000_000,
+            index_price: 1_178_462_659_091,
+            settle_price: ABSENT,
+            funding_rate: 381_670_000_000_000,
+            next_funding_ns: Some(recv + 1),
+            exchange_ts_ns: None,
+        };
+        encode_mark(&mut f, &meta, 1, &mark);
+        take(&f, &mut a, &mut cache);
+        let liq = Liquidation {
+            side: Side::Sell,
+            price: 1,
+            avg_price: ABSENT,
+            size: 2,
+            filled_size: ABSENT,
+            status: LiquidationStatus::New,
+            exchange_ts_ns: None,
+        };
+        encode_liquidation(&mut f, &meta, 1, &liq);
+        take(&f, &mut a, &mut cache);
+        let oi = OpenInterest {
+            open_interest: 3,
+            value: ABSENT,
+            exchange_ts_ns: None,
+        };
+        encode_open_interest(&mut f, &meta, 1, &oi);
+        take(&f, &mut a, &mut cache);
+
+        let w = a.finish(&mut cache, &mut subs).unwrap();
+        w.close().unwrap();
+        {
+            let q = query.lock();
+            let v = q.find("binance_usdm", "BTCUSDT").unwrap();
+            assert_eq!(v.mark, Some((mark, recv)));
+            assert_eq!(v.open_interest, Some((oi, recv)));
+            assert!(v.last_trade.is_none() && v.quote.is_none());
+        }
+        let day = tmp.path().join("binance_usdm/BTCUSDT/2024-08-09");
+        for (file, row) in [
+            ("mark.csv", ",11794.15,11784.62659091,,0.00038167,"),
+            ("liquidations.csv", ",sell,0.00000001,,0.00000002,,new"),
+            ("open_interest.csv", ",0.00000003,"),
+        ] {
+            let text = std::fs::read_to_string(day.join(file)).unwrap();
+            assert_eq!(
+                text.lines().count(),
+                2,
+                "{file}: header and one row\n{text}"
+            );
+            assert!(text.contains(row), "{file}:\n{text}");
+        }
+    }
+}

@@ -204,7 +204,7 @@ impl Subscriber {
             counters.writes.inc();
             match self.stream.write(&self.out[self.pos..]) {
                 Ok(0) => {
-                    self.gone = Some(Gone::Closed);
+                    self.hung_up();
                     return;
                 }
                 Ok(n) => {
@@ -236,10 +236,23 @@ impl Subscriber {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    self.gone = Some(Gone::Closed);
+                    self.hung_up();
                     return;
                 }
             }
+        }
+    }
+
+    /// The peer is gone: a closing subscriber has nothing left to write (it is removed, counted
+    /// once, as what it was closed for); any other is closed.
+    fn hung_up(&mut self) {
+        if matches!(self.gone, Some(Gone::TooSlow(_) | Gone::Refused(_))) {
+            self.out.clear();
+            self.pos = 0;
+            self.done = 0;
+            self.exempt = (0, 0);
+        } else {
+            self.gone = Some(Gone::Closed);
         }
     }
 

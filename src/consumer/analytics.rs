@@ -434,7 +434,7 @@ impl Analytics {
 mod tests {
     use std::sync::Arc;
 
-    use parking_lot::Mutex;
+    use crate::base::publication::Publication;
 
     use super::*;
     use crate::market::event::{Liquidation, LiquidationStatus, Side};
@@ -450,11 +450,9 @@ mod tests {
     fn derivatives_frames_reach_the_query_snapshot_and_their_csv_files() {
         let tmp = tempfile::tempdir().unwrap();
         let writer = WriterHandle::spawn(WriterConfig::new(tmp.path())).unwrap();
-        let query: SharedQuery = Arc::new(Mutex::new(crate::consumer::snapshot::QueryState::new(
-            &[],
-            0,
-            10,
-        )));
+        let query: SharedQuery = Arc::new(Publication::new(
+            crate::consumer::snapshot::QueryState::new(&[], 0, 10),
+        ));
         let mut a = Analytics::new(
             BarsConfig {
                 bars: crate::market::bars::BarConfig::default(),
@@ -477,7 +475,7 @@ mod tests {
             Arc::default(),
         );
         let mut cache = Cache::default();
-        let mut subs = Subscribers::new(1 << 20, Arc::default());
+        let mut subs = Subscribers::new(1 << 20, std::time::Duration::from_secs(1), Arc::default());
         let id = instrument_id("binance_usdm", "BTCUSDT");
         let recv = 1_723_161_600_000_000_000; // 2024-08-09T00:00:00Z
         let meta = Meta {
@@ -526,7 +524,7 @@ mod tests {
         let w = a.finish(&mut cache, &mut subs).unwrap();
         w.close().unwrap();
         {
-            let q = query.lock();
+            let q = query.load();
             let v = q.find("binance_usdm", "BTCUSDT").unwrap();
             assert_eq!(v.mark, Some((mark, recv)));
             assert_eq!(v.open_interest, Some((oi, recv)));

@@ -10,7 +10,7 @@
 //!   holding `error: <ret_msg>`.
 //! - `publicTrade.{symbol}`: `S` is the taker's side, `i` the trade id (numeric on spot, a UUID on
 //!   derivatives: only a numeric id is carried), `T` ms. `BT: true` marks a block trade: emitted
-//!   like every trade and counted ([`BybitParser::block_trades`]).
+//!   like every trade and counted (`block_trades` of [`BybitParser::stats`]).
 //! - `orderbook.{depth}.{symbol}` (depth 1, 50, 200 or 1000; from `book_depth`, default 50): a
 //!   `snapshot` replaces the book, a `delta` changes it level by level (size 0 removes). The update
 //!   id `u` must grow by exactly one from delta to delta; any other step is a gap: the delta is

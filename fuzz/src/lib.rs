@@ -37,9 +37,12 @@ use mdrelay::wire::json::{self, Origin};
 use mdrelay::wire::protocol::{self, DecodeError, FrameBuf, Message, Meta, MsgType};
 use mdrelay::wire::subscription::{self, Request as SubRequest};
 
-/// Every target: its name (the `fuzz/fuzz_targets/<name>.rs` file and `fuzz/corpus/<name>/`
-/// folder) and its function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A target: its name (the `fuzz/fuzz_targets/<name>.rs` file and `fuzz/corpus/<name>/` folder)
+/// and its function.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
     ("frame_decoder", frame_decoder),
     ("subscription", subscription),
     ("venue_binance", venue_binance),

@@ -2,9 +2,11 @@
 //! subscription request parser and the config loader get arbitrary and mutated input and must
 //! return a value or a typed error — never panic. Seed corpora are the bundled captures and
 //! samples (`data/`, `tests/fixtures/samples/`) and the protocol's golden frames; mutations flip,
-//! insert, delete and splice bytes. A short run is part of `make test`; `make fuzz` runs each
+//! insert, delete and splice bytes. A short run is part of `make test`; `make fuzz-prop` runs each
 //! target longer (`MDRELAY_FUZZ_CASES`, default 256 here). A failure prints the proptest seed
-//! and the minimal input; every crash found becomes a named regression test below.
+//! and the minimal input; every crash found becomes a named regression test below. The
+//! coverage-guided fuzzer (cargo-fuzz, `make fuzz`) is in `fuzz/`; its corpus is replayed by
+//! `fuzz_corpus.rs`.
 
 use std::sync::OnceLock;
 

@@ -219,7 +219,7 @@ struct Relay {
     /// holds it).
     socket: std::path::PathBuf,
     consumer: thread::JoinHandle<()>,
-    acceptor: thread::JoinHandle<()>,
+    acceptor: Option<thread::JoinHandle<()>>,
     _guard: mdrelay::relay::socket::SocketGuard,
     _dir: tempfile::TempDir,
 }
@@ -312,7 +312,7 @@ impl Relay {
             producer: Some(producer),
             socket,
             consumer,
-            acceptor,
+            acceptor: Some(acceptor),
             _guard: guard,
             _dir: dir,
         }
@@ -326,7 +326,8 @@ impl Relay {
         )
     }
 
-    /// Connects the subscriber, waits until the consumer admitted it, then stops the acceptor.
+    /// Connects the subscriber, waits until the consumer admitted it, then stops the acceptor and
+    /// waits for it to exit.
     fn subscribe(&mut self) -> mdrelay::relay::client::RelayClient {
         let c = mdrelay::relay::client::RelayClient::connect(&self.socket).unwrap();
         assert!(util::wait_until(Duration::from_secs(30), || self
@@ -334,13 +335,19 @@ impl Relay {
             .subscribers
             .get()
             > 0));
+        // Joined, not only told: its last wake-up must not fall inside the counted window.
         self.accept_stop.stop();
+        if let Some(a) = self.acceptor.take() {
+            a.join().unwrap();
+        }
         c
     }
 
     fn shutdown(self) {
         self.stop.stop();
         self.consumer.join().unwrap();
-        self.acceptor.join().unwrap();
+        if let Some(a) = self.acceptor {
+            a.join().unwrap();
+        }
     }
 }

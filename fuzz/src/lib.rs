@@ -30,7 +30,7 @@ use mdrelay::market::event::{BookUpdate, Event, Level, Quote, Side, Trade};
 use mdrelay::market::fixed::{self, Decimal, ABSENT};
 use mdrelay::market::instrument::Venue;
 use mdrelay::persist::recording::{self, BadLine, LineReader};
-use mdrelay::serve::http::{Request, Response, MAX_HEAD_BYTES};
+use mdrelay::serve::http::{self, Request, Response};
 use mdrelay::serve::query;
 use mdrelay::wire::derivatives;
 use mdrelay::wire::json::{self, Origin};
@@ -456,34 +456,18 @@ fn query_state() -> SharedQuery {
     SharedQuery::new(mdrelay::base::publication::Publication::new(q))
 }
 
-/// The request head as the `http` thread reads it: up to the blank line, at most
-/// [`MAX_HEAD_BYTES`]; then method and target from the request line.
-///
-/// This mirrors the head handling inside `serve::http::serve` (which works on a socket). When
-/// that code moves to a public parser (the `httparse` rewrite), call it here instead: the rest of
-/// the target (routing, query parameters, responses) is unchanged.
-fn request_line(data: &[u8]) -> Option<(String, String)> {
-    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
-    if end + 4 > MAX_HEAD_BYTES {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&data[..end + 4]);
-    let mut parts = text.lines().next().unwrap_or("").split_whitespace();
-    let method = parts.next().unwrap_or("").to_owned();
-    let target = parts.next().unwrap_or("").to_owned();
-    Some((method, target))
-}
-
 /// Target `http_request`: a request head through [`Request::parse`] and the `/v1/…` query
 /// handlers over a small snapshot. Every answer is a valid status with JSON that parses and
 /// headers that cannot split the response.
 pub fn http_request(data: &[u8]) {
     static STATE: OnceLock<SharedQuery> = OnceLock::new();
     let state = STATE.get_or_init(query_state);
-    let Some((method, target)) = request_line(data) else {
-        return;
+    // The `http` thread's own head parser; the other outcomes are answered without a handler.
+    let (method, target) = match http::parse_head(data) {
+        http::Head::Complete { method, target } => (method, target),
+        http::Head::Partial | http::Head::TooLarge | http::Head::Invalid(_) => return,
     };
-    let resp = match Request::parse(&method, &target) {
+    let resp = match Request::parse(method, target) {
         Err(detail) => Response::bad_request(detail),
         Ok(req) => {
             assert!(req.path.starts_with('/'));

@@ -19,7 +19,8 @@ use crate::base::clock;
 use crate::serve::metrics::{self, MetricsSources};
 
 pub use super::server::{
-    start, HttpCounters, HttpServer, ServerOptions, MAX_HEAD_BYTES, POLL_INTERVAL, THREAD_NAME,
+    parse_head, start, Head, HttpCounters, HttpServer, ServerOptions, MAX_HEAD_BYTES,
+    POLL_INTERVAL, THREAD_NAME,
 };
 
 /// `Content-Type` of JSON bodies.

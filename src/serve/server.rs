@@ -452,6 +452,40 @@ fn refuse(mut stream: TcpStream, max: usize) {
     close(&mut stream);
 }
 
+/// What the request head bytes read so far amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head<'a> {
+    /// A complete head: its method and request target.
+    Complete {
+        /// `GET`, `HEAD`, …
+        method: &'a str,
+        /// The request target as sent (`/v1/ticker?symbol=…`).
+        target: &'a str,
+    },
+    /// Incomplete, with room left under [`MAX_HEAD_BYTES`]: read more.
+    Partial,
+    /// Incomplete at [`MAX_HEAD_BYTES`], or more than [`MAX_HEADERS`] headers: answered 431.
+    TooLarge,
+    /// Not an HTTP/1.x request head: answered 400.
+    Invalid(httparse::Error),
+}
+
+/// Parses a request head (CRLF or bare-LF line endings) with `httparse`. Pure: the `http`
+/// thread calls it after every read, the fuzz target on arbitrary bytes.
+pub fn parse_head(head: &[u8]) -> Head<'_> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => Head::Complete {
+            method: req.method.unwrap_or(""),
+            target: req.path.unwrap_or(""),
+        },
+        Ok(httparse::Status::Partial) if head.len() < MAX_HEAD_BYTES => Head::Partial,
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => Head::TooLarge,
+        Err(e) => Head::Invalid(e),
+    }
+}
+
 impl Conn {
     /// Reads or writes what the socket allows. Never panics (a panicking handler is a 500).
     fn step(
@@ -475,12 +509,8 @@ impl Conn {
             }
         };
         self.head.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let (resp, is_head) = match req.parse(&self.head) {
-            Ok(httparse::Status::Complete(_)) => {
-                let method = req.method.unwrap_or("");
-                let target = req.path.unwrap_or("");
+        let (resp, is_head) = match parse_head(&self.head) {
+            Head::Complete { method, target } => {
                 let resp = match Request::parse(method, target) {
                     Ok(r) => match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&r))) {
                         Ok(resp) => resp,
@@ -496,14 +526,12 @@ impl Conn {
                 };
                 (resp, method == "HEAD")
             }
-            Ok(httparse::Status::Partial) if self.head.len() < MAX_HEAD_BYTES => {
-                return Next::Keep;
-            }
-            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            Head::Partial => return Next::Keep,
+            Head::TooLarge => {
                 counters.bad_requests.inc();
                 (Response::error(431, "request header too large", &[]), false)
             }
-            Err(e) => {
+            Head::Invalid(e) => {
                 counters.bad_requests.inc();
                 (
                     Response::bad_request(&format!("not an HTTP/1.x request: {e}")),

@@ -185,7 +185,8 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 pub fn parse_venue(name: &str) -> anyhow::Result<Venue> {
     Venue::from_name(name).ok_or_else(|| {
         anyhow::anyhow!(
-            "unknown venue `{name}`: expected one of binance, coinbase, kraken, kraken_v1"
+            "unknown venue `{name}`: expected one of {}",
+            Venue::ALL.map(Venue::name).join(", ")
         )
     })
 }

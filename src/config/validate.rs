@@ -235,7 +235,8 @@ fn replay(rp: &RawReplay) -> Result<Option<ReplayConfig>, ConfigError> {
             invalid(
                 &key,
                 format!(
-                    "`{name}` is not a venue: expected one of binance, coinbase, kraken, kraken_v1"
+                    "`{name}` is not a venue: expected one of {}",
+                    Venue::ALL.map(Venue::name).join(", ")
                 ),
             )
         })?;
@@ -281,8 +282,9 @@ fn feed(
         invalid(
             key("venue"),
             format!(
-                "`{}` is not a venue: expected one of binance, coinbase, kraken, kraken_v1",
-                f.venue
+                "`{}` is not a venue: expected one of {}",
+                f.venue,
+                Venue::ALL.map(Venue::name).join(", ")
             ),
         )
     })?;

@@ -37,7 +37,16 @@ pub(super) fn binance_request(text: &str, streams: &mut HashSet<String>) -> Opti
 }
 
 /// Binance routing key: the stream name; `None` (never replayed) for messages without one.
+/// Combined-stream messages start with their stream name, which is read off the prefix (loading
+/// a capture parses nothing else); any other shape goes through serde.
 pub(super) fn binance_key(raw: &str) -> Option<Box<str>> {
+    if let Some(rest) = raw.strip_prefix("{\"stream\":\"") {
+        if let Some((name, _)) = rest.split_once('"') {
+            if !name.contains('\\') && rest.ends_with('}') {
+                return Some(name.into());
+            }
+        }
+    }
     let p: Peek<'_> = serde_json::from_str(raw).ok()?;
     p.stream.map(Into::into)
 }
@@ -67,5 +76,18 @@ mod tests {
             .unwrap()
             .contains("error"));
         assert!(binance_request("garbage", &mut s).is_none());
+    }
+
+    #[test]
+    fn keys_are_stream_names() {
+        let raw = r#"{"stream":"ethusdt@depth@0ms","data":{"e":"depthUpdate"}}"#;
+        assert_eq!(binance_key(raw).as_deref(), Some("ethusdt@depth@0ms"));
+        let late = r#"{"data":{"e":"trade"},"stream":"ethusdt@trade"}"#;
+        assert_eq!(binance_key(late).as_deref(), Some("ethusdt@trade"));
+        assert_eq!(binance_key(r#"{"result":null,"id":1}"#), None);
+        assert_eq!(
+            binance_key(r#"{"lastUpdateId":1,"bids":[],"asks":[]}"#),
+            None
+        );
     }
 }

@@ -68,6 +68,10 @@ impl BookScan {
     /// The depth diff `raw` carries, if any. A recorded REST snapshot names no symbol: it belongs
     /// to the next diff's symbol.
     pub(super) fn scan(&mut self, raw: &str) -> Option<Diff> {
+        // Only depth diffs and snapshot lines matter; the rest (most lines) is not parsed.
+        if !(raw.starts_with("{\"lastUpdateId\"") || raw.contains("@depth")) {
+            return None;
+        }
         let mut diff = None;
         let pending_snapshot = &mut self.pending_snapshot;
         let _ = self.parser.parse(raw, 0, &mut |sym, ev| {

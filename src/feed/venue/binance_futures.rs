@@ -139,11 +139,11 @@ impl BinanceFuturesParser {
         let ts = h.transaction_time_ms.or(h.event_time_ms);
         if self.depth.track(symbol) {
             if let Some(p) = self.pending_snapshot.take() {
-                // A recorded snapshot that came before the symbol's first diff.
-                let step = self
+                // A recorded snapshot that came before the symbol's first diff: loaded, it awaits
+                // the diff that bridges it (a too-old one is refetched on that diff).
+                let _ = self
                     .depth
                     .on_snapshot(symbol, p.last_update_id, &p.bids, &p.asks, sink);
-                let _ = step;
             }
         }
         let diff = DepthDiff {
@@ -897,6 +897,10 @@ mod tests {
             (
                 r#"{"e":"kline","k":{}}"#,
                 "unsupported message kind `kline`",
+            ),
+            (
+                r#"{"stream":"x@depth20@100ms","data":{"e":"depthUpdate","s":"X","U":1,"u":2,"pu":0,"b":[],"a":[]}}"#,
+                "unsupported message kind `depth20@100ms`",
             ),
             (
                 r#"{"stream":"x@depth","data":{"s":"X","U":1,"u":2,"pu":0,"b":[["1","99999999999999"]],"a":[]}}"#,

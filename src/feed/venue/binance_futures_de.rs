@@ -248,7 +248,9 @@ pub(super) enum StreamKind {
     Other,
 }
 
-/// The kind of a combined stream name (`ethusdt@depth@0ms` → depth).
+/// The kind of a combined stream name (`ethusdt@depth@0ms` → depth). Partial book depth
+/// streams (`depth5`, `depth10`, `depth20`, with or without `@speed`) are top-N snapshots, not
+/// diffs: not normalized ([`StreamKind::Other`]).
 pub(super) fn stream_kind(stream: &str) -> StreamKind {
     let kind = stream.split_once('@').map_or(stream, |(_, k)| k);
     match kind {
@@ -257,7 +259,8 @@ pub(super) fn stream_kind(stream: &str) -> StreamKind {
         "bookTicker" => StreamKind::BookTicker,
         "forceOrder" => StreamKind::Liquidation,
         k if k.starts_with("markPrice") => StreamKind::Mark,
-        k if k.starts_with("depth") => StreamKind::Depth,
+        "depth" => StreamKind::Depth,
+        k if k.starts_with("depth@") => StreamKind::Depth,
         _ => StreamKind::Other,
     }
 }

@@ -516,6 +516,7 @@ fn plumbing(socket: &Path, url: &str) -> Vec<String> {
         "feeds.binance.channels=[\"trade\"]".into(),
         "feeds.coinbase.enabled=false".into(),
         "feeds.kraken_v1.enabled=false".into(),
+        "feeds.binance_usdm.enabled=false".into(),
     ]
 }
 

@@ -16,7 +16,7 @@ for speed in 10 100; do
     "$bin" run --set "relay.socket_path=\"$sock\"" --set http.enabled=false \
       --set "replay.speed=$speed" --set "consumer.idle=\"$idle\"" \
       --set 'feeds.binance.channels=["trade","bookTicker"]' \
-      --set feeds.coinbase.enabled=false --set feeds.kraken_v1.enabled=false \
+      --set feeds.coinbase.enabled=false --set feeds.kraken_v1.enabled=false --set feeds.binance_usdm.enabled=false \
       > "$dir/run.out" 2>&1 &
     relay=$!
     for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done

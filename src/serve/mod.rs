@@ -7,6 +7,7 @@
 //! - `server`: the `http` thread: one `poll(2)` loop over every connection, request deadline,
 //!   connection cap.
 //! - `metrics`: Prometheus rendering of the relay's counters (`/metrics`).
+//! - `feed_metrics`: the per-feed families `metrics` renders (name, help, value).
 //! - `health`: the health policy: when a feed is stale, the `/health` verdict.
 //! - `exposition`: a parser of the Prometheus text format (what `metrics` writes), for clients
 //!   and tests.
@@ -14,6 +15,7 @@
 
 pub mod config;
 pub mod exposition;
+mod feed_metrics;
 pub mod health;
 pub mod http;
 pub mod metrics;

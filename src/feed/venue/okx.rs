@@ -761,7 +761,7 @@ mod tests {
             ),
             (
                 r#"{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0","bkPx":"0.007831","ccy":"","posSide":"short","side":"buy","sz":"13","ts":"1692266434010"}],"instFamily":"IOST-USDT","instId":"IOST-USDT-SWAP","instType":"SWAP","uly":"IOST-USDT"}]}"#,
-                "liquidation IOST-USDT-SWAP Liquidation { side: Buy, price: 783100, avg_price: -9223372036854775808, size: 1300000000, filled_size: 1300000000, status: Filled, exchange_ts_ns: Some(1692266434010000000) }",
+                "liquidation IOST-USDT-SWAP Liquidation { side: Buy, price: 783100, avg_price: -9223372036854775808, size: 1300000000, filled_size: -9223372036854775808, status: Unknown, exchange_ts_ns: Some(1692266434010000000) }",
             ),
         ];
         for (raw, want) in cases {

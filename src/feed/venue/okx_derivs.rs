@@ -14,7 +14,8 @@
 //!   "instType":"SWAP"}`) and reports every instrument of that type; only the feed's symbols are
 //!   emitted (all of them when the parser was given no subscription, as in `mdrelay decode`).
 //!   Each `details` entry is one liquidation order: `side` is the order's side, `sz` its size,
-//!   `bkPx` the bankruptcy price; it is reported filled.
+//!   `bkPx` the bankruptcy price (the `price`). OKX says nothing of the order's fills, so
+//!   `filled_size` is absent and `status` is `unknown`: never a value the venue did not send.
 //!
 //! Runs on the OKX collector thread inside one parse; never blocks; allocates nothing.
 
@@ -171,8 +172,8 @@ pub(super) fn liquidations(
                 price: fixed_field("bkPx", d.bk_px)?,
                 avg_price: ABSENT,
                 size: sz,
-                filled_size: sz,
-                status: LiquidationStatus::Filled,
+                filled_size: ABSENT,
+                status: LiquidationStatus::Unknown,
                 exchange_ts_ns: d.ts.map(ms_str_to_ns).transpose()?,
             };
             if keep {

@@ -18,9 +18,12 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::binance_de::{
+    levels, AggTradeData, BookTickerData, Buffers, DepthHead, DepthSeed, TradeData,
+};
 use super::binance_depth::{DepthBooks, DepthDiff, DepthSyncConfig};
 use super::binance_fast::{self, Fast};
-use super::de::{from_str_seed, pair_level, ErrSlot, LevelsSeed, StrPair};
+use super::de::{from_str_seed, ErrSlot};
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::market::event::{BookUpdate, Event, Level, Quote, Side, Status, StatusCode, Trade};
 use crate::market::instrument::Venue;
@@ -47,119 +50,6 @@ pub fn stream_names(symbol: &str, channels: &[String]) -> Vec<String> {
 }
 
 const MS: u64 = 1_000_000;
-
-#[derive(Deserialize)]
-struct TradeData<'a> {
-    #[serde(rename = "s")]
-    symbol: &'a str,
-    #[serde(rename = "t")]
-    trade_id: u64,
-    #[serde(rename = "p")]
-    price: &'a str,
-    #[serde(rename = "q")]
-    qty: &'a str,
-    #[serde(rename = "T")]
-    trade_time_ms: u64,
-    #[serde(rename = "m")]
-    buyer_is_maker: bool,
-}
-
-#[derive(Deserialize)]
-struct AggTradeData<'a> {
-    #[serde(rename = "s")]
-    symbol: &'a str,
-    #[serde(rename = "a")]
-    agg_id: u64,
-    #[serde(rename = "p")]
-    price: &'a str,
-    #[serde(rename = "q")]
-    qty: &'a str,
-    #[serde(rename = "T")]
-    trade_time_ms: u64,
-    #[serde(rename = "m")]
-    buyer_is_maker: bool,
-}
-
-#[derive(Deserialize)]
-struct BookTickerData<'a> {
-    #[serde(rename = "s")]
-    symbol: &'a str,
-    #[serde(rename = "b")]
-    bid_price: &'a str,
-    #[serde(rename = "B")]
-    bid_qty: &'a str,
-    #[serde(rename = "a")]
-    ask_price: &'a str,
-    #[serde(rename = "A")]
-    ask_qty: &'a str,
-    #[serde(rename = "T")]
-    transaction_time_ms: Option<u64>,
-    #[serde(rename = "E")]
-    event_time_ms: Option<u64>,
-}
-
-/// What a Binance level array is, for serde's "expected …" text.
-const LEVELS: &str = "an array of [price, quantity] string pairs";
-
-/// Deserializes `[["price","qty"],…]` straight into `out`, replacing its content.
-fn levels<'v, 'de>(
-    out: &'v mut Vec<Level>,
-    err: &'v ErrSlot,
-) -> LevelsSeed<'v, StrPair<'de>, impl Fn(StrPair<'de>) -> Result<Level, ParseError>> {
-    out.clear();
-    LevelsSeed::new(out, err, LEVELS, pair_level("qty"))
-}
-
-/// Fields of a `depthUpdate` diff other than its levels.
-#[derive(Default)]
-struct DepthHead<'a> {
-    symbol: Option<&'a str>,
-    first_update_id: Option<u64>,
-    final_update_id: Option<u64>,
-    event_time_ms: Option<u64>,
-    last_update_id: Option<u64>,
-}
-
-/// Parses a depth diff or REST snapshot object, filling the parser's level buffers.
-struct DepthSeed<'v> {
-    bids: &'v mut Vec<Level>,
-    asks: &'v mut Vec<Level>,
-    err: &'v ErrSlot,
-}
-
-impl<'de> DeserializeSeed<'de> for DepthSeed<'_> {
-    type Value = DepthHead<'de>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for DepthSeed<'_> {
-    type Value = DepthHead<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a depth update or snapshot object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut head = DepthHead::default();
-        self.bids.clear();
-        self.asks.clear();
-        while let Some(key) = map.next_key::<&'de str>()? {
-            match key {
-                "s" => head.symbol = Some(map.next_value()?),
-                "U" => head.first_update_id = Some(map.next_value()?),
-                "u" => head.final_update_id = Some(map.next_value()?),
-                "E" => head.event_time_ms = Some(map.next_value()?),
-                "lastUpdateId" => head.last_update_id = Some(map.next_value()?),
-                "b" | "bids" => map.next_value_seed(levels(self.bids, self.err))?,
-                "a" | "asks" => map.next_value_seed(levels(self.asks, self.err))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(head)
-    }
-}
 
 /// What the envelope turned out to be.
 enum Envelope<'a> {
@@ -226,11 +116,11 @@ impl<'de> EnvelopeVisitor<'_> {
             StreamKind::AggTrade => Envelope::AggTrade(AggTradeData::deserialize(d)?),
             StreamKind::BookTicker => Envelope::BookTicker(BookTickerData::deserialize(d)?),
             StreamKind::Depth => Envelope::Depth(
-                DepthSeed {
+                DepthSeed(Buffers {
                     bids: self.bids,
                     asks: self.asks,
                     err: self.err,
-                }
+                })
                 .deserialize(d)?,
             ),
             StreamKind::Other => {
@@ -478,7 +368,7 @@ impl VenueParser for BinanceParser {
                 first_update_id: h.first_update_id,
                 final_update_id: h.final_update_id,
                 event_time_ms: h.event_time_ms,
-                last_update_id: None,
+                ..DepthHead::default()
             }),
             None => {
                 self.fast_path_fallbacks += u64::from(!self.general_only);

@@ -24,11 +24,11 @@
 //! Runs on the collector thread of its feed (and in `mdrelay decode`); never blocks.
 
 use super::binance::{aggressor, ms_to_ns, stream_names, subscribe_request};
-use super::binance_depth::{DepthBooks, DepthDiff, DepthSyncConfig, SyncRule};
-use super::binance_futures_de::{
+use super::binance_de::{
     event_kind, parse_body, AggTradeData, BookTickerData, Buffers, DepthHead, Envelope,
     EnvelopeSeed, ForceOrderData, MarkPriceData, TradeData,
 };
+use super::binance_depth::{DepthBooks, DepthDiff, DepthSyncConfig, SyncRule};
 use super::de::{from_str_seed, ErrSlot};
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::market::event::{
@@ -260,11 +260,9 @@ impl VenueParser for BinanceFuturesParser {
         };
         // No `end()`: a REST body is taken as far as its object goes.
         let mut de = serde_json::Deserializer::from_str(body);
-        let head = serde::de::DeserializeSeed::deserialize(
-            super::binance_futures_de::DepthSeed(buffers),
-            &mut de,
-        )
-        .map_err(|e| self.err.or_json(e));
+        let head =
+            serde::de::DeserializeSeed::deserialize(super::binance_de::DepthSeed(buffers), &mut de)
+                .map_err(|e| self.err.or_json(e));
         match head {
             Ok(DepthHead {
                 last_update_id: Some(last),

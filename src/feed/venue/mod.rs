@@ -20,8 +20,8 @@
 //! - `binance_futures.rs`: Binance USD-M and COIN-M futures streams: `trade` (only `X: MARKET`
 //!   relayed), `aggTrade`, `bookTicker`, diff depth with the futures sync rule, `markPrice`,
 //!   `forceOrder`, REST snapshots from `/fapi` or `/dapi`.
-//! - `binance_futures_de.rs`: the futures messages and the combined-stream envelope as serde
-//!   reads them.
+//! - `binance_de.rs`: Binance messages as serde reads them (spot and futures share the
+//!   structs), and the futures combined-stream envelope.
 //! - `coinbase.rs`: Coinbase Exchange feed: `ticker`, `match` / `last_match`, level2 `snapshot` /
 //!   `l2update`, control messages; sequencing, trade-id gaps, crossed books.
 //! - `kraken_v1.rs`: Kraken WebSocket v1 arrays: `trade`, `spread`, `ticker`, `book-N`.
@@ -47,10 +47,10 @@
 
 pub mod binance;
 pub mod binance_books;
+mod binance_de;
 pub mod binance_depth;
 mod binance_fast;
 pub mod binance_futures;
-mod binance_futures_de;
 pub mod bybit;
 pub mod coinbase;
 mod de;

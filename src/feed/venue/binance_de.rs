@@ -1,5 +1,7 @@
-//! The messages of Binance USD-M and COIN-M futures streams as serde reads them, borrowed from
-//! the raw text: `trade` (with `X`), `aggTrade`, `bookTicker` (with `E`, `T`), `depthUpdate`
+//! The messages of Binance streams as serde reads them, borrowed from the raw text. The spot
+//! parser (`binance.rs`) reads `trade`, `aggTrade`, `bookTicker`, `depthUpdate` and the REST depth
+//! snapshot with the same structs (the futures-only fields are absent there). For USD-M and COIN-M
+//! futures: `trade` (with `X`), `aggTrade`, `bookTicker` (with `E`, `T`), `depthUpdate`
 //! (with `pu`), `markPriceUpdate`, `forceOrder`, the REST depth snapshot, and the combined-stream
 //! envelope, read in one pass: `stream` comes first (Binance always sends it first), so `data` is
 //! deserialized straight into the type the stream names; a `data` before its `stream` is kept as
@@ -9,7 +11,7 @@
 //! References: Binance USD-M Futures and COIN-M Futures "WebSocket Market Streams" (Trade
 //! Streams, Aggregate Trade Streams, Individual Symbol Book Ticker Streams, Diff. Book Depth
 //! Streams, Mark Price Stream, Liquidation Order Streams) and "Order Book" (REST). Used by
-//! `binance_futures.rs` on the collector thread of a futures feed; never blocks.
+//! `binance.rs` and `binance_futures.rs` on the collector thread of a Binance feed; never blocks.
 
 use std::fmt;
 
@@ -135,7 +137,7 @@ pub(super) struct ForceOrderData<'a> {
 const LEVELS: &str = "an array of [price, quantity] string pairs";
 
 /// Deserializes `[["price","qty"],…]` straight into `out`, replacing its content.
-fn levels<'v, 'de>(
+pub(super) fn levels<'v, 'de>(
     out: &'v mut Vec<Level>,
     err: &'v ErrSlot,
 ) -> LevelsSeed<'v, StrPair<'de>, impl Fn(StrPair<'de>) -> Result<Level, super::ParseError>> {

@@ -620,7 +620,7 @@ impl VenueParser for BybitParser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::describe;
+    use crate::feed::venue::testutil::run;
 
     fn samples() -> Vec<String> {
         std::fs::read_to_string(fixture("samples/bybit.jsonl"))
@@ -628,12 +628,6 @@ mod tests {
             .lines()
             .map(str::to_owned)
             .collect()
-    }
-
-    fn run(p: &mut BybitParser, raw: &str) -> (Result<Parsed, String>, Vec<String>) {
-        let mut out = Vec::new();
-        let r = p.parse(raw, 1, &mut |sym, ev| out.push(describe(sym, ev)));
-        (r.map_err(|e| e.to_string()), out)
     }
 
     #[test]

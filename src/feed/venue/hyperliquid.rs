@@ -329,7 +329,7 @@ impl VenueParser for HyperliquidParser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::describe;
+    use crate::feed::venue::testutil::run;
     use crate::persist::recording;
 
     fn capture() -> Vec<String> {
@@ -338,12 +338,6 @@ mod tests {
             .into_iter()
             .map(|r| r.raw)
             .collect()
-    }
-
-    fn run(p: &mut HyperliquidParser, raw: &str) -> (Result<Parsed, String>, Vec<String>) {
-        let mut out = Vec::new();
-        let r = p.parse(raw, 1, &mut |sym, ev| out.push(describe(sym, ev)));
-        (r.map_err(|e| e.to_string()), out)
     }
 
     #[test]

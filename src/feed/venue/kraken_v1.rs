@@ -568,7 +568,7 @@ impl VenueParser for KrakenV1Parser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::describe;
+    use crate::feed::venue::testutil::run;
     use crate::market::event::StatusCode;
     use std::io::BufRead;
 
@@ -667,12 +667,6 @@ mod tests {
     }
 
     use crate::market::fixed::Decimal;
-
-    fn run(p: &mut KrakenV1Parser, raw: &str) -> (Result<Parsed, String>, Vec<String>) {
-        let mut out = Vec::new();
-        let r = p.parse(raw, 1, &mut |sym, ev| out.push(describe(sym, ev)));
-        (r.map_err(|e| e.to_string()), out)
-    }
 
     #[test]
     fn every_sample_kind_parses_as_documented() {

@@ -781,7 +781,7 @@ impl VenueParser for KrakenV2Parser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::describe;
+    use crate::feed::venue::testutil::run;
 
     /// MATIC/USD and ALGO/USD as the `instrument` channel describes them (the precisions under
     /// which the docs' checksums reproduce).
@@ -798,12 +798,6 @@ mod tests {
             .lines()
             .map(str::to_owned)
             .collect()
-    }
-
-    fn run(p: &mut KrakenV2Parser, raw: &str) -> (Result<Parsed, String>, Vec<String>) {
-        let mut out = Vec::new();
-        let r = p.parse(raw, 1, &mut |sym, ev| out.push(describe(sym, ev)));
-        (r.map_err(|e| e.to_string()), out)
     }
 
     #[test]

@@ -631,7 +631,7 @@ impl VenueParser for OkxParser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::describe;
+    use crate::feed::venue::testutil::run;
     use crate::persist::recording;
 
     const CAPTURE: &str = "okx/books_trades_tickers_20220513.txt.gz";
@@ -642,12 +642,6 @@ mod tests {
             .into_iter()
             .map(|r| r.raw)
             .collect()
-    }
-
-    fn run(p: &mut OkxParser, raw: &str) -> (Result<Parsed, String>, Vec<String>) {
-        let mut out = Vec::new();
-        let r = p.parse(raw, 1, &mut |sym, ev| out.push(describe(sym, ev)));
-        (r.map_err(|e| e.to_string()), out)
     }
 
     /// The capture's book line `i` with `seqId`/`prevSeqId` added (the 2022 capture predates

@@ -1,6 +1,7 @@
 //! Test-only helpers shared by the venue parsers' unit tests (fixtures come from
 //! [`crate::base::testutil::fixture`]).
 
+use super::{Parsed, VenueParser};
 use crate::market::event::{Event, Level};
 use crate::market::fixed::Decimal;
 
@@ -51,4 +52,15 @@ pub(crate) fn describe(sym: Option<&str>, ev: &Event<'_>) -> String {
         Event::Liquidation(l) => format!("liquidation {sym} {l:?}"),
         Event::OpenInterest(o) => format!("open_interest {sym} {o:?}"),
     }
+}
+
+/// Parses `raw` with `p` (receive time 1): the outcome, error as text, and every event as
+/// [`describe`] writes it.
+pub(crate) fn run<P: VenueParser + ?Sized>(
+    p: &mut P,
+    raw: &str,
+) -> (Result<Parsed, String>, Vec<String>) {
+    let mut out = Vec::new();
+    let r = p.parse(raw, 1, &mut |sym, ev| out.push(describe(sym, ev)));
+    (r.map_err(|e| e.to_string()), out)
 }

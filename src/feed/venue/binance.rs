@@ -51,6 +51,22 @@ pub fn stream_names(symbol: &str, channels: &[String]) -> Vec<String> {
 
 const MS: u64 = 1_000_000;
 
+/// A request acknowledged (`{"result":…,"id":N}`), reported as `subscribed`.
+pub(super) fn acknowledged(sink: &mut Sink<'_>) -> Parsed {
+    sink(
+        None,
+        &Event::Status(Status {
+            code: StatusCode::Subscribed,
+            count: 0,
+            detail: "subscription acknowledged",
+        }),
+    );
+    Parsed::Control
+}
+
+/// The venue refused a request (bad stream name, rate limit): an error, so an operator sees it.
+pub(super) const REFUSED: &str = "venue replied with an error to a request";
+
 /// What the envelope turned out to be.
 enum Envelope<'a> {
     Trade(TradeData<'a>),
@@ -446,23 +462,8 @@ impl VenueParser for BinanceParser {
                 }
                 sink(h.symbol, &Event::Book(update));
             }
-            Envelope::Ack => {
-                sink(
-                    None,
-                    &Event::Status(Status {
-                        code: StatusCode::Subscribed,
-                        count: 0,
-                        detail: "subscription acknowledged",
-                    }),
-                );
-                return Ok(Parsed::Control);
-            }
-            // The venue refused a request (bad stream name, rate limit): an operator must see it.
-            Envelope::Error => {
-                return Err(ParseError::Invalid(
-                    "venue replied with an error to a request",
-                ))
-            }
+            Envelope::Ack => return Ok(acknowledged(sink)),
+            Envelope::Error => return Err(ParseError::Invalid(REFUSED)),
             Envelope::Unsupported(kind) => return Err(ParseError::Unsupported(kind.to_owned())),
         }
         Ok(Parsed::Data)

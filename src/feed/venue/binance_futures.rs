@@ -23,7 +23,7 @@
 //!
 //! Runs on the collector thread of its feed (and in `mdrelay decode`); never blocks.
 
-use super::binance::{aggressor, ms_to_ns, stream_names, subscribe_request};
+use super::binance::{acknowledged, aggressor, ms_to_ns, stream_names, subscribe_request, REFUSED};
 use super::binance_de::{
     event_kind, parse_body, AggTradeData, BookTickerData, Buffers, DepthHead, Envelope,
     EnvelopeSeed, ForceOrderData, MarkPriceData, TradeData,
@@ -32,7 +32,7 @@ use super::binance_depth::{DepthBooks, DepthDiff, DepthSyncConfig, SyncRule};
 use super::de::{from_str_seed, ErrSlot};
 use super::{fixed_field, ParseError, Parsed, Sink, Subscription, VenueParser};
 use crate::market::event::{
-    Event, Level, Liquidation, LiquidationStatus, Mark, Quote, Side, Status, StatusCode, Trade,
+    Event, Level, Liquidation, LiquidationStatus, Mark, Quote, Side, Trade,
 };
 use crate::market::fixed::{self, ABSENT};
 use crate::market::instrument::Venue;
@@ -191,22 +191,8 @@ impl BinanceFuturesParser {
             Envelope::Liquidation(l) => {
                 sink(Some(l.order.symbol), &Event::Liquidation(liquidation(&l)?))
             }
-            Envelope::Ack => {
-                sink(
-                    None,
-                    &Event::Status(Status {
-                        code: StatusCode::Subscribed,
-                        count: 0,
-                        detail: "subscription acknowledged",
-                    }),
-                );
-                return Ok(Parsed::Control);
-            }
-            Envelope::Error => {
-                return Err(ParseError::Invalid(
-                    "venue replied with an error to a request",
-                ))
-            }
+            Envelope::Ack => return Ok(acknowledged(sink)),
+            Envelope::Error => return Err(ParseError::Invalid(REFUSED)),
             Envelope::Bare(e) => return Err(ParseError::Unsupported(e.to_owned())),
             Envelope::Unsupported(kind) => return Err(ParseError::Unsupported(kind.to_owned())),
         }
@@ -438,7 +424,7 @@ pub(super) fn liquidation(l: &ForceOrderData<'_>) -> Result<Liquidation, ParseEr
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::market::event::Event;
+    use crate::market::event::{Event, StatusCode};
     use serde_json::Value;
     use std::collections::BTreeMap;
 

@@ -33,10 +33,9 @@ pub fn open(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
 pub fn split_line(line: &str) -> (Option<u64>, &str) {
     let line = line.trim_end_matches(['\n', '\r']);
     if let Some((ts, rest)) = line.split_once(' ') {
-        if !ts.is_empty() && ts.len() <= 20 && ts.bytes().all(|b| b.is_ascii_digit()) {
-            if let Some(ns) = crate::market::fixed::parse_u64(ts) {
-                return (Some(ns), rest);
-            }
+        // `parse_u64` refuses an empty field, a non-digit and more than 20 digits: one pass.
+        if let Some(ns) = crate::market::fixed::parse_u64(ts) {
+            return (Some(ns), rest);
         }
     }
     (None, line)
@@ -129,7 +128,7 @@ impl LineReader {
                 break;
             }
             any = true;
-            let (take, used, end) = match chunk.iter().position(|&b| b == b'\n') {
+            let (take, used, end) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (i, i + 1, true),
                 None => (chunk.len(), chunk.len(), false),
             };

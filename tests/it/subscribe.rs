@@ -338,7 +338,9 @@ fn requests_later_change_the_stream_and_bad_ones_close_only_that_connection() {
         }
     }
     assert!(saw_error);
-    // An oversized request on a fresh connection, in its hello window.
+    // An oversized request on a fresh connection. With `hello_timeout_ms=0` the acceptor may hand
+    // the connection over before the request's bytes arrive: then it is admitted and its join
+    // snapshot comes first. Either way the answer is request_error, then the close.
     let mut raw = UnixStream::connect(&sock).unwrap();
     protocol::encode_raw(&mut buf, 64, &protocol::Meta::default(), &[0u8; 4096]);
     raw.write_all(&buf).unwrap();
@@ -346,16 +348,17 @@ fn requests_later_change_the_stream_and_bad_ones_close_only_that_connection() {
     refused
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let rx = refused.next_frame().unwrap().unwrap();
-    let Ok(Message::Status { status, .. }) = rx.frame.message() else {
-        panic!("a status")
+    let (code, detail) = loop {
+        let rx = refused
+            .next_frame()
+            .unwrap()
+            .expect("a request_error before the close");
+        if let Ok(Message::Status { status, .. }) = rx.frame.message() {
+            break (status.code, status.detail.to_owned());
+        }
     };
-    assert_eq!(status.code, StatusCode::RequestError);
-    assert!(
-        status.detail.contains("over the limit"),
-        "{}",
-        status.detail
-    );
+    assert_eq!(code, StatusCode::RequestError);
+    assert!(detail.contains("over the limit"), "{detail}");
     assert!(refused.next_frame().unwrap().is_none(), "then closed");
     // The relay and the other subscriber carry on.
     let mut n = 0;
@@ -365,9 +368,10 @@ fn requests_later_change_the_stream_and_bad_ones_close_only_that_connection() {
         }
     }
     let s = relay.shutdown();
-    assert_eq!(
-        s.subscribers_accepted, 2,
-        "the refused one was never admitted"
+    assert!(
+        matches!(s.subscribers_accepted, 2 | 3),
+        "the two subscribers, and the refused one only if it was handed over before its request: {}",
+        s.subscribers_accepted
     );
 }
 

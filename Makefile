@@ -72,7 +72,8 @@ clean:
 # FUZZ_TARGETS picks some. `make test` replays the committed corpus (fuzz/corpus) on stable.
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder subscription venue_binance venue_coinbase venue_kraken \
-	venue_kraken_v1 http_request config_loader line_reader
+	venue_kraken_v1 venue_binance_usdm venue_okx venue_bybit venue_gemini venue_hyperliquid \
+	http_request config_loader line_reader
 fuzz:
 	fuzz/run.sh run $(FUZZ_SECS) $(FUZZ_TARGETS)
 

@@ -49,6 +49,11 @@ pub const TARGETS: &[Target] = &[
     ("venue_coinbase", venue_coinbase),
     ("venue_kraken", venue_kraken),
     ("venue_kraken_v1", venue_kraken_v1),
+    ("venue_binance_usdm", venue_binance_usdm),
+    ("venue_okx", venue_okx),
+    ("venue_bybit", venue_bybit),
+    ("venue_gemini", venue_gemini),
+    ("venue_hyperliquid", venue_hyperliquid),
     ("http_request", http_request),
     ("config_loader", config_loader),
     ("line_reader", line_reader),
@@ -409,6 +414,31 @@ pub fn venue_kraken(data: &[u8]) {
 /// Target `venue_kraken_v1`: the Kraken WebSocket v1 parser.
 pub fn venue_kraken_v1(data: &[u8]) {
     venue_lines(Venue::KrakenV1, data);
+}
+
+/// Target `venue_binance_usdm`: the Binance USD-M futures parser.
+pub fn venue_binance_usdm(data: &[u8]) {
+    venue_lines(Venue::BinanceUsdm, data);
+}
+
+/// Target `venue_okx`: the OKX v5 parser.
+pub fn venue_okx(data: &[u8]) {
+    venue_lines(Venue::Okx, data);
+}
+
+/// Target `venue_bybit`: the Bybit v5 parser.
+pub fn venue_bybit(data: &[u8]) {
+    venue_lines(Venue::Bybit, data);
+}
+
+/// Target `venue_gemini`: the Gemini v2 parser.
+pub fn venue_gemini(data: &[u8]) {
+    venue_lines(Venue::Gemini, data);
+}
+
+/// Target `venue_hyperliquid`: the Hyperliquid parser.
+pub fn venue_hyperliquid(data: &[u8]) {
+    venue_lines(Venue::Hyperliquid, data);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,5 @@
+//! libFuzzer target `venue_bybit`: see `mdrelay_fuzz::venue_bybit` (fuzz/src/lib.rs) for the input layout and
+//! the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mdrelay_fuzz::venue_bybit(data));

@@ -5,7 +5,7 @@
 //! cached book a late joiner gets equals the book the subscriber built from the stream.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mdrelay::market::book::L2Book;
@@ -140,30 +140,7 @@ fn run_venue(v: Venue, feed: &str, files: Vec<PathBuf>) {
             }
         }
     }
-    let mut late = RelayClient::connect(&sock).unwrap();
-    late.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut cached = 0;
-    while let Ok(Some(rx)) = late.next_frame() {
-        let h = rx.frame.header;
-        if h.flags & flags::CACHED == 0 {
-            continue;
-        }
-        if let Ok(Message::Book(b)) = rx.frame.message() {
-            let mine = &books[&h.instrument_id];
-            assert_eq!(
-                b.bids().collect::<Vec<_>>(),
-                mine.bids().collect::<Vec<_>>(),
-                "{v}: cached bids"
-            );
-            assert_eq!(
-                b.asks().collect::<Vec<_>>(),
-                mine.asks().collect::<Vec<_>>(),
-                "{v}: cached asks"
-            );
-            cached += 1;
-        }
-    }
+    let cached = cached_books_match(&sock, &books, v);
     if book_frames > 0 {
         assert_eq!(cached, books.len(), "{v}: one cached book per instrument");
     }
@@ -208,4 +185,34 @@ fn kraken_v1_end_to_end() {
 fn binance_with_depth_end_to_end() {
     let _wd = util::Watchdog::new("binance_e2e", 120);
     run_venue(Venue::Binance, "binance", vec![util::binance_capture()]);
+}
+
+/// Connects a late joiner to `sock` and checks that every cached book it is sent equals the
+/// streamed one in `books`; returns how many cached books came.
+pub(crate) fn cached_books_match(sock: &Path, books: &BTreeMap<u32, L2Book>, v: Venue) -> usize {
+    let mut late = RelayClient::connect(sock).unwrap();
+    late.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut cached = 0;
+    while let Ok(Some(rx)) = late.next_frame() {
+        let h = rx.frame.header;
+        if h.flags & flags::CACHED == 0 {
+            continue;
+        }
+        if let Ok(Message::Book(b)) = rx.frame.message() {
+            let mine = &books[&h.instrument_id];
+            assert_eq!(
+                b.bids().collect::<Vec<_>>(),
+                mine.bids().collect::<Vec<_>>(),
+                "{v}: cached bids"
+            );
+            assert_eq!(
+                b.asks().collect::<Vec<_>>(),
+                mine.asks().collect::<Vec<_>>(),
+                "{v}: cached asks"
+            );
+            cached += 1;
+        }
+    }
+    cached
 }

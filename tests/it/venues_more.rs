@@ -13,7 +13,7 @@ use mdrelay::market::book::L2Book;
 use mdrelay::market::event::{Event, StatusCode, Trade};
 use mdrelay::market::instrument::Venue;
 use mdrelay::wire::protocol::{flags, Message};
-use mdrelay::{feed::venue, persist::recording, relay::client::RelayClient, run};
+use mdrelay::{feed::venue, persist::recording, run};
 
 use crate::util;
 
@@ -128,30 +128,7 @@ fn run_venue(v: Venue, files: Vec<PathBuf>, symbols: &[&str], channels: &[&str],
             }
         }
     }
-    let mut late = RelayClient::connect(&sock).unwrap();
-    late.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut cached = 0;
-    while let Ok(Some(rx)) = late.next_frame() {
-        let h = rx.frame.header;
-        if h.flags & flags::CACHED == 0 {
-            continue;
-        }
-        if let Ok(Message::Book(b)) = rx.frame.message() {
-            let mine = &books[&h.instrument_id];
-            assert_eq!(
-                b.bids().collect::<Vec<_>>(),
-                mine.bids().collect::<Vec<_>>(),
-                "{v}: cached bids"
-            );
-            assert_eq!(
-                b.asks().collect::<Vec<_>>(),
-                mine.asks().collect::<Vec<_>>(),
-                "{v}: cached asks"
-            );
-            cached += 1;
-        }
-    }
+    let cached = crate::venues::cached_books_match(&sock, &books, v);
     assert!(book_frames > 0, "{v}: books were streamed");
     assert_eq!(cached, books.len(), "{v}: one cached book per instrument");
     let summary = relay.shutdown();

@@ -159,6 +159,21 @@ fn field(
     w.write_field(tmp.as_bytes())
 }
 
+/// The columns every market-data row starts with: receive time, exchange time (each as ns and
+/// RFC 3339), venue, symbol.
+fn head_fields(
+    w: &mut csv::Writer<RowSink>,
+    tmp: &mut String,
+    recv_ts_ns: u64,
+    exchange_ts_ns: Option<u64>,
+    name: &Name,
+) -> csv::Result<()> {
+    ts_fields(w, tmp, Some(recv_ts_ns))?;
+    ts_fields(w, tmp, exchange_ts_ns)?;
+    w.write_field(&*name.venue)?;
+    w.write_field(&*name.symbol)
+}
+
 /// ns and RFC 3339 time of an optional timestamp (empty fields for none).
 fn ts_fields(w: &mut csv::Writer<RowSink>, tmp: &mut String, ts: Option<u64>) -> csv::Result<()> {
     match ts {
@@ -214,10 +229,7 @@ pub(super) fn format_row(
         WriterRecord::Trade {
             recv_ts_ns, trade, ..
         } => {
-            ts_fields(w, tmp, Some(*recv_ts_ns))?;
-            ts_fields(w, tmp, trade.exchange_ts_ns)?;
-            w.write_field(&*name.venue)?;
-            w.write_field(&*name.symbol)?;
+            head_fields(w, tmp, *recv_ts_ns, trade.exchange_ts_ns, name)?;
             field(w, tmp, format_args!("{}", Decimal(trade.price)))?;
             field(w, tmp, format_args!("{}", Decimal(trade.size)))?;
             w.write_field(trade.side.name())?;
@@ -229,10 +241,7 @@ pub(super) fn format_row(
         WriterRecord::Quote {
             recv_ts_ns, quote, ..
         } => {
-            ts_fields(w, tmp, Some(*recv_ts_ns))?;
-            ts_fields(w, tmp, quote.exchange_ts_ns)?;
-            w.write_field(&*name.venue)?;
-            w.write_field(&*name.symbol)?;
+            head_fields(w, tmp, *recv_ts_ns, quote.exchange_ts_ns, name)?;
             for v in [
                 quote.bid_price,
                 quote.bid_size,
@@ -260,10 +269,7 @@ pub(super) fn format_row(
         WriterRecord::Mark {
             recv_ts_ns, mark, ..
         } => {
-            ts_fields(w, tmp, Some(*recv_ts_ns))?;
-            ts_fields(w, tmp, mark.exchange_ts_ns)?;
-            w.write_field(&*name.venue)?;
-            w.write_field(&*name.symbol)?;
+            head_fields(w, tmp, *recv_ts_ns, mark.exchange_ts_ns, name)?;
             for v in [mark.mark_price, mark.index_price, mark.settle_price] {
                 field(w, tmp, format_args!("{}", Decimal(v)))?;
             }
@@ -275,10 +281,7 @@ pub(super) fn format_row(
             liquidation: l,
             ..
         } => {
-            ts_fields(w, tmp, Some(*recv_ts_ns))?;
-            ts_fields(w, tmp, l.exchange_ts_ns)?;
-            w.write_field(&*name.venue)?;
-            w.write_field(&*name.symbol)?;
+            head_fields(w, tmp, *recv_ts_ns, l.exchange_ts_ns, name)?;
             w.write_field(l.side.name())?;
             for v in [l.price, l.avg_price, l.size, l.filled_size] {
                 field(w, tmp, format_args!("{}", Decimal(v)))?;
@@ -290,10 +293,7 @@ pub(super) fn format_row(
             open_interest: o,
             ..
         } => {
-            ts_fields(w, tmp, Some(*recv_ts_ns))?;
-            ts_fields(w, tmp, o.exchange_ts_ns)?;
-            w.write_field(&*name.venue)?;
-            w.write_field(&*name.symbol)?;
+            head_fields(w, tmp, *recv_ts_ns, o.exchange_ts_ns, name)?;
             field(w, tmp, format_args!("{}", Decimal(o.open_interest)))?;
             field(w, tmp, format_args!("{}", Decimal(o.value)))?;
         }

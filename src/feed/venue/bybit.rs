@@ -620,7 +620,7 @@ impl VenueParser for BybitParser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::run;
+    use crate::feed::venue::testutil::{assert_refused, run};
 
     fn samples() -> Vec<String> {
         std::fs::read_to_string(fixture("samples/bybit.jsonl"))
@@ -826,13 +826,7 @@ mod tests {
                 "unsupported message kind `kline`",
             ),
         ];
-        for (raw, want) in cases {
-            let mut p = BybitParser::new();
-            let (r, out) = run(&mut p, raw);
-            let err = r.expect_err(raw);
-            assert!(err.contains(want), "{raw}: {err}");
-            assert!(out.is_empty(), "{raw}: {out:?}");
-        }
+        assert_refused(BybitParser::new, cases);
     }
 
     #[test]

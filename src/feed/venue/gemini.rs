@@ -277,7 +277,7 @@ impl VenueParser for GeminiParser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::run;
+    use crate::feed::venue::testutil::{assert_refused, run};
     use crate::persist::recording;
 
     fn capture() -> Vec<String> {
@@ -430,13 +430,7 @@ mod tests {
                 "unsupported",
             ),
         ];
-        for (raw, want) in cases {
-            let mut p = GeminiParser::new();
-            let (r, out) = run(&mut p, raw);
-            let err = r.expect_err(raw);
-            assert!(err.contains(want), "{raw}: {err}");
-            assert!(out.is_empty(), "{raw}: {out:?}");
-        }
+        assert_refused(GeminiParser::new, cases);
     }
 
     #[test]

@@ -329,7 +329,7 @@ impl VenueParser for HyperliquidParser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::run;
+    use crate::feed::venue::testutil::{assert_refused, run};
     use crate::persist::recording;
 
     fn capture() -> Vec<String> {
@@ -466,13 +466,7 @@ mod tests {
             ),
             (r#"{"channel":"candle","data":{}}"#, "unsupported"),
         ];
-        for (raw, want) in cases {
-            let mut p = HyperliquidParser::new();
-            let (r, out) = run(&mut p, raw);
-            let err = r.expect_err(raw);
-            assert!(err.contains(want), "{raw}: {err}");
-            assert!(out.is_empty(), "{raw}: {out:?}");
-        }
+        assert_refused(HyperliquidParser::new, cases);
     }
 
     #[test]

@@ -568,7 +568,7 @@ impl VenueParser for KrakenV1Parser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::run;
+    use crate::feed::venue::testutil::{assert_refused, run};
     use crate::market::event::StatusCode;
     use std::io::BufRead;
 
@@ -991,13 +991,7 @@ mod tests {
             ),
             (r#"[1,[],"trade","A/B"] x"#, "malformed"),
         ];
-        for (raw, want) in cases {
-            let mut p = KrakenV1Parser::new();
-            let (r, out) = run(&mut p, raw);
-            let err = r.expect_err(raw);
-            assert!(err.contains(want), "{raw}: {err}");
-            assert!(out.is_empty(), "{raw}: {out:?}");
-        }
+        assert_refused(KrakenV1Parser::new, cases);
         let mut p = KrakenV1Parser::new();
         let e = p
             .parse(

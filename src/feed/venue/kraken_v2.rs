@@ -781,7 +781,7 @@ impl VenueParser for KrakenV2Parser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::run;
+    use crate::feed::venue::testutil::{assert_refused, run};
 
     /// MATIC/USD and ALGO/USD as the `instrument` channel describes them (the precisions under
     /// which the docs' checksums reproduce).
@@ -1097,13 +1097,7 @@ mod tests {
                 "malformed",
             ),
         ];
-        for (raw, want) in cases {
-            let mut p = KrakenV2Parser::with_precisions(precisions());
-            let (r, out) = run(&mut p, raw);
-            let err = r.expect_err(raw);
-            assert!(err.contains(want), "{raw}: {err}");
-            assert!(out.is_empty(), "{raw}: {out:?}");
-        }
+        assert_refused(|| KrakenV2Parser::with_precisions(precisions()), cases);
     }
 
     #[test]

@@ -631,7 +631,7 @@ impl VenueParser for OkxParser {
 mod tests {
     use super::*;
     use crate::base::testutil::fixture;
-    use crate::feed::venue::testutil::run;
+    use crate::feed::venue::testutil::{assert_refused, run};
     use crate::persist::recording;
 
     const CAPTURE: &str = "okx/books_trades_tickers_20220513.txt.gz";
@@ -927,13 +927,7 @@ mod tests {
                 "unsupported message kind `candle1m`",
             ),
         ];
-        for (raw, want) in cases {
-            let mut p = OkxParser::new();
-            let (r, out) = run(&mut p, raw);
-            let err = r.expect_err(raw);
-            assert!(err.contains(want), "{raw}: {err}");
-            assert!(out.is_empty(), "{raw}: {out:?}");
-        }
+        assert_refused(OkxParser::new, cases);
     }
 
     #[test]

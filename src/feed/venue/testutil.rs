@@ -64,3 +64,14 @@ pub(crate) fn run<P: VenueParser + ?Sized>(
     let r = p.parse(raw, 1, &mut |sym, ev| out.push(describe(sym, ev)));
     (r.map_err(|e| e.to_string()), out)
 }
+
+/// Each of `cases` (a message, a text its error must contain), given to a fresh parser, is
+/// refused with that error and emits nothing.
+pub(crate) fn assert_refused<P: VenueParser>(new: impl Fn() -> P, cases: &[(&str, &str)]) {
+    for &(raw, want) in cases {
+        let (r, out) = run(&mut new(), raw);
+        let err = r.expect_err(raw);
+        assert!(err.contains(want), "{raw}: {err}");
+        assert!(out.is_empty(), "{raw}: {out:?}");
+    }
+}

@@ -1,4 +1,4 @@
-//! The second-language client: `examples/python/mdrelay_client.py`, written from
+//! The second-language client: `clients/python/src/mdrelay_client/protocol.py`, written from
 //! docs/PROTOCOL.md alone, decodes the documented golden vectors and a live relay's stream.
 //! If python3 is missing these tests fail: it is part of the machine.
 
@@ -15,7 +15,7 @@ use crate::util;
 const TRADES: u64 = 6106;
 const QUOTES: u64 = 24077;
 
-/// `python3 examples/python/mdrelay_client.py`, after checking that python3 (3.10 or later) is
+/// `python3 clients/python/src/mdrelay_client/protocol.py`, after checking that python3 (3.10 or later) is
 /// there. Panics with a clear message otherwise: a missing interpreter is a failure, not a skip.
 fn client() -> Command {
     let probe = Command::new("python3")
@@ -44,7 +44,7 @@ fn client() -> Command {
         (major, minor) >= (3, 10),
         "the Python client needs python3 >= 3.10 (the machine has CPython 3.11), found {version:?}"
     );
-    let script = util::repo("examples/python/mdrelay_client.py");
+    let script = util::repo("clients/python/src/mdrelay_client/protocol.py");
     assert!(script.exists(), "{} is missing", script.display());
     let mut c = Command::new("python3");
     c.arg(script)
@@ -409,8 +409,8 @@ fn python_client_decodes_the_documents_derivatives_vectors() {
     // The Python client decodes each vector (its own framing, CRC check and typed decode).
     let script = concat!(
         "import json, sys\n",
-        "sys.path.insert(0, 'examples/python')\n",
-        "import mdrelay_client as m\n",
+        "sys.path.insert(0, 'clients/python/src/mdrelay_client')\n",
+        "import protocol as m\n",
         "for x in sys.argv[1:]:\n",
         "    (h, p), = m._decode_all(bytes.fromhex(x))\n",
         "    msg = m.decode_message(h, p)\n",

@@ -1,7 +1,8 @@
 # mdrelay: one entry point for people and CI.
 #   make run    build (release) and run the relay on the built-in demo config (no internet)
 #   make test   everything CI checks: format, lints, docs, all tests (installs nats-server from
-#               the Debian packages when it is missing: the NATS bridge tests run a real one)
+#               the Debian packages when it is missing: the NATS bridge tests run a real one;
+#               installs the Python client in target/pyenv: `make pyenv`)
 #   make bench  criterion micro-benchmarks (results in target/criterion), then the end-to-end
 #               latency harness (table on stdout; e2e.md, e2e.json, latency.svg in target/bench-report)
 #   make bench-idle  relay latency per consumer idle strategy (about 2 minutes)
@@ -16,7 +17,7 @@ CONFIG ?= config/default.toml
 # Cargo features every target builds with (`nats`: the NATS bridge).
 FEATURES ?= nats
 
-.PHONY: run build test fmt lint doc unit nats-server bench bench-idle bench-instr clean
+.PHONY: run build test fmt lint doc unit nats-server pyenv bench bench-idle bench-instr clean
 
 run: build
 	./target/release/mdrelay run --config $(CONFIG)
@@ -24,7 +25,7 @@ run: build
 build:
 	$(CARGO) build --release --locked --features "$(FEATURES)"
 
-test: fmt lint doc nats-server unit
+test: fmt lint doc nats-server pyenv unit
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -44,6 +45,25 @@ nats-server:
 	  (export DEBIAN_FRONTEND=noninteractive; \
 	   (apt-get update -qq && apt-get install -y -qq nats-server) || \
 	   (sudo -E apt-get update -qq && sudo -E apt-get install -y -qq nats-server))
+
+# The Python client (clients/python) installed in a virtual environment, with pandas (its
+# to_pandas()) and websockets (the replay exchange's tests): what tests/it/python.rs runs.
+# Redone only when the package's files change (the stamp); python3-venv comes from the Debian
+# packages when `python3 -m venv` cannot create a venv with pip. From scratch: about 45 s.
+PYENV := target/pyenv
+PY_CLIENT := clients/python/pyproject.toml clients/python/README.md \
+	clients/python/src/mdrelay_client/py.typed $(wildcard clients/python/src/mdrelay_client/*.py)
+pyenv: $(PYENV)/.installed
+
+$(PYENV)/.installed: $(PY_CLIENT)
+	@test -x $(PYENV)/bin/pip || python3 -m venv $(PYENV) || { rm -rf $(PYENV); \
+	  (export DEBIAN_FRONTEND=noninteractive; \
+	   (apt-get update -qq && apt-get install -y -qq python3-venv) || \
+	   (sudo -E apt-get update -qq && sudo -E apt-get install -y -qq python3-venv)) && \
+	  python3 -m venv $(PYENV); }
+	$(PYENV)/bin/pip install --quiet --disable-pip-version-check './clients/python[pandas]' \
+	  websockets==17.4
+	@touch $@
 
 bench:
 	$(CARGO) bench --locked --bench codec --bench parse --bench hop --bench fanout

@@ -1,10 +1,16 @@
-//! The second-language client: `clients/python/src/mdrelay_client/protocol.py`, written from
-//! docs/PROTOCOL.md alone, decodes the documented golden vectors and a live relay's stream.
-//! If python3 is missing these tests fail: it is part of the machine.
+//! The Python client, `clients/python` (package `mdrelay-client`, module `mdrelay_client`),
+//! written from docs/PROTOCOL.md alone: the documented golden vectors, a live relay's stream,
+//! `to_pandas()`, and an install into a fresh virtual environment.
+//!
+//! The tests run the INSTALLED package, from the virtual environment `make pyenv` builds
+//! (`target/pyenv`, with pandas); `MDRELAY_TEST_PYTHON` names another interpreter that has
+//! `mdrelay-client[pandas]` installed. A missing environment, or one whose installed copy differs
+//! from `clients/python/src`, fails with the command that fixes it: it is part of `make test`.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mdrelay::{market::instrument, run};
 use serde_json::Value;
@@ -15,57 +21,104 @@ use crate::util;
 const TRADES: u64 = 6106;
 const QUOTES: u64 = 24077;
 
-/// `python3 clients/python/src/mdrelay_client/protocol.py`, after checking that python3 (3.10 or later) is
-/// there. Panics with a clear message otherwise: a missing interpreter is a failure, not a skip.
-fn client() -> Command {
-    let probe = Command::new("python3")
-        .arg("-c")
-        .arg("import sys; print('%d.%d' % sys.version_info[:2])")
-        .output();
-    let out = match probe {
-        Ok(o) => o,
-        Err(e) => panic!(
-            "python3 is required by the Python-client tests and is part of the machine \
-             (CPython 3.11), but it could not be run: {e}"
+/// The interpreter that has the package installed: `$MDRELAY_TEST_PYTHON`, else
+/// `target/pyenv/bin/python`. Checks that it runs (3.10 or later), that it imports the
+/// package from an installation (not from the source tree), and that the installed files are the
+/// sources of `clients/python/src`; panics naming the fix otherwise.
+fn python() -> PathBuf {
+    let (python, fix) = match std::env::var_os("MDRELAY_TEST_PYTHON") {
+        Some(p) => (
+            PathBuf::from(p),
+            "MDRELAY_TEST_PYTHON must name a Python with './clients/python[pandas]' installed",
+        ),
+        None => (
+            util::repo("target/pyenv/bin/python"),
+            "run `make pyenv` (python3 -m venv target/pyenv, then pip install \
+             './clients/python[pandas]')",
         ),
     };
     assert!(
+        python.exists(),
+        "the Python-client tests run the installed package, but {} is missing: {fix}",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import os, sys\nprint('%d.%d' % sys.version_info[:2])\nimport mdrelay_client\n\
+             print(os.path.dirname(os.path.abspath(mdrelay_client.__file__)))",
+        ])
+        .current_dir(std::env::temp_dir())
+        .env_remove("PYTHONPATH")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {fix}", python.display()));
+    assert!(
         out.status.success(),
-        "python3 is required (CPython 3.11) but `python3 -c ...` failed: {:?}\n{}",
+        "{} cannot import mdrelay_client ({:?}): {fix}\n{}",
+        python.display(),
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let version = lines.next().unwrap_or("").trim();
     let (major, minor) = version
         .split_once('.')
         .map(|(a, b)| (a.parse::<u32>().unwrap_or(0), b.parse::<u32>().unwrap_or(0)))
         .unwrap_or((0, 0));
     assert!(
         (major, minor) >= (3, 10),
-        "the Python client needs python3 >= 3.10 (the machine has CPython 3.11), found {version:?}"
+        "the Python client needs Python >= 3.10, {} is {version:?}",
+        python.display()
     );
-    let script = util::repo("clients/python/src/mdrelay_client/protocol.py");
-    assert!(script.exists(), "{} is missing", script.display());
-    let mut c = Command::new("python3");
-    c.arg(script)
+    let installed = PathBuf::from(lines.next().unwrap_or("").trim());
+    let source = util::repo("clients/python/src/mdrelay_client");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&source)
+        .expect("clients/python/src/mdrelay_client")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "py" || x == "typed"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "the package's modules: {files:?}");
+    for path in &files {
+        let f = path.file_name().expect("file name").to_string_lossy();
+        let want = std::fs::read(path).expect("read the package source");
+        let got = std::fs::read(installed.join(&*f)).unwrap_or_default();
+        assert!(
+            got == want,
+            "the installed mdrelay_client ({}) is not clients/python/src ({f} differs): {fix}",
+            installed.display()
+        );
+    }
+    python
+}
+
+/// `python -m mdrelay_client` of the installed package (the `mdrelay-client` command).
+fn client() -> Command {
+    let mut c = Command::new(python());
+    c.args(["-m", "mdrelay_client"])
         .current_dir(util::repo(""))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("PYTHONPATH")
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null());
     c
 }
 
 /// Starts the Python client on `sock` with `args`, output captured.
-fn spawn_client(sock: &std::path::Path, args: &[&str]) -> Child {
-    client()
-        .arg("--socket")
+fn spawn_client(sock: &Path, args: &[&str]) -> Child {
+    spawn(client(), sock, args)
+}
+
+/// Starts `cmd` (a client command line) on `sock` with `args`, output captured.
+fn spawn(mut cmd: Command, sock: &Path, args: &[&str]) -> Child {
+    cmd.arg("--socket")
         .arg(sock)
         .args(["--timeout", "60", "--summary"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn python3")
+        .expect("spawn the Python client")
 }
 
 /// Waits until the relay has admitted `n` subscribers; fails if the client exits first.
@@ -112,7 +165,10 @@ fn u(v: &Value) -> u64 {
 #[test]
 fn python_client_selftest_decodes_every_golden_vector() {
     let _wd = util::Watchdog::new("python_selftest", 120);
-    let out = client().arg("--selftest").output().expect("run python3");
+    let out = client()
+        .arg("--selftest")
+        .output()
+        .expect("run the Python client");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -123,6 +179,12 @@ fn python_client_selftest_decodes_every_golden_vector() {
     assert!(
         stdout.contains(" 0 failed"),
         "selftest output:\n{stdout}\n{stderr}"
+    );
+    // The test environment has pandas (`make pyenv`): the to_pandas() checks must have run.
+    assert!(
+        !stdout.contains("skipped"),
+        "the to_pandas() checks were skipped: install './clients/python[pandas]' \
+         (`make pyenv`)\n{stdout}"
     );
 }
 
@@ -409,22 +471,22 @@ fn python_client_decodes_the_documents_derivatives_vectors() {
     // The Python client decodes each vector (its own framing, CRC check and typed decode).
     let script = concat!(
         "import json, sys\n",
-        "sys.path.insert(0, 'clients/python/src/mdrelay_client')\n",
-        "import protocol as m\n",
+        "import mdrelay_client as m\n",
         "for x in sys.argv[1:]:\n",
-        "    (h, p), = m._decode_all(bytes.fromhex(x))\n",
+        "    d = m.FrameDecoder()\n",
+        "    d.feed(bytes.fromhex(x))\n",
+        "    (h, p), = d.frames()\n",
+        "    d.eof()\n",
         "    msg = m.decode_message(h, p)\n",
         "    print(json.dumps({'class': type(msg).__name__, **m.to_json(msg, {})}))\n",
     );
-    drop(client()); // checks that python3 (3.10+) and the client script are there
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg("-c")
         .arg(script)
         .args(&vectors)
-        .current_dir(util::repo(""))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("PYTHONPATH")
         .output()
-        .expect("run python3");
+        .expect("run the Python client");
     assert!(
         out.status.success(),
         "{}",
@@ -473,4 +535,254 @@ fn python_client_decodes_the_documents_derivatives_vectors() {
     assert_eq!(oi["open_interest"], "10659.749");
     assert_eq!(oi["value"], "101267615.5");
     assert_eq!(u(&oi["exchange_ts_ns"]), 1_589_437_530_011_000_000);
+}
+
+/// Runs `cmd` to completion; panics with its output when it fails.
+fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// README "Python client": `pip install ./clients/python` into a fresh virtual environment (the
+/// system `python3`; pip fetches the build backend, flit_core, from PyPI) gives a working
+/// `mdrelay-client` command that depends on nothing but the standard library, decodes a live
+/// relay's stream, and whose `to_pandas()` says how to get pandas.
+#[test]
+fn python_package_installs_in_a_fresh_venv_and_decodes_a_live_stream() {
+    let _wd = util::Watchdog::new("python_fresh_venv", 600);
+    let dir = tempfile::Builder::new()
+        .prefix("mdrelay-pyvenv-")
+        .tempdir()
+        .expect("temp dir");
+    let venv = dir.path().join("venv");
+    let started = Instant::now();
+    run_ok(
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .current_dir(dir.path()),
+        "python3 -m venv (Debian: apt-get install python3-venv; `make pyenv` does)",
+    );
+    let made = started.elapsed();
+    run_ok(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(util::repo("clients/python"))
+            .current_dir(dir.path())
+            .env_remove("PYTHONPATH"),
+        "pip install ./clients/python (needs PyPI for the build backend flit_core)",
+    );
+    eprintln!(
+        "fresh venv: created in {:.1} s, mdrelay-client installed in {:.1} s",
+        made.as_secs_f64(),
+        (started.elapsed() - made).as_secs_f64()
+    );
+
+    // Installed alone: no dependency came with it.
+    let out = run_ok(
+        Command::new(venv.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "list",
+                "--format=json",
+                "--disable-pip-version-check",
+            ])
+            .current_dir(dir.path()),
+        "pip list",
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("pip list JSON");
+    let mut names: Vec<String> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or("").to_lowercase())
+        .filter(|n| n != "pip" && n != "setuptools")
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["mdrelay-client"],
+        "the core is standard library only"
+    );
+
+    // The console script, run outside the repository: the self-test (pandas checks skipped).
+    let script = venv.join("bin/mdrelay-client");
+    let mut selftest = Command::new(&script);
+    let out = run_ok(
+        selftest
+            .arg("--selftest")
+            .current_dir(dir.path())
+            .env_remove("PYTHONPATH"),
+        "mdrelay-client --selftest",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("to_pandas checks skipped: pandas is not installed"),
+        "{stdout}"
+    );
+
+    // to_pandas() without pandas: an ImportError that names the fix.
+    let out = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "import mdrelay_client\nmdrelay_client.Messages().to_pandas()",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("run python");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "to_pandas() without pandas must fail"
+    );
+    assert!(
+        stderr.contains("ImportError: to_pandas() needs pandas")
+            && stderr.contains("pip install 'mdrelay-client[pandas]'"),
+        "{stderr}"
+    );
+
+    // A live stream: the first 500 trades and quotes of the capture, in sequence.
+    let exchange = util::binance_exchange(true);
+    let (_sock_dir, sock) = util::temp_socket();
+    let mut sets = util::binance_only(&sock, exchange.local_addr());
+    sets.push("relay.max_pending_bytes=268435456".into());
+    let relay = run::start(util::config(&sets)).unwrap();
+    let mut cmd = Command::new(&script);
+    cmd.current_dir(dir.path())
+        .env_remove("PYTHONPATH")
+        .stdin(Stdio::null());
+    let mut child = spawn(cmd, &sock, &["--json", "--count", "500"]);
+    wait_admitted(&relay, &mut child, 1);
+    exchange.resume();
+    let (s, events) = finish(child.wait_with_output().expect("client output"));
+    assert_eq!(s["end"], "count", "{s:#}");
+    assert_eq!(u(&s["market_data_events"]), 500, "{s:#}");
+    assert_eq!(
+        u(&s["counts"]["Trade"]) + u(&s["counts"]["Quote"]),
+        500,
+        "{s:#}"
+    );
+    assert_eq!(u(&s["ids_verified"]), 1, "{s:#}");
+    assert_eq!(u(&s["gap_count"]), 0, "{s:#}");
+    assert_eq!(u(&s["crc_failures"]), 0, "{s:#}");
+    assert_eq!(s["violations"], Value::Array(vec![]), "{s:#}");
+    let seqs: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "trade" || e["type"] == "quote")
+        .map(|e| u(&e["sequence"]))
+        .collect();
+    assert_eq!(seqs, (1..=500).collect::<Vec<u64>>());
+    relay.shutdown();
+    exchange.stop();
+}
+
+/// `collect()` then `to_pandas()` on a live stream, in the test environment (which has pandas):
+/// one row per message, exact Decimal prices, nanosecond UTC times equal to the frames' own.
+#[test]
+fn python_client_to_pandas_on_a_live_stream() {
+    let _wd = util::Watchdog::new("python_to_pandas", 300);
+    const N: u64 = 3000;
+    let script = r#"
+import json, sys
+from decimal import Decimal
+import pandas as pd
+from mdrelay_client import RelayClient, Trade, Quote
+with RelayClient(sys.argv[1], timeout=60) as client:
+    msgs = client.collect(int(sys.argv[2]), types=(Trade, Quote))
+df = msgs.to_pandas()
+trades = [m for m in msgs if isinstance(m, Trade)]
+t = df[df["type"] == "trade"]
+print(json.dumps({
+    "rows": len(df),
+    "dtypes": {k: str(v) for k, v in df.dtypes.items()},
+    "types": sorted(set(df["type"])),
+    "names": sorted({f"{v}:{s}" for v, s in zip(df["venue"], df["symbol"])}),
+    "sequences": [int(x) for x in df["sequence"]],
+    "recv_ts_exact": all(int(ts.value) == m.header.recv_ts_ns
+                         for ts, m in zip(df["recv_ts"], msgs)),
+    "exchange_ts_exact": all((None if ts is pd.NaT else int(ts.value)) == m.header.exchange_ts
+                             for ts, m in zip(df["exchange_ts"], msgs)),
+    "trades": len(t),
+    "prices_exact": all(type(p) is Decimal and p == m.price for p, m in zip(t["price"], trades)),
+    "first_trade": {"price": str(t["price"].iloc[0]), "size": str(t["size"].iloc[0]),
+                    "side": t["side"].iloc[0], "recv_ts": str(t["recv_ts"].iloc[0])},
+}))
+"#;
+    let exchange = util::binance_exchange(true);
+    let (_dir, sock) = util::temp_socket();
+    let mut sets = util::binance_only(&sock, exchange.local_addr());
+    sets.push("relay.max_pending_bytes=268435456".into());
+    let relay = run::start(util::config(&sets)).unwrap();
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(&sock)
+        .arg(N.to_string())
+        .env_remove("PYTHONPATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    wait_admitted(&relay, &mut child, 1);
+    exchange.resume();
+    let out = child.wait_with_output().expect("python output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    eprintln!(
+        "to_pandas: {} rows, first trade {}",
+        r["rows"], r["first_trade"]
+    );
+    assert_eq!(u(&r["rows"]), N);
+    assert_eq!(r["types"], serde_json::json!(["quote", "trade"]));
+    assert_eq!(r["names"], serde_json::json!(["binance:ETHUSDT"]));
+    let seqs: Vec<u64> = r["sequences"].as_array().unwrap().iter().map(u).collect();
+    assert_eq!(seqs, (1..=N).collect::<Vec<u64>>(), "every event, in order");
+    let dtypes = &r["dtypes"];
+    for (col, dtype) in [
+        ("recv_ts", "datetime64[ns, UTC]"),
+        ("exchange_ts", "datetime64[ns, UTC]"),
+        ("instrument_id", "uint64"),
+        ("sequence", "uint64"),
+        ("price", "object"),
+        ("bid_price", "object"),
+        ("trade_id", "UInt64"),
+    ] {
+        assert_eq!(dtypes[col], dtype, "{col}: {dtypes:#}");
+    }
+    assert_eq!(r["recv_ts_exact"], true);
+    assert_eq!(r["exchange_ts_exact"], true);
+    assert_eq!(r["prices_exact"], true);
+    assert!(u(&r["trades"]) > 0);
+    let price = r["first_trade"]["price"].as_str().unwrap();
+    assert!(
+        price.parse::<f64>().is_ok_and(|p| p > 0.0) && !price.contains(['e', 'E']),
+        "{r}"
+    );
+    assert!(
+        r["first_trade"]["recv_ts"]
+            .as_str()
+            .unwrap()
+            .ends_with("+00:00"),
+        "{r}"
+    );
+    relay.shutdown();
+    exchange.stop();
 }

@@ -28,7 +28,8 @@ from .selftest import selftest
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description="mdrelay protocol v1 subscriber (Python)")
+    ap = argparse.ArgumentParser(prog="mdrelay-client",
+                                 description="mdrelay protocol v1 subscriber (Python)")
     ap.add_argument("--socket", help="relay socket path (default: as in PROTOCOL.md §1)")
     ap.add_argument("--count", type=int, default=None,
                     help="stop after N market-data events (trade, quote, book; cached included)")
@@ -76,7 +77,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.venue or args.symbol or kinds:
             client.subscribe(args.venue, args.symbol, kinds)
     except OSError as e:
-        print(f"mdrelay_client: cannot connect to {path}: {e}", file=sys.stderr)
+        print(f"mdrelay-client: cannot connect to {path}: {e}", file=sys.stderr)
         return 1
     end, error, status = "eof", None, 0
     events = 0
@@ -112,7 +113,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if summ["violations"] and status == 0:
         status = 1
     if error:
-        print(f"mdrelay_client: {error}", file=sys.stderr)
+        print(f"mdrelay-client: {error}", file=sys.stderr)
     if args.summary:
         summ = {"end": end, "error": error, "market_data_events": events,
                 "first_types": first_types, **summ}

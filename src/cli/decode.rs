@@ -63,7 +63,7 @@ pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result
             }
         };
         let (recv_ns, raw) = recording::split_line(line);
-        if raw.trim().is_empty() {
+        if recording::is_blank(raw) {
             continue;
         }
         line_out.clear();
@@ -185,7 +185,7 @@ pub fn summary(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Re
             }
         };
         let (recv_ns, raw) = recording::split_line(line);
-        if raw.trim().is_empty() {
+        if recording::is_blank(raw) {
             continue;
         }
         s.messages += 1;

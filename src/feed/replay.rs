@@ -111,7 +111,7 @@ impl Source {
                 }
             };
             let (ns, raw) = recording::split_line(line);
-            if raw.trim().is_empty() {
+            if recording::is_blank(raw) {
                 continue;
             }
             let ns = ns.unwrap_or(self.last_ns);

@@ -56,9 +56,111 @@ pub fn parse_rate(s: &str) -> Result<i64, FixedError> {
     parse_scaled::<RATE_DECIMALS>(s)
 }
 
-/// [`parse`] into units of 10^-`D` (`D` ≤ 18).
+/// [`parse`] into units of 10^-`D` (`D` ≤ 18): the common shape without overflow checks
+/// ([`parse_plain`]), anything else through the full grammar ([`parse_any`]).
 #[inline(always)]
 fn parse_scaled<const D: u32>(s: &str) -> Result<i64, FixedError> {
+    match parse_plain::<D>(s.as_bytes()) {
+        Some(v) => Ok(v),
+        None => parse_any::<D>(s),
+    }
+}
+
+/// The shape venues send almost always, `digits` or `digits.digits`, unsigned, with at most `D`
+/// fraction digits and an integer part below 10^(18 − D), so that no step can overflow and no
+/// check is needed per digit. `None` for anything else, which [`parse_any`] then parses (or
+/// refuses) by the full rules: where this accepts, both give the same value (a property test
+/// checks it).
+#[inline(always)]
+fn parse_plain<const D: u32>(b: &[u8]) -> Option<i64> {
+    match parse_plain_prefix::<D>(b) {
+        Some((v, n)) if n == b.len() => Some(v),
+        _ => None,
+    }
+}
+
+/// The plain shape of [`parse_plain`] at the start of `b`, as units of 10⁻⁸: the value and the
+/// number of bytes it took. What follows is the caller's to check (a closing quote, say): a
+/// fast path reads a quoted price in one pass with it. `None` where the shape does not apply;
+/// `parse(text)` is then the authority.
+#[inline(always)]
+pub fn parse_price_prefix(b: &[u8]) -> Option<(i64, usize)> {
+    parse_plain_prefix::<DECIMALS>(b)
+}
+
+#[inline(always)]
+fn parse_plain_prefix<const D: u32>(b: &[u8]) -> Option<(i64, usize)> {
+    let mut i = 0;
+    let mut int: u64 = 0;
+    while let Some(&c) = b.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        // At most 19 digits reach here (< 10^19 < u64::MAX): no overflow.
+        int = int * 10 + u64::from(d);
+        i += 1;
+        if i > 18 {
+            return None;
+        }
+    }
+    if i == 0 || int >= 10u64.pow(18 - D) {
+        return None;
+    }
+    // int < 10^(18-D), so int * 10^D < 10^18 and the fraction (< 10^D) added keeps it in i64.
+    let whole = int * 10u64.pow(D);
+    if b.get(i) != Some(&b'.') {
+        return Some((i64::try_from(whole).ok()?, i));
+    }
+    let f0 = i + 1;
+    let (mut frac, mut n) = (0u64, 0usize);
+    // Eight fraction digits at once (Binance sends exactly eight), then one at a time.
+    let eight = b.get(f0..f0 + 8).and_then(|w| <[u8; 8]>::try_from(w).ok());
+    if let Some(v) = eight.and_then(|w| eight_digits(u64::from_le_bytes(w))) {
+        (frac, n) = (v, 8);
+    }
+    while let Some(&c) = b.get(f0 + n) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if n >= D as usize {
+            return None;
+        }
+        // At most D ≤ 18 digits: no overflow.
+        frac = frac * 10 + u64::from(d);
+        n += 1;
+    }
+    if n == 0 || n > D as usize {
+        return None;
+    }
+    let scaled = frac * 10u64.pow(D - n as u32);
+    Some((i64::try_from(whole + scaled).ok()?, f0 + n))
+}
+
+/// Eight ASCII digits, the first in the lowest byte (as read little-endian from the text), as
+/// their value; `None` unless all eight are digits. Three multiply-add steps combine neighbours
+/// into 2-, 4- and 8-digit values: each lane's result fits its lane, so nothing carries across.
+#[inline(always)]
+fn eight_digits(w: u64) -> Option<u64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // Every byte is 0x30..=0x39: its high nibble is 3, and adding 6 does not carry out of it.
+    let high = 0xF0F0_F0F0_F0F0_F0F0;
+    if w & high != ZEROS || (w.wrapping_add(0x0606_0606_0606_0606) & high) != ZEROS {
+        return None;
+    }
+    let d = w - ZEROS;
+    // Byte pairs: first × 10 + second, in the low byte of each 16-bit lane (≤ 99).
+    let pairs = (d * 10 + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+    // 16-bit pairs: first × 100 + second, in the low half of each 32-bit lane (≤ 9 999).
+    let quads = (pairs * 100 + (pairs >> 16)) & 0x0000_FFFF_0000_FFFF;
+    // 32-bit halves: first × 10 000 + second (≤ 99 999 999).
+    Some((quads * 10_000 + (quads >> 32)) & 0xFFFF_FFFF)
+}
+
+/// [`parse_scaled`] by the full grammar: sign, exponent, excess zeros, range checks.
+#[cold]
+fn parse_any<const D: u32>(s: &str) -> Result<i64, FixedError> {
     let b = s.as_bytes();
     let (neg, mut i) = match b.first() {
         Some(b'-') => (true, 1),
@@ -157,15 +259,26 @@ fn parse_scaled<const D: u32>(s: &str) -> Result<i64, FixedError> {
 /// Parses an unsigned decimal integer (trade ids, sequence numbers) without allocation.
 #[inline]
 pub fn parse_u64(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 {
+    let b = s.as_bytes();
+    let n = b.len();
+    if n == 0 || n > 20 {
         return None;
     }
     let mut acc: u64 = 0;
-    for &c in s.as_bytes() {
-        if !c.is_ascii_digit() {
+    let mut i = 0;
+    // Eight digits at a time while eight remain: at most twice (20 digits), acc < 10^16 after.
+    while let Some(chunk) = b.get(i..i + 8) {
+        let eight = <[u8; 8]>::try_from(chunk).ok()?;
+        acc = acc * 100_000_000 + eight_digits(u64::from_le_bytes(eight))?;
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
             return None;
         }
-        acc = acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        acc = acc.checked_mul(10)?.checked_add(u64::from(d))?;
+        i += 1;
     }
     Some(acc)
 }
@@ -343,6 +456,13 @@ mod tests {
         assert_eq!(parse_u64(""), None);
         assert_eq!(parse_u64("12a"), None);
         assert_eq!(parse_u64("18446744073709551616"), None);
+        assert_eq!(parse_u64("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64("99999999999999999999"), None);
+        assert_eq!(parse_u64("00000000000000000001"), Some(1));
+        assert_eq!(parse_u64("1234567890123456"), Some(1_234_567_890_123_456));
+        assert_eq!(parse_u64("12345678901234a6"), None);
+        assert_eq!(parse_u64("1234567a"), None);
+        assert_eq!(parse_u64("123456789012345678901"), None);
     }
 
     #[test]
@@ -359,7 +479,62 @@ mod tests {
         assert_eq!(Rate(ABSENT).to_string(), "");
     }
 
+    #[test]
+    fn eight_digits_at_a_time() {
+        for text in ["00000000", "12345678", "99999999", "00000001", "80000000"] {
+            let want: u64 = text.parse().unwrap();
+            let w = u64::from_le_bytes(text.as_bytes().try_into().unwrap());
+            assert_eq!(eight_digits(w), Some(want), "{text}");
+        }
+        for bad in [
+            *b"1234567a",
+            *b"/2345678",
+            *b":2345678",
+            *b"1234 678",
+            [0xb1; 8],
+            [0x39 + 0x80; 8],
+        ] {
+            assert_eq!(eight_digits(u64::from_le_bytes(bad)), None, "{bad:?}");
+        }
+    }
+
     proptest::proptest! {
+        /// The unchecked shape and the full grammar agree wherever the shape accepts, on any
+        /// text made of the characters a decimal can have.
+        #[test]
+        fn plain_shape_agrees_with_the_full_grammar(s in "[0-9.+eE-]{0,24}") {
+            if let Some(v) = parse_plain::<DECIMALS>(s.as_bytes()) {
+                proptest::prop_assert_eq!(parse_any::<DECIMALS>(&s), Ok(v), "{}", s);
+            }
+            if let Some(v) = parse_plain::<RATE_DECIMALS>(s.as_bytes()) {
+                proptest::prop_assert_eq!(parse_any::<RATE_DECIMALS>(&s), Ok(v), "{}", s);
+            }
+        }
+
+        #[test]
+        fn a_price_prefix_stops_where_the_shape_ends(s in "[0-9.]{0,24}", tail in "[\"},a-z]{0,2}") {
+            let text = format!("{s}{tail}");
+            if let Some((v, n)) = parse_price_prefix(text.as_bytes()) {
+                proptest::prop_assert_eq!(parse(&text[..n]), Ok(v), "{}", text);
+                let next = text.as_bytes().get(n).copied();
+                proptest::prop_assert!(next.is_none_or(|c| !c.is_ascii_digit()), "{}", text);
+            }
+        }
+
+        #[test]
+        fn u64_parse_agrees_with_std(s in "[0-9]{1,20}|[0-9a ]{0,21}") {
+            proptest::prop_assert_eq!(parse_u64(&s), s.parse::<u64>().ok().filter(|_| s.len() <= 20 && !s.starts_with('+')), "{}", s);
+        }
+
+        #[test]
+        fn plain_shape_takes_typical_venue_decimals(int in 0u64..10_000_000_000, frac in 0u64..100_000_000, places in 1usize..=8) {
+            let f = format!("{frac:08}");
+            let s = format!("{int}.{}", &f[..places]);
+            let got = parse_plain::<DECIMALS>(s.as_bytes());
+            proptest::prop_assert!(got.is_some(), "{}", s);
+            proptest::prop_assert_eq!(parse_any::<DECIMALS>(&s), Ok(got.unwrap_or(0)), "{}", s);
+        }
+
         #[test]
         fn rate_display_then_parse_round_trips(v in (i64::MIN + 1)..=i64::MAX) {
             proptest::prop_assert_eq!(parse_rate(&Rate(v).to_string()), Ok(v));

@@ -13,6 +13,8 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
+use crate::market::fixed::parse_u64;
+
 /// Opens `path` (`-` = standard input) for line reading, decompressing `.gz` files.
 pub fn open(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     let raw: Box<dyn Read + Send> = if path == Path::new("-") {
@@ -32,13 +34,21 @@ pub fn open(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
 /// raw message. Trailing `\r`/`\n` are removed.
 pub fn split_line(line: &str) -> (Option<u64>, &str) {
     let line = line.trim_end_matches(['\n', '\r']);
-    if let Some((ts, rest)) = line.split_once(' ') {
-        // `parse_u64` refuses an empty field, a non-digit and more than 20 digits: one pass.
-        if let Some(ns) = crate::market::fixed::parse_u64(ts) {
+    // The time has at most 20 digits, so its space is among the first 21 bytes.
+    let head = line.as_bytes().get(..21).unwrap_or(line.as_bytes());
+    if let Some(sp) = memchr::memchr(b' ', head) {
+        // `sp` indexes an ASCII space: both sides are char boundaries.
+        if let (Some(ns), Some(rest)) = (line.get(..sp).and_then(parse_u64), line.get(sp + 1..)) {
             return (Some(ns), rest);
         }
     }
     (None, line)
+}
+
+/// Nothing but whitespace (a message line to skip): one byte looked at for the usual `{…`.
+#[inline]
+pub fn is_blank(raw: &str) -> bool {
+    raw.as_bytes().first().is_none_or(|c| !c.is_ascii_graphic()) && raw.trim().is_empty()
 }
 
 /// Longest line read by default, bytes (newline excluded): 8 MiB, far above any venue message
@@ -202,6 +212,26 @@ mod tests {
             split_line("99999999999999999999999 x"),
             (None, "99999999999999999999999 x")
         );
+        assert_eq!(split_line("18446744073709551615 x"), (Some(u64::MAX), "x"));
+        for no_time in [
+            "18446744073709551616 x",
+            " x",
+            "12a x",
+            "42",
+            "000000000000000000001 x",
+        ] {
+            assert_eq!(split_line(no_time), (None, no_time), "{no_time}");
+        }
+        assert_eq!(split_line("00000000000000000001 x"), (Some(1), "x"));
+        for (raw, blank) in [
+            ("", true),
+            (" \t\u{a0}", true),
+            ("{}", false),
+            (" {}", false),
+            ("\u{e9}", false),
+        ] {
+            assert_eq!(is_blank(raw), blank, "{raw:?}");
+        }
     }
 
     #[test]

@@ -56,7 +56,12 @@ enum Kind {
 /// The kind a stream name (`ethusdt@bookTicker`) names, as the general path classifies it;
 /// `None` for kinds the fast path leaves to it.
 fn kind_of(stream: &str) -> Option<Kind> {
-    let kind = stream.split_once('@').map_or(stream, |(_, k)| k);
+    // The part after the first `@` (the whole name when there is none).
+    let b = stream.as_bytes();
+    let kind = match b.iter().position(|&c| c == b'@') {
+        Some(at) => stream.get(at + 1..)?,
+        None => stream,
+    };
     match kind {
         "trade" => Some(Kind::Trade),
         "aggTrade" => Some(Kind::AggTrade),
@@ -73,6 +78,9 @@ pub(super) fn parse<'a>(
     bids: &mut Vec<Level>,
     asks: &mut Vec<Level>,
 ) -> Option<Fast<'a>> {
+    if let Some(fast) = exact(raw) {
+        return Some(fast);
+    }
     let mut s = Scanner::new(raw);
     s.eat(b'{')?;
     let mut kind = None;
@@ -97,6 +105,109 @@ pub(super) fn parse<'a>(
         return None;
     }
     out
+}
+
+/// The first tier: a trade or bookTicker in exactly the layout Binance's serializer writes today
+/// (spot and futures; key order, no whitespace), matched literal by literal, each value read once
+/// and prices straight to fixed point ([`Scanner::price_content`]). The first byte that differs
+/// from the layout answers `None`, and the message goes to the any-order scan below; so this tier
+/// decides nothing the scan would decide differently, it only decides it with fewer steps.
+#[inline]
+fn exact(raw: &str) -> Option<Fast<'_>> {
+    let mut s = Scanner::new(raw);
+    s.lit(br#"{"stream":"#)?;
+    let kind = kind_of(s.string()?)?;
+    s.lit(br#","data":"#)?;
+    let fast = match kind {
+        Kind::Trade => exact_trade(&mut s)?,
+        Kind::BookTicker => exact_quote(&mut s)?,
+        Kind::AggTrade | Kind::Depth => return None,
+    };
+    s.lit(b"}")?;
+    s.at_end().then_some(fast)
+}
+
+/// Spot `{"e":"trade","E":…,"s":…,"t":…,"p":…,"q":…,"T":…,"m":…,"M":…}` or futures
+/// `{"e":"trade","E":…,"T":…,"s":…,"t":…,"p":…,"q":…,"X":"MARKET","m":…}`.
+#[inline]
+fn exact_trade<'a>(s: &mut Scanner<'a>) -> Option<Fast<'a>> {
+    s.lit(br#"{"e":"trade","E":"#)?;
+    s.u64()?;
+    let futures_time = match s.lit(br#","T":"#) {
+        Some(()) => Some(s.u64()?),
+        None => None,
+    };
+    s.lit(br#","s":"#)?;
+    let symbol = s.string()?;
+    s.lit(br#","t":"#)?;
+    let id = s.u64()?;
+    s.lit(br#","p":""#)?;
+    let price = s.price_content()?;
+    s.lit(br#","q":""#)?;
+    let size = s.price_content()?;
+    let (time, maker) = match futures_time {
+        Some(t) => {
+            s.lit(br#","X":"MARKET","m":"#)?;
+            (t, s.bool()?)
+        }
+        None => {
+            s.lit(br#","T":"#)?;
+            let t = s.u64()?;
+            s.lit(br#","m":"#)?;
+            let maker = s.bool()?;
+            s.lit(br#","M":"#)?;
+            s.bool()?;
+            (t, maker)
+        }
+    };
+    s.lit(b"}")?;
+    let trade = Trade {
+        price,
+        size,
+        side: if maker { Side::Sell } else { Side::Buy },
+        trade_id: Some(id),
+        exchange_ts_ns: Some(ms_to_ns(time)?),
+    };
+    Some(Fast::Event(symbol, Event::Trade(trade)))
+}
+
+/// Spot `{"u":…,"s":…,"b":…,"B":…,"a":…,"A":…}` or futures
+/// `{"e":"bookTicker","u":…,"s":…,"b":…,"B":…,"a":…,"A":…,"T":…,"E":…}`.
+#[inline]
+fn exact_quote<'a>(s: &mut Scanner<'a>) -> Option<Fast<'a>> {
+    let futures = s.lit(br#"{"e":"bookTicker","u":"#).is_some();
+    if !futures {
+        s.lit(br#"{"u":"#)?;
+    }
+    s.u64()?;
+    s.lit(br#","s":"#)?;
+    let symbol = s.string()?;
+    s.lit(br#","b":""#)?;
+    let bid_price = s.price_content()?;
+    s.lit(br#","B":""#)?;
+    let bid_size = s.price_content()?;
+    s.lit(br#","a":""#)?;
+    let ask_price = s.price_content()?;
+    s.lit(br#","A":""#)?;
+    let ask_size = s.price_content()?;
+    let exchange_ts_ns = if futures {
+        s.lit(br#","T":"#)?;
+        let t = s.u64()?;
+        s.lit(br#","E":"#)?;
+        s.u64()?;
+        Some(ms_to_ns(t)?)
+    } else {
+        None
+    };
+    s.lit(b"}")?;
+    let quote = Quote {
+        bid_price,
+        bid_size,
+        ask_price,
+        ask_size,
+        exchange_ts_ns,
+    };
+    Some(Fast::Event(symbol, Event::Quote(quote)))
 }
 
 /// Stores `v` in an empty `slot`; a second value for a key is left to the general path.
@@ -412,6 +523,60 @@ mod tests {
         assert_eq!(differ(edge[7]).2, 0, "X: MARKET stays on the fast path");
     }
 
+    #[test]
+    fn the_exact_tier_takes_every_trade_and_quote_of_both_captures() {
+        let spot = crate::base::testutil::fixture("binance/spot_ethusdt_20240808.txt.gz");
+        let usdm = repo("tests/fixtures/binance_usdm/ethusdt_20240808_head1500.txt.gz");
+        for path in [spot, usdm] {
+            let mut taken = 0;
+            for raw in lines(&path) {
+                let hot = raw.contains("@trade\"") || raw.contains("@bookTicker\"");
+                let exact = super::exact(&raw).map(|f| format!("{f:?}"));
+                assert_eq!(exact.is_some(), hot, "{raw}");
+                if let Some(e) = exact {
+                    // The any-order scan, skipping the exact tier, reads the same event.
+                    let mut s = super::Scanner::new(&raw);
+                    s.eat(b'{').unwrap();
+                    let mut first = true;
+                    let mut kind = None;
+                    let mut event = None;
+                    while let Some(key) = s.key(&mut first).unwrap() {
+                        match key {
+                            "stream" => kind = super::kind_of(s.string().unwrap()),
+                            _ => {
+                                event = match kind.unwrap() {
+                                    super::Kind::Trade => super::trade(&mut s, b't'),
+                                    _ => super::quote(&mut s),
+                                }
+                            }
+                        }
+                    }
+                    assert_eq!(Some(e), event.map(|f| format!("{f:?}")), "{raw}");
+                    taken += 1;
+                }
+            }
+            assert!(taken > 1000, "{}: {taken}", path.display());
+        }
+    }
+
+    /// Real hot lines of both captures, for byte-level edits (read once per test binary).
+    fn hot_lines() -> &'static [String] {
+        static LINES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        LINES.get_or_init(|| {
+            let spot = crate::base::testutil::fixture("binance/spot_ethusdt_20240808.txt.gz");
+            let usdm = repo("tests/fixtures/binance_usdm/ethusdt_20240808_head1500.txt.gz");
+            [spot, usdm]
+                .iter()
+                .flat_map(|p| {
+                    lines(p)
+                        .into_iter()
+                        .filter(|l| l.contains("@trade\"") || l.contains("@bookTicker\""))
+                        .take(64)
+                })
+                .collect()
+        })
+    }
+
     /// Writes `v` as JSON, mutated as `choices` say (each byte one decision; neutral once spent):
     /// keys rotated, reversed, dropped, duplicated or escaped; whitespace anywhere; strings with
     /// a `\u` escape, numeric strings unquoted; numbers quoted; extra fields.
@@ -541,6 +706,30 @@ mod tests {
                 }
                 text.truncate(at);
             }
+            let (f, g, _) = differ(&text);
+            prop_assert_eq!(f, g, "{}", text);
+        }
+
+        /// Byte edits of real lines in the exact layout (a byte replaced, inserted or removed,
+        /// up to three times): whatever the exact tier still accepts, it reads as the general
+        /// path does.
+        #[test]
+        fn edited_exact_lines_fast_and_general_paths_agree(
+            seed in 0usize..128,
+            edits in proptest::collection::vec((any::<usize>(), 0u8..3, proptest::sample::select(b"\"\\ .-+eE019:,{}[]tnX\x00\xc3".to_vec())), 1..4),
+        ) {
+            let lines = hot_lines();
+            let mut bytes = lines[seed % lines.len()].clone().into_bytes();
+            for (at, op, b) in edits {
+                let at = at % (bytes.len() + 1);
+                match op {
+                    0 if at < bytes.len() => bytes[at] = b,
+                    1 => bytes.insert(at, b),
+                    _ if at < bytes.len() => { bytes.remove(at); }
+                    _ => {}
+                }
+            }
+            let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
             let (f, g, _) = differ(&text);
             prop_assert_eq!(f, g, "{}", text);
         }

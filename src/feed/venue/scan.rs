@@ -118,29 +118,62 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Consumes `text` exactly as given, with no whitespace skipped: the literal parts of a
+    /// message whose layout is known (`,"s":"`).
+    #[inline(always)]
+    pub(super) fn lit(&mut self, text: &[u8]) -> Option<()> {
+        if self.bytes().get(self.pos..)?.starts_with(text) {
+            self.pos += text.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// The content of a string that must be a plain decimal (`2683.80000000`, read as
+    /// [`fixed::parse_price_prefix`](crate::market::fixed::parse_price_prefix)), the opening
+    /// quote already consumed, through its closing quote: one pass, straight to fixed point.
+    /// `None` (nothing consumed) when the content is anything else, even a valid decimal in
+    /// another shape: the caller then takes its general path.
+    #[inline(always)]
+    pub(super) fn price_content(&mut self) -> Option<i64> {
+        let rest = self.bytes().get(self.pos..)?;
+        let (v, n) = crate::market::fixed::parse_price_prefix(rest)?;
+        if rest.get(n) != Some(&b'"') {
+            return None;
+        }
+        self.pos += n + 1;
+        Some(v)
+    }
+
     /// An unsigned integer written as a plain JSON number (no sign, fraction or exponent, no
     /// leading zero), that fits a `u64`.
     #[inline]
     pub(super) fn u64(&mut self) -> Option<u64> {
         self.ws();
         let b = self.bytes();
-        let first = *b.get(self.pos)?;
-        if !first.is_ascii_digit() {
-            return None;
-        }
-        let mut v = u64::from(first - b'0');
-        let mut i = self.pos + 1;
+        let start = self.pos;
+        let mut v: u64 = 0;
+        let mut i = start;
         while let Some(&c) = b.get(i) {
-            if !c.is_ascii_digit() {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
                 break;
             }
-            if first == b'0' {
-                return None;
-            }
-            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            v = if i - start < 19 {
+                // Nineteen digits are below 10^19 < u64::MAX: no overflow.
+                v * 10 + u64::from(d)
+            } else {
+                v.checked_mul(10)?.checked_add(u64::from(d))?
+            };
             i += 1;
         }
-        if matches!(b.get(i), Some(b'.' | b'e' | b'E')) {
+        // At least one digit, no leading zero (JSON), not a fraction or an exponent.
+        let n = i - start;
+        if n == 0
+            || (n > 1 && b.get(start) == Some(&b'0'))
+            || matches!(b.get(i), Some(b'.' | b'e' | b'E'))
+        {
             return None;
         }
         self.pos = i;
@@ -167,6 +200,17 @@ impl<'a> Scanner<'a> {
     /// until the first key has been read (it decides whether a `,` must come first).
     #[inline]
     pub(super) fn key(&mut self, first: &mut bool) -> Option<Option<&'a str>> {
+        // Compact JSON's one-byte keys (`,"s":`, or `"s":` first) in one look.
+        let at = self.pos + usize::from(!*first);
+        if let Some(&[q, k, q2, b':']) = self.bytes().get(at..at + 4) {
+            let comma = *first || self.bytes().get(self.pos) == Some(&b',');
+            if comma && q == b'"' && q2 == b'"' && k.is_ascii() && !STRING_STOP[usize::from(k)] {
+                *first = false;
+                self.pos = at + 4;
+                // An ASCII byte between two ASCII quotes: a char boundary on each side.
+                return self.text.get(at + 1..at + 2).map(Some);
+            }
+        }
         match self.peek()? {
             b'}' => {
                 self.pos += 1;
@@ -423,6 +467,18 @@ mod tests {
         assert_eq!(got, ["1", "2"]);
         assert_eq!(s.key(&mut first), Some(None));
         assert!(s.at_end());
+        // One-byte keys, compact and not, first and after a comma; a comma is required.
+        let mut s = Scanner::new(r#"{"a":1,"b":2, "c" :3,"d":4"e":5}"#);
+        s.eat(b'{').unwrap();
+        let mut first = true;
+        for want in ["a", "b", "c", "d"] {
+            assert_eq!(s.key(&mut first), Some(Some(want)));
+            s.skip_value().unwrap();
+        }
+        assert_eq!(s.key(&mut first), None, "no comma before \"e\"");
+        let mut s = Scanner::new(r#"{"\":1}"#);
+        s.eat(b'{').unwrap();
+        assert_eq!(s.key(&mut true), None, "an escape is refused");
         assert_eq!(
             Scanner::new("truex").bool(),
             Some(true),

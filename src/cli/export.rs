@@ -212,11 +212,11 @@ fn summary(
 ) -> String {
     let outcome = if refused {
         format!(
-            "--strict: not written ({} problem(s))",
+            "none (--strict: {} problem(s))",
             read.bad_lines + read.parse_errors + c.book_problems()
         )
     } else {
-        format!("wrote {}", req.output.display())
+        req.output.display().to_string()
     };
     format!(
         "export: {symbol} ({venue}) rows={rows} split={split} trades={trades} \
@@ -224,7 +224,7 @@ fn summary(
          trades_no_side={ns} skipped_quotes={q} skipped_other={o} filtered={filtered} \
          gaps={gaps} resyncs={resyncs} checksum_mismatches={cm} crossed={crossed} \
          may_be_bad_diffs={mbb} parse_errors={pe} bad_lines={bl} messages={m} \
-         tick_size={tick} lot_size={lot}: {outcome}",
+         tick_size={tick} lot_size={lot} output={outcome}",
         venue = v.name(),
         split = (rows as u64).saturating_sub(c.rows()),
         trades = c.trades,

@@ -2,7 +2,7 @@
 //! `BacktestAsset().data([path])` loads.
 //!
 //! Row layout (hftbacktest's `event_dtype`, 64 bytes): `ev u8, exch_ts i8, local_ts i8, px f8,
-//! qty f8, order_id u8, ival i8, fval f8` ([`Row`], [`DTYPE_DESCR`]). `ev` is an event kind
+//! qty f8, order_id u8, ival i8, fval f8` ([`Row`], [`DTYPE_FIELDS`]). `ev` is an event kind
 //! ([`DEPTH_EVENT`] 1, [`TRADE_EVENT`] 2, [`DEPTH_CLEAR_EVENT`] 3, [`DEPTH_SNAPSHOT_EVENT`] 4)
 //! or'ed with a side ([`BUY_EVENT`] / [`SELL_EVENT`]: bid / ask for depth, aggressor for a
 //! trade) and, once ordered ([`super::order`]), the timeline flags [`EXCH_EVENT`] /
@@ -67,10 +67,18 @@ pub const DEPTH_SNAPSHOT_EVENT: u64 = 4;
 /// The array's name in the `.npz` (`data.npy`), the key hftbacktest's loader reads.
 pub const NPZ_KEY: &str = "data";
 
-/// The `.npy` header's `descr` of [`Row`], byte for byte as NumPy writes hftbacktest's
-/// `event_dtype` (little-endian).
-pub const DTYPE_DESCR: &str = "[('ev', '<u8'), ('exch_ts', '<i8'), ('local_ts', '<i8'), \
-('px', '<f8'), ('qty', '<f8'), ('order_id', '<u8'), ('ival', '<i8'), ('fval', '<f8')]";
+/// The fields of [`Row`] as the `.npy` header's `descr` lists them: hftbacktest's `event_dtype`
+/// (little-endian), in order.
+pub const DTYPE_FIELDS: [(&str, &str); 8] = [
+    ("ev", "<u8"),
+    ("exch_ts", "<i8"),
+    ("local_ts", "<i8"),
+    ("px", "<f8"),
+    ("qty", "<f8"),
+    ("order_id", "<u8"),
+    ("ival", "<i8"),
+    ("fval", "<f8"),
+];
 
 /// One hftbacktest event row.
 #[derive(
@@ -464,7 +472,17 @@ mod tests {
         let hlen = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
         assert_eq!((10 + hlen) % 64, 0);
         let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
-        assert!(header.contains(DTYPE_DESCR), "{header}");
+        // The descr exactly as npyz and hftbacktest's own `write_npy` render it.
+        let descr: String = DTYPE_FIELDS
+            .iter()
+            .map(|(n, t)| format!("('{n}', '{t}'), "))
+            .collect();
+        assert!(
+            header.starts_with(&format!(
+                "{{'descr': [{descr}], 'fortran_order': False, 'shape': (2, ), }}"
+            )),
+            "{header}"
+        );
         let f = npyz::NpyFile::new(&bytes[..]).unwrap();
         assert_eq!(f.shape(), &[2]);
         assert_eq!(f.into_vec::<Row>().unwrap(), rows);

@@ -41,7 +41,7 @@ pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result
     let mut line_out: Vec<u8> = Vec::with_capacity(4096);
     let mut filtered: u64 = 0;
     loop {
-        let (no, recv_ns, raw) = match messages.next() {
+        let (no, recv_ns, raw) = match messages.next_message() {
             Ok(Some(Message::Line { no, recv_ns, raw })) => (no, recv_ns, raw),
             Ok(Some(Message::Bad { no, why })) => {
                 eprintln!("{}:{no}: {why}, skipped", file.display());
@@ -88,7 +88,7 @@ pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result
     }
 }
 
-/// One item of a recording as [`Messages::next`] reads it.
+/// One item of a recording as [`Messages::next_message`] reads it.
 #[derive(Debug)]
 pub enum Message<'a> {
     /// A non-empty line: its number, its receive time when it has one (`<recv_ns> <message>`),
@@ -135,7 +135,7 @@ impl Messages {
 
     /// The next message or skipped line, `None` at the end. An error stops the file (I/O, a
     /// corrupt or truncated gzip) and says after which line.
-    pub fn next(&mut self) -> anyhow::Result<Option<Message<'_>>> {
+    pub fn next_message(&mut self) -> anyhow::Result<Option<Message<'_>>> {
         // Lines complete before an error: `next_line` counts a line only once it has it all.
         let at = self.reader.line_no();
         let (no, line) = match self.reader.next_line() {
@@ -222,7 +222,7 @@ pub fn summary(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Re
     let mut messages = Messages::open(file, max_line_bytes)?;
     let mut s = Summary::default();
     let start = Instant::now();
-    while let Some(m) = messages.next()? {
+    while let Some(m) = messages.next_message()? {
         let (no, recv_ns, raw) = match m {
             Message::Line { no, recv_ns, raw } => (no, recv_ns, raw),
             Message::Bad { no, why } => {

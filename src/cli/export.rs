@@ -108,7 +108,7 @@ pub fn run(req: &Request<'_>) -> anyhow::Result<ExitCode> {
     let mut last_ns: u64 = 0;
     for file in req.files {
         let mut messages = Messages::open(file, DEFAULT_MAX_LINE_BYTES as u64)?;
-        while let Some(m) = messages.next()? {
+        while let Some(m) = messages.next_message()? {
             let (no, recv_ns, raw) = match m {
                 Message::Line { no, recv_ns, raw } => (no, recv_ns, raw),
                 Message::Bad { no, why } => {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use mdrelay::export::hftbacktest::{
@@ -24,7 +24,7 @@ fn mdrelay() -> Command {
 const OKX: &str = "data/okx/books_trades_tickers_20220513.txt.gz";
 const USDM: &str = "data/binance_usdm/ethusdt_20240808.txt.gz";
 
-fn export(args: &[&str], files: &[PathBuf], out: &Path) -> Output {
+fn export(args: &[&str], files: &[&Path], out: &Path) -> Output {
     mdrelay()
         .args(["export", "--format", "hftbacktest"])
         .args(args)
@@ -237,7 +237,7 @@ fn binance_usdm_capture_exports_to_hftbacktest_rows_that_rebuild_decodes_book() 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("eth.npz");
     let file = util::repo(USDM);
-    let o = export(&[], &[file.clone()], &out);
+    let o = export(&[], &[&file], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s = summary(&o);
     assert_eq!(s["output"], out.display().to_string());
@@ -266,7 +266,7 @@ fn okx_capture_needs_a_symbol_and_exports_each_instrument() {
     let dir = tempfile::tempdir().unwrap();
     let file = util::repo(OKX);
     let out = dir.path().join("okx.npz");
-    let o = export(&[], &[file.clone()], &out);
+    let o = export(&[], &[&file], &out);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -275,12 +275,12 @@ fn okx_capture_needs_a_symbol_and_exports_each_instrument() {
     );
     assert!(!out.exists());
     for sym in ["BTC-USD-220527", "UNI-USD-SWAP"] {
-        let o = export(&["--symbol", sym], &[file.clone()], &out);
+        let o = export(&["--symbol", sym], &[&file], &out);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let rows = read_npz(&out);
         check(&rows, &decode("okx", &file, sym));
     }
-    let o = export(&["--symbol", "NOPE-USD"], &[file], &out);
+    let o = export(&["--symbol", "NOPE-USD"], &[&file], &out);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no book or trade events of NOPE-USD"));
 }
@@ -309,7 +309,7 @@ fn a_broken_book_is_reported_and_refused_by_strict() {
     let file = okx.join("cut.txt");
     std::fs::write(&file, cut.join("\n")).unwrap();
     let out = dir.path().join("uni.npz");
-    let o = export(&["--symbol", "UNI-USD-SWAP"], &[file.clone()], &out);
+    let o = export(&["--symbol", "UNI-USD-SWAP"], &[&file], &out);
     assert!(o.status.success());
     let s = summary(&o);
     assert!(
@@ -319,18 +319,36 @@ fn a_broken_book_is_reported_and_refused_by_strict() {
     assert!(s["may_be_bad_diffs"].parse::<u64>().unwrap() >= 1, "{s:?}");
     assert!(out.exists());
     std::fs::remove_file(&out).unwrap();
-    let o = export(
-        &["--symbol", "UNI-USD-SWAP", "--strict"],
-        &[file.clone()],
-        &out,
-    );
+    let o = export(&["--symbol", "UNI-USD-SWAP", "--strict"], &[&file], &out);
     assert_eq!(o.status.code(), Some(1));
     assert!(summary(&o)["output"].starts_with("none"));
     assert!(!out.exists());
     // The other instrument's book is intact: --strict passes.
-    let o = export(&["--symbol", "BTC-USD-220527", "--strict"], &[file], &out);
+    let o = export(&["--symbol", "BTC-USD-220527", "--strict"], &[&file], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.exists());
+}
+
+#[test]
+fn several_files_are_read_in_order_as_one_recording() {
+    // The OKX capture cut in two: the same rows as the whole.
+    let dir = tempfile::tempdir().unwrap();
+    let okx = dir.path().join("okx");
+    std::fs::create_dir(&okx).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(util::repo(OKX)).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (a, b) = (okx.join("a.txt"), okx.join("b.txt"));
+    std::fs::write(&a, lines[..lines.len() / 2].join("\n")).unwrap();
+    std::fs::write(&b, lines[lines.len() / 2..].join("\n")).unwrap();
+    let (whole, parts) = (dir.path().join("whole.npz"), dir.path().join("parts.npz"));
+    let args = ["--symbol", "BTC-USD-220527"];
+    assert!(export(&args, &[&util::repo(OKX)], &whole).status.success());
+    let o = export(&args, &[&a, &b], &parts);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_npz(&parts), read_npz(&whole));
 }
 
 #[test]
@@ -339,10 +357,10 @@ fn venue_comes_from_the_directory_or_the_flag() {
     let file = dir.path().join("eth.txt.gz");
     std::fs::copy(util::repo(USDM), &file).unwrap();
     let out = dir.path().join("x.npz");
-    let o = export(&[], &[file.clone()], &out);
+    let o = export(&[], &[&file], &out);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--venue"));
-    let o = export(&["--venue", "nowhere"], &[file.clone()], &out);
+    let o = export(&["--venue", "nowhere"], &[&file], &out);
     assert_eq!(o.status.code(), Some(2));
     let o = mdrelay()
         .args(["export", "--format", "csv", "-o"])

@@ -6,6 +6,7 @@
 //! - [`cli`]: one file per subcommand; `main.rs` only parses and dispatches.
 //! - [`run`]: starts every thread of a relay from a validated configuration, and stops them.
 //! - [`config`]: defaults < file < environment < flags, validated into each owner's config type.
+//! - [`export`]: recordings out to other tools' formats (hftbacktest's event arrays).
 //! - [`sim`]: the replay exchange — a local WebSocket server that plays recordings as venues do.
 //! - [`bridge`]: republishes the relay stream onto NATS (feature `nats`).
 //! - [`serve`]: the `http` thread: `/metrics`, `/health`, the `/v1/…` query API.
@@ -23,6 +24,7 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod consumer;
+pub mod export;
 pub mod feed;
 pub mod market;
 pub mod persist;

@@ -154,6 +154,33 @@ pub enum Command {
         #[arg(long)]
         summary: bool,
     },
+    /// Convert recordings (`<recv_ns> <message>` lines, .gz or plain) of one instrument into
+    /// another tool's format, through the same parsers and book synchronisation as the relay.
+    ///
+    /// `hftbacktest`: an .npz of hftbacktest's event array (key `data`) for
+    /// `BacktestAsset().data([...])`. A summary line on stderr gives the rows by kind, what was
+    /// skipped, the gaps and checksum failures seen, and tick_size / lot_size.
+    Export {
+        /// Output format.
+        #[arg(long, value_parser = ["hftbacktest"])]
+        format: String,
+        /// Recording files, read in this order as one recording.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output file (.npz).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// Venue protocol of every file (default: each file's directory name, e.g. okx/).
+        #[arg(long)]
+        venue: Option<String>,
+        /// Instrument to export, as the venue writes it (needed when the files hold several).
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Exit 1 and write nothing if any line was bad or refused, or the book had a gap,
+        /// resync, checksum mismatch or possibly bad update.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 /// Where the configuration of `a` comes from: its flags and the process environment.

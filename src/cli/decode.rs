@@ -9,12 +9,14 @@
 //! corrupt or truncated gzip) comes after everything decoded before it, names the file, and
 //! exits 1.
 //!
+//! [`Messages`] is that reading, shared with `mdrelay export` (`super::export`).
+//!
 //! `--summary` ([`summary`]) runs the same reading and parsing with no output per event and
 //! prints one line at the end: the parser's cost, measurable with any profiler (`make
 //! bench-instr` counts its instructions under callgrind).
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -23,7 +25,7 @@ use anyhow::Context;
 use super::args::parse_venue;
 use crate::feed::venue;
 use crate::market::event::Event;
-use crate::persist::recording::{self, LineReader};
+use crate::persist::recording::{self, BadLine, LineReader};
 use crate::wire::json::{self, Origin};
 
 /// Decodes `file` (or standard input for `-`) as `venue_name` messages, lines of at most
@@ -31,9 +33,7 @@ use crate::wire::json::{self, Origin};
 pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result<ExitCode> {
     let v = parse_venue(venue_name)?;
     let mut parser = venue::parser_for(v);
-    let max = usize::try_from(max_line_bytes).unwrap_or(usize::MAX);
-    let mut reader =
-        LineReader::open(file, max).with_context(|| format!("opening {}", file.display()))?;
+    let mut messages = Messages::open(file, max_line_bytes)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     // One line's JSON is built first: a control message (ack, heartbeat) prints nothing, even
@@ -41,31 +41,21 @@ pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result
     let mut line_out: Vec<u8> = Vec::with_capacity(4096);
     let mut filtered: u64 = 0;
     loop {
-        let (no, line) = match reader.next_line() {
-            Ok(Some(x)) => x,
+        let (no, recv_ns, raw) = match messages.next_message() {
+            Ok(Some(Message::Line { no, recv_ns, raw })) => (no, recv_ns, raw),
+            Ok(Some(Message::Bad { no, why })) => {
+                eprintln!("{}:{no}: {why}, skipped", file.display());
+                continue;
+            }
+            Ok(Some(Message::Blank)) => continue,
             Ok(None) => break,
             Err(e) => {
-                let at = reader.line_no();
                 return match out.flush() {
                     Err(f) if f.kind() != io::ErrorKind::BrokenPipe => Err(f.into()),
-                    _ => Err(anyhow::Error::new(e).context(format!(
-                        "reading {}: stopped after line {at}",
-                        file.display()
-                    ))),
+                    _ => Err(e),
                 };
             }
         };
-        let line = match line {
-            Ok(l) => l,
-            Err(bad) => {
-                eprintln!("{}:{no}: {bad}, skipped", file.display());
-                continue;
-            }
-        };
-        let (recv_ns, raw) = recording::split_line(line);
-        if recording::is_blank(raw) {
-            continue;
-        }
         line_out.clear();
         let r = parser.parse(raw, recv_ns.unwrap_or(0), &mut |sym, ev| {
             let o = Origin {
@@ -95,6 +85,76 @@ pub fn run(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result
     match out.flush() {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// One item of a recording as [`Messages::next_message`] reads it.
+#[derive(Debug)]
+pub enum Message<'a> {
+    /// A non-empty line: its number, its receive time when it has one (`<recv_ns> <message>`),
+    /// and the message.
+    Line {
+        /// Line number, from 1.
+        no: u64,
+        /// Receive time, ns since epoch; `None` for a bare message.
+        recv_ns: Option<u64>,
+        /// The venue message.
+        raw: &'a str,
+    },
+    /// A line skipped before parsing (not UTF-8, longer than the cap); callers report it as
+    /// `file:line: reason, skipped`.
+    Bad {
+        /// Line number, from 1.
+        no: u64,
+        /// Why it was skipped.
+        why: BadLine,
+    },
+    /// An empty or blank line: nothing to parse.
+    Blank,
+}
+
+/// The messages of one recording (`<recv_ns> <message>` or bare lines, .gz or plain, `-` for
+/// standard input): what `decode`, `decode --summary` and `export`
+/// read.
+pub struct Messages {
+    path: PathBuf,
+    reader: LineReader,
+}
+
+impl Messages {
+    /// Opens `path` for lines of at most `max_line_bytes`; the error names the file.
+    pub fn open(path: &Path, max_line_bytes: u64) -> anyhow::Result<Messages> {
+        let max = usize::try_from(max_line_bytes).unwrap_or(usize::MAX);
+        let reader =
+            LineReader::open(path, max).with_context(|| format!("opening {}", path.display()))?;
+        Ok(Messages {
+            path: path.to_path_buf(),
+            reader,
+        })
+    }
+
+    /// The next message or skipped line, `None` at the end. An error stops the file (I/O, a
+    /// corrupt or truncated gzip) and says after which line.
+    pub fn next_message(&mut self) -> anyhow::Result<Option<Message<'_>>> {
+        // Lines complete before an error: `next_line` counts a line only once it has it all.
+        let at = self.reader.line_no();
+        let (no, line) = match self.reader.next_line() {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "reading {}: stopped after line {at}",
+                    self.path.display()
+                )));
+            }
+        };
+        Ok(Some(match line {
+            Err(why) => Message::Bad { no, why },
+            Ok(line) => match recording::split_line(line) {
+                (_, raw) if recording::is_blank(raw) => Message::Blank,
+                (recv_ns, raw) => Message::Line { no, recv_ns, raw },
+            },
+        }))
     }
 }
 
@@ -159,35 +219,19 @@ impl Summary {
 pub fn summary(venue_name: &str, file: &Path, max_line_bytes: u64) -> anyhow::Result<ExitCode> {
     let v = parse_venue(venue_name)?;
     let mut parser = venue::parser_for(v);
-    let max = usize::try_from(max_line_bytes).unwrap_or(usize::MAX);
-    let mut reader =
-        LineReader::open(file, max).with_context(|| format!("opening {}", file.display()))?;
+    let mut messages = Messages::open(file, max_line_bytes)?;
     let mut s = Summary::default();
     let start = Instant::now();
-    loop {
-        let (no, line) = match reader.next_line() {
-            Ok(Some(x)) => x,
-            Ok(None) => break,
-            Err(e) => {
-                let at = reader.line_no();
-                return Err(anyhow::Error::new(e).context(format!(
-                    "reading {}: stopped after line {at}",
-                    file.display()
-                )));
-            }
-        };
-        let line = match line {
-            Ok(l) => l,
-            Err(bad) => {
+    while let Some(m) = messages.next_message()? {
+        let (no, recv_ns, raw) = match m {
+            Message::Line { no, recv_ns, raw } => (no, recv_ns, raw),
+            Message::Bad { no, why } => {
                 s.bad_lines += 1;
-                eprintln!("{}:{no}: {bad}, skipped", file.display());
+                eprintln!("{}:{no}: {why}, skipped", file.display());
                 continue;
             }
+            Message::Blank => continue,
         };
-        let (recv_ns, raw) = recording::split_line(line);
-        if recording::is_blank(raw) {
-            continue;
-        }
         s.messages += 1;
         let r = parser.parse(raw, recv_ns.unwrap_or(0), &mut |_, ev| s.count(ev));
         if let Err(e) = r {

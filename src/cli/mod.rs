@@ -9,6 +9,7 @@
 //!   operator lines printed beside it.
 //! - `tail`: `mdrelay tail`, one line per event of a running relay (text or JSON lines).
 //! - `decode`: `mdrelay decode`, venue messages through the collectors' parser to JSON lines.
+//! - `export`: `mdrelay export`, recordings to hftbacktest's event arrays (`crate::export`).
 //! - `bars`: `mdrelay bars`, the query API's bars as a table.
 //! - `top`: `mdrelay top`, the terminal dashboard.
 //! - `nats`: `mdrelay nats-bridge`, the relay stream onto NATS.
@@ -20,6 +21,7 @@ pub mod args;
 pub mod bars;
 pub mod check_config;
 pub mod decode;
+pub mod export;
 pub mod http;
 pub mod log;
 pub mod nats;
@@ -108,5 +110,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config: &config,
         }),
         Command::NatsBridge { socket, config } => nats::run(socket, &config),
+        Command::Export {
+            format,
+            files,
+            output,
+            venue,
+            symbol,
+            strict,
+        } => export::run(&export::Request {
+            format: &format,
+            files: &files,
+            output: &output,
+            venue: venue.as_deref(),
+            symbol: symbol.as_deref(),
+            strict,
+        }),
     }
 }

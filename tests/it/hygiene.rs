@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules of `src/`, lowest first. A module may import (`crate::…`) only modules
 /// that come before it; docs/ARCHITECTURE.md ("Layout") explains each one.
-const LAYERS: [&str; 14] = [
+const LAYERS: [&str; 15] = [
     "base", "market", "wire", "queue", "persist", "feed", "relay", "consumer", "serve", "bridge",
-    "sim", "config", "run", "cli",
+    "sim", "export", "config", "run", "cli",
 ];
 
 /// Most lines of a source file before its `#[cfg(test)] mod …` (its production part).

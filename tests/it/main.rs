@@ -12,6 +12,7 @@ mod dashboard;
 mod decode_summary;
 mod derivatives;
 mod e2e;
+mod export;
 mod faults;
 mod files;
 mod futures;

@@ -6,7 +6,7 @@ RECORDING is the per-symbol file the relay wrote (<dir>/<venue>/<feed>/<symbol>_
 while the replay exchange served CAPTURE (the bundled Binance USD-M capture, made with a
 collector that writes hftbacktest's layout); START_NS..END_NS bound the relay's run (wall clock).
 Both files go through hftbacktest's own converter, hftbacktest.data.utils.binancefutures.convert,
-unmodified. It turns each line into event rows (ev, exch_ts, local_ts, px, qty, order_id, ival,
+unmodified (with opt="t", so book tickers are events too). It turns each line into event rows (ev, exch_ts, local_ts, px, qty, order_id, ival,
 fval), then `correct_event_order` splits them into two orderings flagged EXCH_EVENT (rows by
 exchange time, what the exchange side of the backtest sees) and LOCAL_EVENT (rows by local
 time, what the strategy sees), merged into one array.
@@ -89,8 +89,20 @@ def main():
                 f"receive times {stamps[0]}..{stamps[-1]} outside the run {start_ns}..{end_ns}"
             )
 
-    ours = binancefutures.convert(recording)
-    theirs = binancefutures.convert(capture)
+    # opt "t": bookTicker messages become events too (ids 103/104), so every stream message of
+    # the capture (trades, depth updates, book tickers) yields rows and none can go missing
+    # unnoticed; the default conversion (trades and depth only) reads the file the same way.
+    ours = binancefutures.convert(recording, opt="t")
+    theirs = binancefutures.convert(capture, opt="t")
+
+    def stream_lines(path):
+        with gzip.open(path, "rt") as f:
+            return sum(1 for line in f if line.split(" ", 1)[1].startswith('{"stream"'))
+
+    n_ours, n_theirs = stream_lines(recording), stream_lines(capture)
+    print(f"stream messages: recording {n_ours}, capture {n_theirs}")
+    if n_ours != n_theirs:
+        failures.append(f"{n_ours} stream messages in the recording, {n_theirs} in the capture")
 
     ex_o, ex_t = view(ours, EXCH_EVENT), view(theirs, EXCH_EVENT)
     lo_o, lo_t = view(ours, LOCAL_EVENT), view(theirs, LOCAL_EVENT)

@@ -25,7 +25,7 @@ socket_path = "$work/relay.sock"
 [http]
 listen = "127.0.0.1:0"
 [writer]
-data_dir = "$work/csv"
+enabled = false
 [recording]
 dir = "$work/raw"
 layout = "hftbacktest"

@@ -21,7 +21,6 @@
 //! members to the day's file. I/O errors are logged (rate-limited), counted, and the file is
 //! retried after [`RETRY_AFTER`]; the lines meanwhile are counted as dropped.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -32,6 +31,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use rustc_hash::FxHashMap;
 
 use crate::base::ratelimit::RateLimit;
 use crate::base::stats::Counter;
@@ -150,7 +150,7 @@ impl Recorder {
                     venue: path_component(&f.venue),
                     feed: path_component(&f.feed),
                     route: f.route,
-                    files: HashMap::new(),
+                    files: FxHashMap::default(),
                 })
                 .collect(),
             key: String::new(),
@@ -218,7 +218,7 @@ struct FeedFiles {
     venue: String,
     feed: String,
     route: RouteFn,
-    files: HashMap<String, DayFile>,
+    files: FxHashMap<String, DayFile>,
 }
 
 struct RecorderThread {

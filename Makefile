@@ -8,6 +8,9 @@
 #   make bench-idle  relay latency per consumer idle strategy (about 2 minutes)
 #   make bench-instr instructions per message per stage (parse, encode, queue hop, fan-out) under
 #                    valgrind's callgrind: deterministic, unmoved by the neighbours' load
+#   make interop     other tools read what mdrelay writes, unchanged (tests/interop/run.sh): a
+#                    Python venv in target/interop-venv with pinned PyPI packages (hftbacktest),
+#                    then one step per check; about 2 minutes (3.5 the first time, for the venv)
 #   make install     after `make build`: the binary, /etc/mdrelay configs, the systemd unit and
 #                    its sysusers.d user (PREFIX=/usr/local, SYSCONFDIR=/etc, DESTDIR= for staging);
 #                    runs no systemctl. `make uninstall` removes them but keeps configs and data.
@@ -17,7 +20,7 @@ CONFIG ?= config/default.toml
 # Cargo features every target builds with (`nats`: the NATS bridge).
 FEATURES ?= nats
 
-.PHONY: run build test fmt lint doc unit nats-server pyenv bench bench-idle bench-instr clean
+.PHONY: run build test fmt lint doc unit nats-server pyenv bench bench-idle bench-instr interop clean
 
 run: build
 	./target/release/mdrelay run --config $(CONFIG)
@@ -80,6 +83,11 @@ bench-instr:
 	$(CARGO) build --locked --profile bench-instr --bench instr --message-format=json \
 	  | sed -n 's/.*"executable":"\([^"]*instr-[^"]*\)".*/\1/p' > target/bench-instr/instr.path
 	benches/bench_instr.sh target/bench-instr/mdrelay "$$(cat target/bench-instr/instr.path)"
+
+# Interop checks against other tools, installed from PyPI into target/interop-venv (needs
+# python3 ≥ 3.11 with venv, and the network the first time). Steps: tests/interop/run.sh.
+interop:
+	CARGO="$(CARGO)" tests/interop/run.sh
 
 clean:
 	$(CARGO) clean

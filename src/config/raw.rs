@@ -147,6 +147,7 @@ pub struct RawWriter {
 #[serde(deny_unknown_fields)]
 pub struct RawRecording {
     pub(super) dir: String,
+    pub(super) layout: String,
     pub(super) capacity_messages: u64,
     pub(super) flush_interval_ms: u64,
 }

@@ -21,6 +21,7 @@ use super::{
 use crate::base::log::check_level;
 use crate::feed::venue::Subscription;
 use crate::market::instrument::Venue;
+use crate::persist::layout::Layout;
 use crate::queue::{Backpressure, Transport};
 use crate::relay::config::default_socket_path;
 
@@ -496,6 +497,15 @@ fn threads(
 fn recording(r: &RawRecording) -> Result<RecordingConfig, ConfigError> {
     Ok(RecordingConfig {
         dir: nonempty_path("recording.dir", &r.dir)?,
+        layout: Layout::from_name(&r.layout).ok_or_else(|| {
+            invalid(
+                "recording.layout",
+                format!(
+                    "`{}` is not a recording layout: expected \"mdrelay\" or \"hftbacktest\"",
+                    r.layout
+                ),
+            )
+        })?,
         capacity_messages: range(
             "recording.capacity_messages",
             r.capacity_messages,

@@ -518,7 +518,7 @@ impl Collector {
                 Ok(body) => {
                     c.snapshots.inc();
                     if let Some(r) = &self.recorder {
-                        r.record(recv_wall, &body);
+                        r.record_snapshot(recv_wall, &symbol, &body);
                     }
                     let out = &mut self.out;
                     let r = self

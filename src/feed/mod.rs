@@ -7,6 +7,8 @@
 //! - `publisher`: events → frames: instrument definitions, sequences, backpressure, drop reports.
 //! - `open_interest`: the `oi-<feed>` thread polling Binance futures open interest over REST,
 //!   handing readings to the collector.
+//! - `record_route`: which symbol a raw message belongs to, per venue, for the raw recorder's
+//!   `hftbacktest` layout (run on the recorder thread).
 //! - `replay`: the file collector: recordings through the same parsers, paced or at full speed.
 //! - `venue`: one parser per venue protocol (books, sequencing, checksums, REST snapshots).
 
@@ -14,5 +16,6 @@ pub mod collector;
 pub mod config;
 pub mod open_interest;
 pub mod publisher;
+pub mod record_route;
 pub mod replay;
 pub mod venue;

@@ -4,13 +4,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::persist::layout::Layout;
 use crate::persist::writer::WriterError;
 
 /// Raw recording (`[recording]`; per feed `record`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordingConfig {
-    /// Root directory: `<dir>/<venue>/<feed>_<YYYYMMDD>.txt.gz`.
+    /// Root directory: `<dir>/<venue>/<feed>_<YYYYMMDD>.txt.gz` (`mdrelay` layout) or
+    /// `<dir>/<venue>/<feed>/<symbol>_<YYYYMMDD>.gz` (`hftbacktest` layout).
     pub dir: PathBuf,
+    /// Files and what goes in them (`layout`). Default [`Layout::Mdrelay`].
+    pub layout: Layout,
     /// Queue capacity towards the recorder thread, messages.
     pub capacity_messages: usize,
     /// Longest time before recorded lines reach the file (a gzip member is finished then).

@@ -5,12 +5,15 @@
 //!
 //! - `writer/`: the CSV writer thread and the handle the consumer feeds it by.
 //! - `recorder`: the raw recorder thread and the handle collectors feed it by.
+//! - `layout`: the two recording layouts (`mdrelay`, `hftbacktest`) and how a message finds its
+//!   symbol's file.
 //! - `recording`: reads recordings (`<recv_ns> <message>` lines, plain or gzip).
 //! - `paths`: names on disk, shared by both threads: safe path components, opening with
 //!   directories created.
 //! - `config`: both threads' configuration.
 
 pub mod config;
+pub mod layout;
 pub mod paths;
 pub mod recorder;
 pub mod recording;

@@ -34,7 +34,7 @@ use crate::feed::collector::Collector;
 use crate::feed::open_interest;
 use crate::feed::replay::FileCollector;
 use crate::feed::venue;
-use crate::persist::recorder::{Recorder, RecorderStats};
+use crate::persist::recorder::{RecordedFeed, Recorder, RecorderStats};
 use crate::persist::writer::{WriterHandle, WriterStats};
 use crate::queue::{self, QueueMonitor, QueueSpec, Waker};
 use crate::relay::acceptor::{self, AcceptConfig};
@@ -178,7 +178,11 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         let names = cfg
             .feeds
             .iter()
-            .map(|f| (f.venue.name().to_owned(), f.name.clone()))
+            .map(|f| RecordedFeed {
+                venue: f.venue.name().to_owned(),
+                feed: f.name.clone(),
+                route: crate::feed::record_route::route_for(f.venue),
+            })
             .collect();
         Some(Recorder::spawn(&cfg.recording, names).map_err(StartError::Recorder)?)
     } else {

@@ -619,6 +619,12 @@ const RECORDER: &[RecorderMetric] = &[
         |r| r.dropped.get(),
     ),
     (
+        "mdrelay_recorder_skipped_total",
+        Kind::Counter,
+        "Raw messages left out by the hftbacktest layout (acks, errors, heartbeats).",
+        |r| r.skipped.get(),
+    ),
+    (
         "mdrelay_recorder_io_errors_total",
         Kind::Counter,
         "Failed recording file operations.",

@@ -3,7 +3,9 @@
 //! answer a depth snapshot taken from a book the exchange keeps per venue at its replay
 //! position: it starts from the snapshot recorded in the capture and applies each diff as it is
 //! sent, so a snapshot is consistent whenever a client asks (its `lastUpdateId` is the `u` of the
-//! last diff applied, which both the spot and the futures sync rules bridge from). Served on the
+//! last diff applied, which both the spot and the futures sync rules bridge from). Futures
+//! snapshots also carry `E` and `T` as Binance's do (the transaction time of the recorded
+//! snapshot or of the last diff applied; hftbacktest's converter needs `T`). Served on the
 //! connection's own `replay-conn-N` thread, plain HTTP/1.1, one request per connection.
 
 use std::io::{self, Read, Write};
@@ -19,8 +21,8 @@ use crate::market::event::{Event, Level};
 use crate::market::fixed;
 use crate::market::instrument::Venue;
 
-/// Symbol → (book, lastUpdateId).
-pub(super) type Books = FxHashMap<String, (L2Book, u64)>;
+/// Symbol → (book, lastUpdateId, transaction time `T` in ms or 0 when the recording has none).
+pub(super) type Books = FxHashMap<String, (L2Book, u64, u64)>;
 
 /// The REST books of every Binance venue (spot, USD-M, COIN-M): the same symbol on two venues is
 /// two books.
@@ -49,6 +51,8 @@ pub(super) fn is_rest_request(peek: &[u8]) -> bool {
 pub(super) struct Diff {
     symbol: Box<str>,
     final_update_id: u64,
+    /// `T`, ms (0: none).
+    time_ms: u64,
     bids: Vec<Level>,
     asks: Vec<Level>,
 }
@@ -59,7 +63,7 @@ pub(super) struct Diff {
 pub(super) struct BookScan {
     parser: BinanceParser,
     /// A recorded snapshot not yet claimed by a symbol.
-    pending_snapshot: Option<(L2Book, u64)>,
+    pending_snapshot: Option<(L2Book, u64, u64)>,
     /// The first recorded snapshot of each symbol, the start of every session.
     pub(super) initial_books: Books,
 }
@@ -80,12 +84,14 @@ impl BookScan {
                     (None, true) => {
                         let mut book = L2Book::new();
                         book.apply_snapshot(b.bids, b.asks);
-                        *pending_snapshot = Some((book, b.venue_sequence.unwrap_or(0)));
+                        let t = time_ms(raw);
+                        *pending_snapshot = Some((book, b.venue_sequence.unwrap_or(0), t));
                     }
                     (Some(sym), false) => {
                         diff = Some(Diff {
                             symbol: sym.into(),
                             final_update_id: b.venue_sequence.unwrap_or(0),
+                            time_ms: time_ms(raw),
                             bids: b.bids.to_vec(),
                             asks: b.asks.to_vec(),
                         })
@@ -109,12 +115,25 @@ impl BookScan {
 pub(super) fn apply(books: &Mutex<VenueBooks>, venue: Venue, d: &Diff) {
     let mut books = books.lock();
     let book = books.get_mut(&venue).and_then(|b| b.get_mut(&*d.symbol));
-    if let Some((book, last)) = book {
+    if let Some((book, last, t)) = book {
         if d.final_update_id > *last {
             book.apply_delta(&d.bids, &d.asks);
             *last = d.final_update_id;
+            *t = d.time_ms;
         }
     }
+}
+
+/// The `"T":` (transaction time, ms) of a recorded Binance line; 0 when it has none. The first
+/// `"T":` of a futures diff or snapshot is its own (no nested object carries one).
+fn time_ms(raw: &str) -> u64 {
+    raw.find("\"T\":").map_or(0, |i| {
+        let digits = &raw[i + 4..];
+        let end = digits
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(digits.len());
+        digits[..end].parse().unwrap_or(0)
+    })
 }
 
 /// Answers a depth request (see the module doc) from the venue's REST book, then closes.
@@ -149,7 +168,7 @@ pub(super) fn serve_rest(mut stream: TcpStream, books: &Mutex<VenueBooks>) -> io
             .clamp(1, 5000);
         let books = books.lock();
         match books.get(&venue).and_then(|b| b.get(&symbol)) {
-            Some((book, last)) => {
+            Some((book, last, t)) => {
                 let side = |it: &mut dyn Iterator<Item = Level>| -> Vec<[String; 2]> {
                     it.take(limit)
                         .map(|l| {
@@ -160,12 +179,16 @@ pub(super) fn serve_rest(mut stream: TcpStream, books: &Mutex<VenueBooks>) -> io
                         })
                         .collect()
                 };
-                let body = serde_json::json!({
+                let mut body = serde_json::json!({
                     "lastUpdateId": last,
                     "bids": side(&mut book.bids()),
                     "asks": side(&mut book.asks()),
-                })
-                .to_string();
+                });
+                if venue != Venue::Binance {
+                    body["E"] = (*t).into();
+                    body["T"] = (*t).into();
+                }
+                let body = body.to_string();
                 ("200 OK", body)
             }
             None => (

@@ -28,6 +28,7 @@ mod packaging;
 mod persist;
 mod python;
 mod queues;
+mod recording_layout;
 mod relay_semantics;
 mod reliability;
 mod shutdown;

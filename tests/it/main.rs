@@ -29,6 +29,7 @@ mod python;
 mod queues;
 mod relay_semantics;
 mod reliability;
+mod rotation;
 mod shutdown;
 mod soak;
 mod subscribe;

@@ -237,9 +237,23 @@ pub(crate) struct Rotor {
     /// No rotation starts before this (monotonic ns).
     next_at: u64,
     /// The `rotate-<feed>` thread's handshake, under way.
-    pending: Option<Receiver<Result<Ws, FeedError>>>,
+    pending: Option<Handshake>,
     /// After a switch: the replacement's copies still filtered, until the given instant.
     settling: Option<(Splice, u64)>,
+}
+
+/// A replacement's handshake under way on its `rotate-<feed>` thread: its result, the thread.
+struct Handshake(Receiver<Result<Ws, FeedError>>, thread::JoinHandle<()>);
+
+impl Drop for Rotor {
+    /// Joins a handshake thread still running (the session ended during a rotation): it ends
+    /// within the connect timeout, sooner on stop.
+    fn drop(&mut self) {
+        if let Some(Handshake(rx, thread)) = self.pending.take() {
+            drop(rx);
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Rotor {
@@ -298,7 +312,7 @@ impl Collector {
         let Some(every) = rotor.every else {
             return Ok(false);
         };
-        let Some(rx) = &rotor.pending else {
+        let Some(Handshake(rx, _)) = &rotor.pending else {
             rotor.pending = self.spawn_handshake();
             if rotor.pending.is_none() {
                 self.rotation_failed(rotor, now, "cannot start the rotation thread");
@@ -310,7 +324,10 @@ impl Collector {
             Err(TryRecvError::Disconnected) => Err("the rotation thread ended".to_owned()),
             Ok(r) => r.map_err(|e| e.to_string()),
         };
-        rotor.pending = None;
+        if let Some(Handshake(_, thread)) = rotor.pending.take() {
+            // It has sent its result (or ended): the join does not wait.
+            let _ = thread.join();
+        }
         let new = match new {
             Ok(new) => new,
             Err(why) => {
@@ -346,13 +363,13 @@ impl Collector {
     }
 
     /// Starts the replacement's handshake on a `rotate-<feed>` thread.
-    fn spawn_handshake(&self) -> Option<Receiver<Result<Ws, FeedError>>> {
+    fn spawn_handshake(&self) -> Option<Handshake> {
         let (tx, rx) = mpsc::sync_channel(1);
         let url = self.cfg.url.clone();
         let timeout = self.cfg.connect_timeout;
         let tls = self.tls.clone();
         let stop = self.stop.clone();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name(format!("rotate-{}", self.cfg.name))
             .spawn(move || {
                 // The collector may have moved on (stop, old connection lost): then the socket
@@ -360,7 +377,7 @@ impl Collector {
                 let _ = tx.send(collector::connect(&url, timeout, tls, &stop));
             })
             .ok()?;
-        Some(rx)
+        Some(Handshake(rx, thread))
     }
 
     /// Subscribes on `new` and reads both connections through a [`Splice`] until the

@@ -276,3 +276,45 @@ fn a_replacement_that_never_delivers_is_counted_and_the_old_stream_goes_on() {
     assert!(summary.balanced());
     exchange.stop();
 }
+
+/// `rotate_after_ms` is checked at start-up: the error names the key.
+#[test]
+fn bad_rotate_after_ms_is_refused_naming_the_key() {
+    let load = |sets: &[&str]| {
+        let mut all = vec!["writer.enabled=false".to_owned()];
+        all.extend(sets.iter().map(|s| s.to_string()));
+        mdrelay::config::load(&mdrelay::config::Sources {
+            sets: all,
+            ..Default::default()
+        })
+    };
+    for (sets, why) in [
+        (
+            &["feeds.coinbase.rotate_after_ms=60000"][..],
+            "no per-stream ids",
+        ),
+        (&["feeds.binance.rotate_after_ms=10"][..], "out of range"),
+        (
+            &[
+                "feeds.binance.rotate_after_ms=90000000",
+                "feeds.binance.max_connection_age_ms=80000000",
+            ][..],
+            "not below max_connection_age_ms",
+        ),
+    ] {
+        let e = load(sets).expect_err("refused").to_string();
+        assert!(e.contains("rotate_after_ms") && e.contains(why), "{e}");
+    }
+    let cfg = load(&[]).unwrap();
+    let feed = |name: &str| cfg.feeds.iter().find(|f| f.name == name).unwrap();
+    assert_eq!(
+        feed("binance").rotate_after,
+        Some(Duration::from_millis(
+            mdrelay::config::BINANCE_ROTATE_AFTER_MS
+        ))
+    );
+    assert_eq!(feed("coinbase").rotate_after, None);
+    let cfg = load(&["feeds.binance.rotate_after_ms=0"]).unwrap();
+    let binance = cfg.feeds.iter().find(|f| f.name == "binance").unwrap();
+    assert_eq!(binance.rotate_after, None);
+}

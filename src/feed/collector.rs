@@ -15,6 +15,9 @@
 //! Losses are never silent: a frame the queue refuses is counted, the instrument's sequence still
 //! advances (subscribers see the gap), and a `dropped` status frame with the count is sent for that
 //! instrument as soon as the queue has room. Connection changes are status frames too.
+//! At `rotate_after_ms` (Binance's 24 h limit) the connection is replaced make-before-break:
+//! the replacement is opened on a helper thread, subscribed, and spliced in without a gap or a
+//! duplicate (`rotation.rs`); `max_connection_age_ms` remains the hard, break-before-make limit.
 //! Reconnects back off exponentially with full jitter (AWS architecture blog, "Exponential
 //! Backoff And Jitter"), the first retry immediate, the attempt count reset by the first data
 //! message of a new connection.

@@ -349,6 +349,8 @@ impl Collector {
                 tracing::info!(feed = %self.cfg.name, "rotated to a new connection (make-before-break)");
                 Ok(true)
             }
+            // Shutting down is not a failed rotation.
+            Err(_) if self.stop.is_stopped() => Ok(false),
             Err(why) => {
                 self.rotation_failed(rotor, clock::mono_ns(), &why);
                 Ok(false)

@@ -118,15 +118,29 @@ fn top(m: &Side8, best_first: bool, n: usize) -> Vec<(i64, i64)> {
     it.take(n).map(|(p, q)| (*p, *q)).collect()
 }
 
+/// 345 s of capture at 6x: ~58 s, a rotation every 2 s.
 #[test]
 fn rotations_mid_stream_lose_and_repeat_nothing() {
     let _wd = util::Watchdog::new("rotation_mid_stream", 300);
+    rotate_through_the_capture(6.0, 2000);
+}
+
+/// At 30x (~12 s, a rotation every second): overlaps under a denser stream. (The replay
+/// exchange's live sessions start exactly where the old one is, so the replacement rarely if ever
+/// runs ahead of the old connection here: that case is covered by the unit tests of the splice.)
+#[test]
+fn rotations_at_a_fast_pace_lose_and_repeat_nothing() {
+    let _wd = util::Watchdog::new("rotation_fast", 300);
+    rotate_through_the_capture(30.0, 1000);
+}
+
+/// The capture at `speed` through a relay rotating every `rotate_ms`: see the module doc.
+fn rotate_through_the_capture(speed: f64, rotate_ms: u64) {
     let (want, tickers, want_bids, want_asks) = reference();
     assert_eq!(want.len(), 6106);
-    // 345 s of capture at 6x: ~58 s, a rotation every 2 s.
-    let exchange = live_exchange(6.0, true);
+    let exchange = live_exchange(speed, true);
     let (_dir, sock) = util::temp_socket();
-    let relay = run::start(util::config(&sets(&sock, exchange.local_addr(), 2000))).unwrap();
+    let relay = run::start(util::config(&sets(&sock, exchange.local_addr(), rotate_ms))).unwrap();
     let mut client = util::subscriber(&sock);
     util::play_when_subscribed(&exchange, 1);
 

@@ -107,6 +107,12 @@ pub struct CollectorCounters {
     pub connects: Counter,
     /// Connections lost or refused after the first.
     pub reconnects: Counter,
+    /// Make-before-break rotations completed (the replacement took over).
+    pub rotations: Counter,
+    /// Rotations abandoned: the replacement failed or did not continue the stream in time.
+    pub rotation_failures: Counter,
+    /// Messages dropped during a rotation's overlap as already published by the other connection.
+    pub rotation_duplicates: Counter,
     /// Events dropped because their instrument id collided with another name.
     pub id_collisions: Counter,
     /// 1 while a WebSocket connection is up.

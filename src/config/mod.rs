@@ -37,7 +37,9 @@ pub use crate::bridge::config::NatsConfig;
 pub use crate::consumer::config::{
     BarClock, BarsConfig, CoalesceConfig, ConsumerConfig, IdleStrategy, Persist,
 };
-pub use crate::feed::config::{FeedConfig, FeedSource, BINANCE_MAX_CONNECTION_AGE_MS};
+pub use crate::feed::config::{
+    FeedConfig, FeedSource, BINANCE_MAX_CONNECTION_AGE_MS, BINANCE_ROTATE_AFTER_MS,
+};
 pub use crate::persist::config::{RecordingConfig, WriterConfig};
 pub use crate::relay::config::{default_socket_path, RelayConfig};
 pub use crate::serve::config::HttpConfig;

@@ -57,6 +57,7 @@ pub struct RawFeed {
     pub(super) stale_after_ms: Option<u64>,
     pub(super) record: Option<bool>,
     pub(super) max_connection_age_ms: Option<u64>,
+    pub(super) rotate_after_ms: Option<u64>,
     pub(super) open_interest_interval_ms: Option<u64>,
 }
 

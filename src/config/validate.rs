@@ -17,6 +17,7 @@ use super::{
     BarClock, BarsConfig, CoalesceConfig, Config, ConsumerConfig, FeedConfig, FeedSource,
     HttpConfig, IdleStrategy, LogConfig, LogFormat, Persist, Placement, RecordingConfig,
     RelayConfig, ReplayConfig, WriterConfig, BINANCE_MAX_CONNECTION_AGE_MS,
+    BINANCE_ROTATE_AFTER_MS,
 };
 use crate::base::log::check_level;
 use crate::feed::venue::Subscription;
@@ -402,6 +403,16 @@ fn feed(
             Some(ms(&k, v, 1_000, 3_600_000)?)
         }
     };
+    let max_connection_age = match f.max_connection_age_ms.or(match venue {
+        // Binance closes every connection after 24 h: leave before it does.
+        Venue::Binance | Venue::BinanceUsdm | Venue::BinanceCoinm => {
+            Some(BINANCE_MAX_CONNECTION_AGE_MS)
+        }
+        _ => None,
+    }) {
+        None | Some(0) => None,
+        Some(v) => Some(ms(&key("max_connection_age_ms"), v, 1_000, 7 * 86_400_000)?),
+    };
     Ok(Some(FeedConfig {
         name: name.to_owned(),
         venue,
@@ -449,19 +460,49 @@ fn feed(
             86_400_000,
         )?,
         record: f.record.unwrap_or(d.record),
-        max_connection_age: match f.max_connection_age_ms.or(match venue {
-            // Binance closes every connection after 24 h: leave before it does.
-            Venue::Binance | Venue::BinanceUsdm | Venue::BinanceCoinm => {
-                Some(BINANCE_MAX_CONNECTION_AGE_MS)
-            }
-            _ => None,
-        }) {
-            None | Some(0) => None,
-            Some(v) => Some(ms(&key("max_connection_age_ms"), v, 1_000, 7 * 86_400_000)?),
-        },
+        max_connection_age,
+        rotate_after: rotate_after(venue, f, max_connection_age, &key)?,
         source: FeedSource::WebSocket,
         open_interest_interval,
     }))
+}
+
+/// A feed's `rotate_after_ms`: Binance venues only (make-before-break needs the per-stream ids
+/// [`crate::feed::rotation`] de-duplicates the overlap by); an explicit value must come before
+/// `max_connection_age_ms`, or the hard reconnect would always win.
+fn rotate_after(
+    venue: Venue,
+    f: &RawFeed,
+    max_age: Option<Duration>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Option<Duration>, ConfigError> {
+    let k = key("rotate_after_ms");
+    let supported = crate::feed::rotation::supports(venue);
+    let v = match f.rotate_after_ms {
+        Some(0) => return Ok(None),
+        Some(_) if !supported => {
+            return Err(invalid(
+                k,
+                format!("venue {venue} has no per-stream ids to splice two connections by (binance, binance_usdm and binance_coinm do); use 0 (max_connection_age_ms still reconnects)"),
+            ))
+        }
+        Some(v) => v,
+        None if supported => BINANCE_ROTATE_AFTER_MS,
+        None => return Ok(None),
+    };
+    let d = ms(&k, v, 1_000, 7 * 86_400_000)?;
+    match max_age {
+        Some(m) if f.rotate_after_ms.is_some() && d >= m => Err(invalid(
+            k,
+            format!(
+                "{v} ms is not below max_connection_age_ms ({} ms): the hard reconnect would come first",
+                m.as_millis()
+            ),
+        )),
+        // The default with a shorter explicit max_connection_age_ms: the hard reconnect rules.
+        Some(m) if d >= m => Ok(None),
+        _ => Ok(Some(d)),
+    }
 }
 
 /// `[threads]`: every name a thread that exists, every placement valid.

@@ -15,6 +15,9 @@
 //! Losses are never silent: a frame the queue refuses is counted, the instrument's sequence still
 //! advances (subscribers see the gap), and a `dropped` status frame with the count is sent for that
 //! instrument as soon as the queue has room. Connection changes are status frames too.
+//! At `rotate_after_ms` (Binance's 24 h limit) the connection is replaced make-before-break:
+//! the replacement is opened on a helper thread, subscribed, and spliced in without a gap or a
+//! duplicate (`rotation.rs`); `max_connection_age_ms` remains the hard, break-before-make limit.
 //! Reconnects back off exponentially with full jitter (AWS architecture blog, "Exponential
 //! Backoff And Jitter"), the first retry immediate, the attempt count reset by the first data
 //! message of a new connection.
@@ -36,6 +39,7 @@ use crate::base::stats::{FeedStats, StopFlag};
 use crate::feed::config::FeedConfig;
 use crate::feed::open_interest::Readings;
 use crate::feed::publisher::Publisher;
+use crate::feed::rotation::Rotor;
 use crate::feed::venue::{Parsed, VenueParser};
 use crate::market::event::{Event, StatusCode};
 use crate::persist::recorder::RecordSender;
@@ -78,30 +82,30 @@ pub enum FeedError {
     MaxAge(u64),
 }
 
-type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+pub(super) type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// A feed's collector, ready to run on its own thread.
 pub struct Collector {
-    cfg: FeedConfig,
-    parser: Box<dyn VenueParser>,
-    out: Publisher,
-    stop: Arc<StopFlag>,
+    pub(super) cfg: FeedConfig,
+    pub(super) parser: Box<dyn VenueParser>,
+    pub(super) out: Publisher,
+    pub(super) stop: Arc<StopFlag>,
     /// Reused list of messages the parser asks to send.
-    outgoing: Vec<String>,
+    pub(super) outgoing: Vec<String>,
     /// Symbols waiting for a REST book snapshot.
-    snapshot_requests: Vec<String>,
+    pub(super) snapshot_requests: Vec<String>,
     /// No snapshot fetch before this instant (set after a failure).
     next_fetch: Instant,
     /// HTTP client for REST snapshots (blocking, with a deadline).
     http: ureq::Agent,
     /// TLS for wss: `None` uses tungstenite's default (web PKI roots).
-    tls: Option<Arc<rustls::ClientConfig>>,
+    pub(super) tls: Option<Arc<rustls::ClientConfig>>,
     /// Reconnect jitter.
     jitter: Jitter,
     /// Raw recording of every message, when the feed records.
     recorder: Option<RecordSender>,
     /// Readings of the feed's open-interest poller, when it has one.
-    open_interest: Option<Readings>,
+    pub(super) open_interest: Option<Readings>,
 }
 
 impl Collector {
@@ -144,7 +148,7 @@ impl Collector {
 
     /// Publishes the open-interest readings waiting in the hand-over channel (none: one atomic
     /// load).
-    fn publish_open_interest(&mut self) {
+    pub(super) fn publish_open_interest(&mut self) {
         let Some(rx) = &self.open_interest else {
             return;
         };
@@ -224,75 +228,15 @@ impl Collector {
     }
 
     fn connect(&mut self) -> Result<Ws, FeedError> {
-        let url = self.cfg.url.clone();
-        let bad = |reason: String| FeedError::Url {
-            url: url.clone(),
-            reason,
-        };
-        let request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| bad(e.to_string()))?;
-        let uri = request.uri();
-        let host = uri.host().ok_or_else(|| bad("no host".into()))?.to_owned();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("wss") {
-                443
-            } else {
-                80
-            });
-        let deadline = Instant::now() + self.cfg.connect_timeout;
-        let fail = |reason: String| FeedError::Connect {
-            url: url.clone(),
-            reason,
-        };
-        let addrs: Vec<SocketAddr> = (host.trim_start_matches('[').trim_end_matches(']'), port)
-            .to_socket_addrs()
-            .map_err(|e| fail(format!("resolve {host}: {e}")))?
-            .collect();
-        let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no address");
-        let mut tcp = None;
-        for a in addrs {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match TcpStream::connect_timeout(&a, left) {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last_err = e,
-            }
-        }
-        let tcp = tcp.ok_or_else(|| fail(last_err.to_string()))?;
-        tcp.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
-        tcp.set_read_timeout(Some(POLL_INTERVAL))
-            .map_err(|e| fail(e.to_string()))?;
-        tcp.set_write_timeout(Some(self.cfg.connect_timeout))
-            .map_err(|e| fail(e.to_string()))?;
-        let mut hs = tungstenite::client_tls_with_config(
-            request,
-            tcp,
-            None,
-            self.tls.clone().map(tungstenite::Connector::Rustls),
-        );
-        loop {
-            match hs {
-                Ok((ws, _resp)) => return Ok(ws),
-                Err(HandshakeError::Interrupted(mid)) => {
-                    if Instant::now() >= deadline || self.stop.is_stopped() {
-                        return Err(fail("handshake timed out".into()));
-                    }
-                    hs = mid.handshake();
-                }
-                Err(HandshakeError::Failure(e)) => return Err(fail(e.to_string())),
-            }
-        }
+        connect(
+            &self.cfg.url,
+            self.cfg.connect_timeout,
+            self.tls.clone(),
+            &self.stop,
+        )
     }
 
-    fn send_text(ws: &mut Ws, text: String) -> Result<(), FeedError> {
+    pub(super) fn send_text(ws: &mut Ws, text: String) -> Result<(), FeedError> {
         ws.send(Message::text(text))
             .map_err(|e| FeedError::Lost(format!("send: {e}")))
     }
@@ -317,6 +261,10 @@ impl Collector {
             .app_ping()
             .map(|(text, every)| (text, every.as_nanos() as u64));
         let mut last_ping = connected_at;
+        let mut connected_at = connected_at;
+        // Make-before-break rotation (`rotation.rs`), checked between two reads.
+        let mut rotor = Rotor::new(&self.cfg, connected_at);
+        let mut now = connected_at;
         loop {
             if self.stop.is_stopped() {
                 let _ = ws.close(None);
@@ -329,8 +277,13 @@ impl Collector {
             if self.open_interest.as_ref().is_some_and(|rx| !rx.is_empty()) {
                 self.publish_open_interest();
             }
+            if rotor.due(now) && self.rotate(&mut ws, &mut rotor, now, &mut last_data)? {
+                connected_at = clock::mono_ns();
+                last_ping = connected_at;
+            }
             let msg = ws.read();
             let t_recv = clock::mono_ns();
+            now = t_recv;
             if t_recv.saturating_sub(connected_at) >= max_age_ns {
                 let _ = ws.close(None);
                 let _ = ws.flush();
@@ -346,6 +299,10 @@ impl Collector {
             }
             match msg {
                 Ok(Message::Text(text)) => {
+                    if rotor.drops_copy(text.as_str(), t_recv, &self.out) {
+                        last_data = t_recv;
+                        continue;
+                    }
                     let data = self.on_text(text.as_str(), t_recv);
                     if data {
                         last_data = t_recv;
@@ -409,7 +366,7 @@ impl Collector {
 
     /// Handles one text frame; returns true when it carried market data.
     #[inline]
-    fn on_text(&mut self, raw: &str, t_recv: u64) -> bool {
+    pub(super) fn on_text(&mut self, raw: &str, t_recv: u64) -> bool {
         let recv_wall = clock::wall_ns_at(t_recv);
         if let Some(r) = &self.recorder {
             r.record(recv_wall, raw);
@@ -429,6 +386,82 @@ impl Collector {
             self.fetch_snapshots();
         }
         data
+    }
+}
+
+/// Connects to `url` (TCP, TLS for wss, WebSocket handshake) under `connect_timeout`; the socket
+/// reads time out every [`POLL_INTERVAL`]. Used by the collector and its rotation thread.
+pub(super) fn connect(
+    url: &str,
+    connect_timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    stop: &StopFlag,
+) -> Result<Ws, FeedError> {
+    let url = url.to_owned();
+    let bad = |reason: String| FeedError::Url {
+        url: url.clone(),
+        reason,
+    };
+    let request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| bad(e.to_string()))?;
+    let uri = request.uri();
+    let host = uri.host().ok_or_else(|| bad("no host".into()))?.to_owned();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
+    let deadline = Instant::now() + connect_timeout;
+    let fail = |reason: String| FeedError::Connect {
+        url: url.clone(),
+        reason,
+    };
+    let addrs: Vec<SocketAddr> = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .map_err(|e| fail(format!("resolve {host}: {e}")))?
+        .collect();
+    let mut last_err = io::Error::new(io::ErrorKind::NotFound, "no address");
+    let mut tcp = None;
+    for a in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&a, left) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last_err = e,
+        }
+    }
+    let tcp = tcp.ok_or_else(|| fail(last_err.to_string()))?;
+    tcp.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+    tcp.set_read_timeout(Some(POLL_INTERVAL))
+        .map_err(|e| fail(e.to_string()))?;
+    tcp.set_write_timeout(Some(connect_timeout))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut hs = tungstenite::client_tls_with_config(
+        request,
+        tcp,
+        None,
+        tls.map(tungstenite::Connector::Rustls),
+    );
+    loop {
+        match hs {
+            Ok((ws, _resp)) => return Ok(ws),
+            Err(HandshakeError::Interrupted(mid)) => {
+                if Instant::now() >= deadline || stop.is_stopped() {
+                    return Err(fail("handshake timed out".into()));
+                }
+                hs = mid.handshake();
+            }
+            Err(HandshakeError::Failure(e)) => return Err(fail(e.to_string())),
+        }
     }
 }
 
@@ -493,7 +526,7 @@ impl Collector {
     /// Fetches the REST book snapshots the parser asked for (blocking, under the connect
     /// timeout) and hands each reply back to the parser. After a failure, fetches pause for
     /// [`SNAPSHOT_RETRY`] so a failing endpoint is not hammered.
-    fn fetch_snapshots(&mut self) {
+    pub(super) fn fetch_snapshots(&mut self) {
         if Instant::now() < self.next_fetch {
             return;
         }

@@ -45,6 +45,10 @@ pub struct FeedConfig {
     /// Reconnect proactively once a connection is this old (venue connection limits, e.g.
     /// Binance's 24 h); `None`: never.
     pub max_connection_age: Option<Duration>,
+    /// Make-before-break rotation: once a connection is this old, open its replacement,
+    /// subscribe, and switch when the replacement continues the published stream (see
+    /// [`crate::feed::rotation`]); `None`: never. Binance venues only.
+    pub rotate_after: Option<Duration>,
     /// Where the messages come from: the venue's WebSocket, or recordings (`mdrelay replay`).
     pub source: FeedSource,
     /// Poll open interest over REST this often on the feed's `oi-<feed>` thread (Binance
@@ -83,6 +87,7 @@ impl FeedConfig {
             stale_after: Duration::from_secs(86_400),
             record: false,
             max_connection_age: None,
+            rotate_after: None,
             open_interest_interval: None,
             source: FeedSource::Files {
                 paths,
@@ -96,6 +101,10 @@ impl FeedConfig {
 /// Default `max_connection_age_ms` of Binance feeds: 23 h 30 m (Binance drops connections at
 /// 24 h).
 pub const BINANCE_MAX_CONNECTION_AGE_MS: u64 = 23 * 3_600_000 + 30 * 60_000;
+
+/// Default `rotate_after_ms` of Binance feeds: 23 h, so that a rotation that fails is retried
+/// before `max_connection_age_ms` (23 h 30 m) closes the old connection anyway.
+pub const BINANCE_ROTATE_AFTER_MS: u64 = 23 * 3_600_000;
 
 /// Where a feed's messages come from.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,6 +5,8 @@
 //! - `config`: a feed's section (`[feeds.NAME]` over `[feed_defaults]`).
 //! - `collector`: the live collector thread: connect, subscribe, read, reconnect with backoff.
 //! - `publisher`: events → frames: instrument definitions, sequences, backpressure, drop reports.
+//! - `rotation`: make-before-break connection rotation (`rotate_after_ms`): the replacement's
+//!   handshake thread, the overlap of two connections and its de-duplication by venue ids.
 //! - `open_interest`: the `oi-<feed>` thread polling Binance futures open interest over REST,
 //!   handing readings to the collector.
 //! - `record_route`: which symbol a raw message belongs to, per venue, for the raw recorder's
@@ -18,4 +20,5 @@ pub mod open_interest;
 pub mod publisher;
 pub mod record_route;
 pub mod replay;
+pub mod rotation;
 pub mod venue;

@@ -159,6 +159,7 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                     speed: r.speed,
                     loop_forever: r.loop_forever,
                     start_paused: false,
+                    live: false,
                 },
             )
             .map_err(StartError::Replay)?,

@@ -122,6 +122,21 @@ pub(super) const FEED_COUNTERS: &[(&str, &str, FeedValue)] = &[
         |f| f.stats.collector.reconnects.get(),
     ),
     (
+        "mdrelay_feed_rotations_total",
+        "Make-before-break connection rotations completed.",
+        |f| f.stats.collector.rotations.get(),
+    ),
+    (
+        "mdrelay_feed_rotation_failures_total",
+        "Connection rotations abandoned (the replacement did not continue the stream in time).",
+        |f| f.stats.collector.rotation_failures.get(),
+    ),
+    (
+        "mdrelay_feed_rotation_duplicates_total",
+        "Messages dropped during rotation overlaps as already published.",
+        |f| f.stats.collector.rotation_duplicates.get(),
+    ),
+    (
         "mdrelay_feed_book_snapshots_total",
         "REST order-book snapshots fetched.",
         |f| f.stats.collector.snapshots.get(),

@@ -31,6 +31,10 @@ pub struct ReplayOptions {
     pub loop_forever: bool,
     /// Hold every session after its subscription until [`ReplayExchange::resume`] (tests).
     pub start_paused: bool,
+    /// Join "live" like a real venue: a new session starts at the position of the venue's most
+    /// advanced session (the first one from the start) instead of replaying from the beginning,
+    /// and leaves the Binance REST books where they are. Default false.
+    pub live: bool,
 }
 
 /// State shared by the acceptor and every session.
@@ -96,6 +100,12 @@ impl ReplayExchange {
     /// Releases sessions held by `start_paused`.
     pub fn resume(&self) {
         self.shared.paused.store(false, Ordering::Release);
+    }
+
+    /// Holds sessions that have not started playing yet after their subscription, like
+    /// `start_paused` (sessions already playing go on), until [`Self::resume`] (tests).
+    pub fn pause(&self) {
+        self.shared.paused.store(true, Ordering::Release);
     }
 
     /// Sessions that have completed a subscription since start.

@@ -17,6 +17,10 @@
 //! reconnects and starts afresh: a real venue never repeats sequence numbers, and a replay that
 //! looped on an open connection would. Recordings are loaded once and shared.
 //!
+//! With `live` ([`ReplayOptions::live`]), a new session joins where the venue's most advanced
+//! session is instead of at the start, like a connection to a real venue (connection rotation
+//! tests); [`ReplayExchange::pause`] holds new sessions after their subscription.
+//!
 //! Blocks on socket reads with short timeouts (pacing), and on writes when a client does not
 //! read (TCP backpressure, as from a real venue). Stops within ~100 ms of [`ReplayExchange::stop`].
 //!

@@ -161,7 +161,8 @@ pub(super) fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenit
     // A client may send several subscribe requests back to back (Kraken: one per channel); at
     // full speed nothing is read until the recording ends, so take them all before playing.
     service_client(&mut ws, venue, SUBSCRIBE_SETTLE, &mut subs, shared)?;
-    if venue.is_binance() {
+    let live = shared.opts.live && src.live_pos.load(Ordering::Acquire) > 0;
+    if venue.is_binance() && !live {
         // This session's replay position now drives the venue's REST books.
         shared.books.lock().insert(venue, src.initial_books.clone());
     }
@@ -201,14 +202,19 @@ fn play(
     subs: &mut HashSet<String>,
     shared: &Shared,
 ) -> Result<(), tungstenite::Error> {
-    let Some(first) = src.records.first() else {
+    let from = match shared.opts.live {
+        true => src.live_pos.load(Ordering::Acquire),
+        false => 0,
+    };
+    // A live session paces from the last record sent (`from - 1`), so both send `from` together.
+    let Some(first) = src.records.get(from.saturating_sub(1)) else {
         return Ok(());
     };
     let speed = shared.opts.speed;
     let t0 = first.recv_ns;
     let start = Instant::now();
     let mut unflushed = 0u32;
-    for rec in &src.records {
+    for (i, rec) in src.records.iter().enumerate().skip(from) {
         match &rec.key {
             Some(k) if subs.contains(&**k) => {}
             _ => continue,
@@ -228,6 +234,7 @@ fn play(
             return Err(tungstenite::Error::ConnectionClosed);
         }
         ws.write(Message::Text(rec.raw.clone()))?;
+        src.live_pos.fetch_max(i + 1, Ordering::AcqRel);
         if let Some(d) = &rec.diff {
             binance_rest::apply(&shared.books, src.venue, d);
         }

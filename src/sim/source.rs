@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 
 use serde::Deserialize;
 use tungstenite::Utf8Bytes;
@@ -41,6 +42,8 @@ pub(super) struct Source {
     pub(super) initial_books: Books,
     /// Kraken v2: symbol → (price_precision, qty_precision) seen in the recording, by symbol.
     pub(super) kraken_pairs: BTreeMap<String, (u32, u32)>,
+    /// Index of the next record of the most advanced session (where a `live` session starts).
+    pub(super) live_pos: AtomicUsize,
 }
 
 /// The top-level fields of a JSON-object message that Binance, Coinbase and Kraken v1 messages
@@ -114,5 +117,6 @@ pub(super) fn load(venue: Venue, paths: &[PathBuf]) -> io::Result<Source> {
         records,
         initial_books: books.initial_books,
         kraken_pairs,
+        live_pos: AtomicUsize::new(0),
     })
 }

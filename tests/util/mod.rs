@@ -423,6 +423,7 @@ pub fn replay_exchange(
             speed,
             loop_forever,
             start_paused: paused,
+            live: false,
         },
     )
     .expect("replay exchange starts")

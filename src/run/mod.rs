@@ -159,6 +159,8 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                     speed: r.speed,
                     loop_forever: r.loop_forever,
                     start_paused: false,
+                    from_ns: None,
+                    to_ns: None,
                 },
             )
             .map_err(StartError::Replay)?,

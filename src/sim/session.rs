@@ -1,8 +1,14 @@
 //! One connection, on its own `replay-conn-N` thread: a REST request or a WebSocket handshake
 //! routed by the venue path, the venue's greeting, the wait for a subscription (and for
 //! [`ReplayExchange::resume`](super::ReplayExchange::resume) when paused), then the recording at
-//! its pace, answering the client's requests between messages. Blocks on socket reads with short
+//! its pace, answering the client's requests between messages (at least every
+//! [`POLL_EVERY`], also when messages are due back to back). Blocks on socket reads with short
 //! timeouts and on writes when the client does not read.
+//!
+//! Closing (RFC 6455 §5.5.1, §7.1.1): a client's Close is answered at once with a Close echoing
+//! its code, and the TCP connection is closed right after (the server closes first). The
+//! server's own closes (end of recording with `loop`: 1012; exchange stopping: 1001) send a Close
+//! and wait briefly for the client's before closing TCP.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, ErrorKind};
@@ -27,12 +33,21 @@ use super::hyperliquid::hyperliquid_request;
 use super::kraken_v1::{self, kraken_v1_request};
 use super::kraken_v2::{self, kraken_v2_request};
 use super::okx::okx_request;
+use super::positions::SessionPosition;
 use super::source::Source;
 
 type Ws = WebSocket<TcpStream>;
 
 /// How long a session keeps reading requests after its first subscription before it plays.
 const SUBSCRIBE_SETTLE: Duration = Duration::from_millis(100);
+
+/// Longest time the replay goes without reading the client (its requests, pings, Close).
+const POLL_EVERY: Duration = Duration::from_millis(5);
+
+/// How long the server's own Close waits for the client's before the TCP connection closes:
+/// when the recording ends, and when the exchange stops.
+const LINGER_END: Duration = Duration::from_millis(200);
+const LINGER_STOP: Duration = Duration::from_millis(50);
 
 fn is_timeout(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
@@ -50,8 +65,7 @@ fn service_client(
     let deadline = Instant::now() + wait;
     loop {
         if shared.stop.load(Ordering::Acquire) {
-            let _ = ws.close(None);
-            let _ = ws.flush();
+            close_with(ws, CloseCode::Away, "replay exchange stopping", LINGER_STOP);
             return Err(tungstenite::Error::ConnectionClosed);
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -65,38 +79,105 @@ fn service_client(
         ws.get_ref().set_read_timeout(Some(
             left.clamp(Duration::from_micros(50), Duration::from_millis(50)),
         ))?;
-        match ws.read() {
-            Ok(Message::Text(t)) => {
-                let replies = match venue {
-                    Venue::Binance | Venue::BinanceUsdm | Venue::BinanceCoinm => {
-                        binance_request(t.as_str(), subs).into_iter().collect()
-                    }
-                    Venue::Coinbase => coinbase_request(t.as_str(), subs),
-                    Venue::KrakenV1 => kraken_v1_request(t.as_str(), subs),
-                    Venue::Kraken => {
-                        let pairs = shared
-                            .sources
-                            .iter()
-                            .find(|s| s.venue == Venue::Kraken)
-                            .map(|s| &s.kraken_pairs);
-                        kraken_v2_request(t.as_str(), subs, pairs.unwrap_or(&BTreeMap::new()))
-                    }
-                    Venue::Okx => okx_request(t.as_str(), subs),
-                    Venue::Bybit => bybit_request(t.as_str(), subs),
-                    Venue::Gemini => gemini_request(t.as_str(), subs),
-                    Venue::Hyperliquid => hyperliquid_request(t.as_str(), subs),
-                };
-                if !replies.is_empty() {
-                    shared.subscribed.fetch_add(1, Ordering::AcqRel);
+        handle(ws.read(), ws, venue, subs, shared)?;
+    }
+}
+
+/// Reads whatever the client has sent, without waiting, and answers it (see [`service_client`]).
+fn poll_client(
+    ws: &mut Ws,
+    venue: Venue,
+    subs: &mut HashSet<String>,
+    shared: &Shared,
+) -> Result<(), tungstenite::Error> {
+    ws.get_ref().set_nonblocking(true)?;
+    let mut result = Ok(());
+    // Bounded: a client flooding requests still lets the replay go on.
+    for _ in 0..64 {
+        let read = ws.read();
+        if matches!(&read, Err(e) if is_timeout(e)) {
+            break;
+        }
+        result = handle(read, ws, venue, subs, shared);
+        if result.is_err() {
+            break;
+        }
+    }
+    ws.get_ref().set_nonblocking(false)?;
+    result
+}
+
+/// Answers one read from the client: its requests, its Close (the reply goes out at once, then
+/// the session ends). Timeouts are no error.
+fn handle(
+    read: Result<Message, tungstenite::Error>,
+    ws: &mut Ws,
+    venue: Venue,
+    subs: &mut HashSet<String>,
+    shared: &Shared,
+) -> Result<(), tungstenite::Error> {
+    match read {
+        Ok(Message::Text(t)) => {
+            let replies = match venue {
+                Venue::Binance | Venue::BinanceUsdm | Venue::BinanceCoinm => {
+                    binance_request(t.as_str(), subs).into_iter().collect()
                 }
-                for r in replies {
-                    ws.send(Message::text(r))?;
+                Venue::Coinbase => coinbase_request(t.as_str(), subs),
+                Venue::KrakenV1 => kraken_v1_request(t.as_str(), subs),
+                Venue::Kraken => {
+                    let pairs = shared
+                        .sources
+                        .iter()
+                        .find(|s| s.venue == Venue::Kraken)
+                        .map(|s| &s.kraken_pairs);
+                    kraken_v2_request(t.as_str(), subs, pairs.unwrap_or(&BTreeMap::new()))
                 }
+                Venue::Okx => okx_request(t.as_str(), subs),
+                Venue::Bybit => bybit_request(t.as_str(), subs),
+                Venue::Gemini => gemini_request(t.as_str(), subs),
+                Venue::Hyperliquid => hyperliquid_request(t.as_str(), subs),
+            };
+            if !replies.is_empty() {
+                shared.subscribed.fetch_add(1, Ordering::AcqRel);
             }
-            Ok(Message::Close(_)) => return Err(tungstenite::Error::ConnectionClosed),
+            for r in replies {
+                ws.send(Message::text(r))?;
+            }
+        }
+        Ok(Message::Close(_)) => {
+            // tungstenite queued the echoing Close; flushing sends it and ends the handshake.
+            let _ = ws.flush();
+            return Err(tungstenite::Error::ConnectionClosed);
+        }
+        Ok(_) => {}
+        Err(e) if is_timeout(&e) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Sends a Close, waits up to `linger` for the client's, and leaves the TCP connection to be
+/// closed by the caller dropping it.
+fn close_with(ws: &mut Ws, code: CloseCode, reason: &'static str, linger: Duration) {
+    let _ = ws.close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    let deadline = Instant::now() + linger;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let _ = ws
+            .get_ref()
+            .set_read_timeout(Some(left.min(Duration::from_millis(10))));
+        match ws.read() {
             Ok(_) => {}
-            Err(e) if is_timeout(&e) => {}
-            Err(e) => return Err(e),
+            Err(e) if is_timeout(&e) => {
+                let _ = ws.flush();
+            }
+            Err(_) => return,
         }
     }
 }
@@ -111,8 +192,9 @@ pub(super) fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenit
     let mut peek = [0u8; 32];
     let n = stream.peek(&mut peek)?;
     if binance_rest::is_rest_request(&peek[..n]) {
-        return serve_rest(stream, &shared.books).map_err(tungstenite::Error::Io);
+        return serve_rest(stream, shared).map_err(tungstenite::Error::Io);
     }
+    let peer = stream.peer_addr()?.ip();
     let mut venue = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let first = req
@@ -140,11 +222,12 @@ pub(super) fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenit
     })?;
     let Some(venue) = venue else { return Ok(()) };
     let Some(src) = shared.sources.iter().find(|s| s.venue == venue).cloned() else {
-        let _ = ws.close(Some(CloseFrame {
-            code: CloseCode::Policy,
-            reason: "no recording for this venue".into(),
-        }));
-        let _ = ws.flush();
+        close_with(
+            &mut ws,
+            CloseCode::Policy,
+            "no recording for this venue",
+            LINGER_END,
+        );
         return Ok(());
     };
     if venue == Venue::KrakenV1 {
@@ -154,31 +237,31 @@ pub(super) fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenit
         ws.send(Message::text(kraken_v2::STATUS))?;
     }
     let mut subs = HashSet::new();
+    // A Binance session publishes where it is in each depth book, for the REST snapshots.
+    let mut pos = venue
+        .is_binance()
+        .then(|| shared.positions.register(venue, peer, &src.timelines));
+    let refresh = |pos: &Option<SessionPosition<'_>>, subs: &HashSet<String>| {
+        if let Some(p) = pos {
+            p.refresh(&src.timelines, subs);
+        }
+    };
     // Wait for a subscription, then for the gate.
     while subs.is_empty() || shared.paused.load(Ordering::Acquire) {
         service_client(&mut ws, venue, Duration::from_millis(20), &mut subs, shared)?;
+        refresh(&pos, &subs);
     }
     // A client may send several subscribe requests back to back (Kraken: one per channel); at
     // full speed nothing is read until the recording ends, so take them all before playing.
     service_client(&mut ws, venue, SUBSCRIBE_SETTLE, &mut subs, shared)?;
-    if venue.is_binance() {
-        // This session's replay position now drives the venue's REST books.
-        shared.books.lock().insert(venue, src.initial_books.clone());
-    }
-    play(&mut ws, &src, &mut subs, shared)?;
+    refresh(&pos, &subs);
+    play(&mut ws, &src, &mut subs, &mut pos, shared)?;
     if shared.opts.loop_forever {
-        let _ = ws.close(Some(CloseFrame {
-            code: CloseCode::Restart,
-            reason: "end of recording; reconnect to replay it again".into(),
-        }));
-        let _ = ws.flush();
-        // Let the client read the close frame before the socket goes.
-        let _ = service_client(
+        close_with(
             &mut ws,
-            venue,
-            Duration::from_millis(200),
-            &mut subs,
-            shared,
+            CloseCode::Restart,
+            "end of recording; reconnect to replay it again",
+            LINGER_END,
         );
         return Ok(());
     }
@@ -191,14 +274,16 @@ pub(super) fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenit
             &mut subs,
             shared,
         )?;
+        refresh(&pos, &subs);
     }
 }
 
-/// Sends the recording once at the configured speed.
+/// Sends the recording once at the configured speed; publishes the session's depth positions.
 fn play(
     ws: &mut Ws,
     src: &Source,
     subs: &mut HashSet<String>,
+    pos: &mut Option<SessionPosition<'_>>,
     shared: &Shared,
 ) -> Result<(), tungstenite::Error> {
     let Some(first) = src.records.first() else {
@@ -207,12 +292,17 @@ fn play(
     let speed = shared.opts.speed;
     let t0 = first.recv_ns;
     let start = Instant::now();
+    let mut last_read = start;
     let mut unflushed = 0u32;
     for rec in &src.records {
-        match &rec.key {
-            Some(k) if subs.contains(&**k) => {}
-            _ => continue,
+        let subscribed = matches!(&rec.key, Some(k) if subs.contains(&**k));
+        if let (Some(p), Some(step)) = (pos.as_mut(), rec.book) {
+            p.passed(step, subscribed);
         }
+        if !subscribed {
+            continue;
+        }
+        let mut read = false;
         if speed > 0.0 {
             let offset_ns = rec.recv_ns.saturating_sub(t0) as f64 / speed;
             let due = start + Duration::from_nanos(offset_ns as u64);
@@ -223,14 +313,26 @@ fn play(
                     unflushed = 0;
                 }
                 service_client(ws, src.venue, due - now, subs, shared)?;
+                read = true;
             }
-        } else if shared.stop.load(Ordering::Acquire) {
-            return Err(tungstenite::Error::ConnectionClosed);
+        }
+        if !read && last_read.elapsed() >= POLL_EVERY {
+            // Messages due back to back (or no pacing): still hear the client, its Close above
+            // all, and notice a stop.
+            if shared.stop.load(Ordering::Acquire) {
+                close_with(ws, CloseCode::Away, "replay exchange stopping", LINGER_STOP);
+                return Err(tungstenite::Error::ConnectionClosed);
+            }
+            poll_client(ws, src.venue, subs, shared)?;
+            read = true;
+        }
+        if read {
+            last_read = Instant::now();
+            if let Some(p) = pos.as_ref() {
+                p.refresh(&src.timelines, subs);
+            }
         }
         ws.write(Message::Text(rec.raw.clone()))?;
-        if let Some(d) = &rec.diff {
-            binance_rest::apply(&shared.books, src.venue, d);
-        }
         shared.sent.fetch_add(1, Ordering::Relaxed);
         unflushed += 1;
         if unflushed >= 64 || speed > 0.0 {

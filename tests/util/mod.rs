@@ -423,6 +423,8 @@ pub fn replay_exchange(
             speed,
             loop_forever,
             start_paused: paused,
+            from_ns: None,
+            to_ns: None,
         },
     )
     .expect("replay exchange starts")

@@ -167,8 +167,16 @@ mod tests {
     fn no_session_serves_the_first_diff_of_the_window() {
         assert_eq!(snapshot_position(vec![], 0, 10), 1);
         assert_eq!(snapshot_position(vec![], 4, 10), 5);
-        assert_eq!(snapshot_position(vec![], 10, 10), 10, "window past the last diff");
-        assert_eq!(snapshot_position(vec![], 0, 0), 0, "no diff at all: the recorded snapshot");
+        assert_eq!(
+            snapshot_position(vec![], 10, 10),
+            10,
+            "window past the last diff"
+        );
+        assert_eq!(
+            snapshot_position(vec![], 0, 0),
+            0,
+            "no diff at all: the recorded snapshot"
+        );
     }
 
     #[test]
@@ -193,7 +201,10 @@ mod tests {
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         let subs: HashSet<String> = ["ethusdt@depth".to_owned()].into();
         let mut a = positions.register(Venue::Binance, ip, tls);
-        assert!(positions.of_host(Venue::Binance, 0, ip).is_empty(), "not subscribed");
+        assert!(
+            positions.of_host(Venue::Binance, 0, ip).is_empty(),
+            "not subscribed"
+        );
         a.refresh(tls, &subs);
         assert_eq!(positions.of_host(Venue::Binance, 0, ip), vec![(1, 1)]);
         for step in 0..60 {

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, ErrorKind};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,10 @@ const POLL_EVERY: Duration = Duration::from_millis(5);
 /// when the recording ends, and when the exchange stops.
 const LINGER_END: Duration = Duration::from_millis(200);
 const LINGER_STOP: Duration = Duration::from_millis(50);
+
+/// Longest time the echo of a client's Close may take to write before the TCP connection closes
+/// anyway (a client that stopped reading).
+const CLOSE_REPLY_WITHIN: Duration = Duration::from_millis(50);
 
 fn is_timeout(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
@@ -145,8 +149,13 @@ fn handle(
             }
         }
         Ok(Message::Close(_)) => {
-            // tungstenite queued the echoing Close; flushing sends it and ends the handshake.
+            // tungstenite queued the echoing Close behind what is already queued: send it,
+            // giving a client that reads CLOSE_REPLY_WITHIN, then close TCP either way.
+            let sock = ws.get_ref();
+            let _ = sock.set_nonblocking(false);
+            let _ = sock.set_write_timeout(Some(CLOSE_REPLY_WITHIN));
             let _ = ws.flush();
+            let _ = ws.get_ref().shutdown(Shutdown::Both);
             return Err(tungstenite::Error::ConnectionClosed);
         }
         Ok(_) => {}

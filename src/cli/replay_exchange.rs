@@ -37,7 +37,7 @@ pub struct ReplayExchangeArgs {
     pub listen: SocketAddr,
     /// Pace multiplier of the recorded timing (1 = as recorded), from 1e-6 to 1e6; 0 = as fast
     /// as the client reads.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed, allow_negative_numbers = true)]
     pub speed: f64,
     /// Replay only messages received at or after this time: RFC 3339
     /// (2024-08-08T23:55:00Z) or ns since the Unix epoch. Binance REST books still include every

@@ -53,6 +53,13 @@ const LINGER_STOP: Duration = Duration::from_millis(50);
 /// anyway (a client that stopped reading).
 const CLOSE_REPLY_WITHIN: Duration = Duration::from_millis(50);
 
+/// While a client does not read (TCP backpressure), the replay polls it this often, so that
+/// its Close still ends the session promptly.
+const WRITE_SLICE: Duration = Duration::from_millis(20);
+
+/// A client that reads nothing for this long is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(5);
+
 fn is_timeout(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
 }
@@ -145,7 +152,11 @@ fn handle(
                 shared.subscribed.fetch_add(1, Ordering::AcqRel);
             }
             for r in replies {
-                ws.send(Message::text(r))?;
+                // A reply not written yet stays queued for the next flush.
+                match ws.send(Message::text(r)) {
+                    Err(e) if !is_timeout(&e) => return Err(e),
+                    _ => {}
+                }
             }
         }
         Ok(Message::Close(_)) => {
@@ -239,6 +250,8 @@ pub(super) fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenit
         );
         return Ok(());
     };
+    // Writes time out in slices from now on: a stalled write goes back to reading the client.
+    ws.get_ref().set_write_timeout(Some(WRITE_SLICE))?;
     if venue == Venue::KrakenV1 {
         ws.send(Message::text(kraken_v1::SYSTEM_STATUS))?;
     }
@@ -318,7 +331,7 @@ fn play(
             let now = Instant::now();
             if due > now {
                 if unflushed > 0 {
-                    ws.flush()?;
+                    flush_out(ws, src.venue, subs, shared)?;
                     unflushed = 0;
                 }
                 service_client(ws, src.venue, due - now, subs, shared)?;
@@ -341,13 +354,44 @@ fn play(
                 p.refresh(&src.timelines, subs);
             }
         }
-        ws.write(Message::Text(rec.raw.clone()))?;
+        // Not written yet (the client is slow): queued, and the flush below waits for it.
+        match ws.write(Message::Text(rec.raw.clone())) {
+            Err(e) if !is_timeout(&e) => return Err(e),
+            _ => {}
+        }
         shared.sent.fetch_add(1, Ordering::Relaxed);
         unflushed += 1;
         if unflushed >= 64 || speed > 0.0 {
-            ws.flush()?;
+            flush_out(ws, src.venue, subs, shared)?;
             unflushed = 0;
         }
     }
-    ws.flush()
+    flush_out(ws, src.venue, subs, shared)
+}
+
+/// Flushes what is queued (at most one flush's worth of messages: the queue stays bounded),
+/// reading the client between write slices while it does not read; fails after
+/// [`WRITE_STALL`] without progress, on the client's Close, or when the exchange stops.
+fn flush_out(
+    ws: &mut Ws,
+    venue: Venue,
+    subs: &mut HashSet<String>,
+    shared: &Shared,
+) -> Result<(), tungstenite::Error> {
+    let start = Instant::now();
+    loop {
+        match ws.flush() {
+            Err(e) if is_timeout(&e) => {
+                if start.elapsed() >= WRITE_STALL {
+                    return Err(e);
+                }
+                if shared.stop.load(Ordering::Acquire) {
+                    close_with(ws, CloseCode::Away, "replay exchange stopping", LINGER_STOP);
+                    return Err(tungstenite::Error::ConnectionClosed);
+                }
+                poll_client(ws, venue, subs, shared)?;
+            }
+            r => return r,
+        }
+    }
 }

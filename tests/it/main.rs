@@ -29,6 +29,7 @@ mod python;
 mod queues;
 mod relay_semantics;
 mod reliability;
+mod replay_exchange;
 mod shutdown;
 mod soak;
 mod subscribe;

@@ -7,8 +7,8 @@ prints one JSON line per session, in the order given. Session kinds:
 - "binance": subscribe to a depth stream, buffer diffs, fetch the REST depth snapshot, sync by
   Binance's rules (spot, or USD-M futures with "futures": true), keep applying diffs and check
   after each one that the book is not crossed; report the final book. A session may wait until
-  other sessions have buffered ("fetch_after") before fetching, so that sessions at different
-  positions fetch while all are live.
+  other sessions have buffered before connecting ("start_after") and before fetching
+  ("fetch_after"), so that sessions at different positions fetch while all are live.
 - "close": subscribe, read some messages, send a Close with a code and time the close handshake.
 - "collect": subscribe and read every message until the server closes.
 
@@ -79,7 +79,12 @@ def fetch(url):
 async def binance(s, events):
     out = {"name": s["name"]}
     futures = s.get("futures", False)
-    async with connect(s["url"], close_timeout=CLOSE_TIMEOUT_S, max_size=None) as ws:
+    # A later session: connect once the named sessions have buffered.
+    for n in s.get("start_after", []):
+        await events[n].wait()
+    # No flow control: the client reads (and buffers) everything, also while it closes.
+    async with connect(s["url"], close_timeout=CLOSE_TIMEOUT_S, max_size=None,
+                       max_queue=None) as ws:
         await ws.send(json.dumps({"method": "SUBSCRIBE", "params": [s["stream"]], "id": 1}))
         buffered = []
 
@@ -164,20 +169,24 @@ async def binance(s, events):
 
 async def close_session(s, events):
     out = {"name": s["name"]}
-    # No flow control (max_queue=None): the client keeps reading while it closes, so the
-    # server's Close is not stuck behind data this client would not read.
+    # By default no flow control (max_queue=None): the client keeps reading while it closes, so
+    # the server's Close is not stuck behind data the client would not read. With "max_queue"
+    # the client stops reading once that many messages wait, and "idle_s" lets it sit there.
+    max_queue = s.get("max_queue")
     async with connect(s["url"], close_timeout=CLOSE_TIMEOUT_S, max_size=None,
-                       max_queue=None) as ws:
+                       max_queue=max_queue) as ws:
         await ws.send(json.dumps(s["subscribe"]))
         for _ in range(s["messages"]):
             await ws.recv()
+        await asyncio.sleep(s.get("idle_s", 0))
         await close_timed(ws, s["close_code"], out)
     return out
 
 
 async def collect(s, events):
     out = {"name": s["name"], "count": 0, "first": None, "last": None}
-    async with connect(s["url"], close_timeout=CLOSE_TIMEOUT_S, max_size=None) as ws:
+    async with connect(s["url"], close_timeout=CLOSE_TIMEOUT_S, max_size=None,
+                       max_queue=None) as ws:
         await ws.send(json.dumps(s["subscribe"]))
         try:
             async for msg in ws:

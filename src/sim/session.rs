@@ -209,8 +209,19 @@ pub(super) fn serve(stream: TcpStream, shared: &Shared) -> Result<(), tungstenit
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     // Plain HTTP (REST) or a WebSocket upgrade? Look at the request line without consuming it.
+    // A request may arrive in pieces: wait (briefly) for the start of its line.
     let mut peek = [0u8; 32];
-    let n = stream.peek(&mut peek)?;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let n = loop {
+        let n = stream.peek(&mut peek)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if n == peek.len() || peek[..n].contains(&b'\n') || Instant::now() >= deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
     if binance_rest::is_rest_request(&peek[..n]) {
         return serve_rest(stream, shared).map_err(tungstenite::Error::Io);
     }

@@ -415,3 +415,69 @@ fn bad_flags_exit_2_and_a_bad_file_is_named() {
         "{out:?}"
     );
 }
+
+/// A client that stopped reading (the socket buffers full, the server stuck writing) and then
+/// sends a Close, still not reading: the server hears it between write slices and ends the
+/// session at once (before, only when its 5 s write timeout expired). Seen from outside through
+/// REST: while the session lives the snapshot is at its position; once it has ended, at the
+/// start.
+#[test]
+fn a_client_that_stopped_reading_is_disconnected_promptly_after_its_close() {
+    use mdrelay::market::instrument::Venue;
+    use tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    use tungstenite::Message;
+
+    let ex = util::replay_exchange(
+        &[(Venue::Binance, vec![util::repo(SPOT)])],
+        0.0,
+        false,
+        false,
+    );
+    let addr = ex.local_addr();
+    let snapshot_id = || {
+        let (status, body) = util::http_get(addr, "/binance/api/v3/depth?symbol=ETHUSDT&limit=5");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["lastUpdateId"]
+            .as_u64()
+            .unwrap()
+    };
+    let at_start = snapshot_id();
+    let (mut ws, _) = tungstenite::connect(format!("ws://{addr}/binance/stream")).unwrap();
+    ws.send(Message::text(
+        r#"{"method":"SUBSCRIBE","params":["ethusdt@trade","ethusdt@bookTicker","ethusdt@depth@100ms"],"id":1}"#,
+    ))
+    .unwrap();
+    ws.read().unwrap();
+    // Not reading: the server fills the socket buffers and stalls.
+    let mut sent = ex.messages_sent();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = ex.messages_sent();
+        if now == sent {
+            break;
+        }
+        sent = now;
+    }
+    assert!(
+        sent < 30_000,
+        "the server is stalled mid-recording ({sent} sent)"
+    );
+    let stalled_at = snapshot_id();
+    assert!(stalled_at > at_start, "the snapshot follows the session");
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Library(4006),
+        reason: "bye".into(),
+    }))
+    .unwrap();
+    let t = Instant::now();
+    while snapshot_id() != at_start {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "the session still lives {:?} after the Close",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = t.elapsed();
+    assert!(took < Duration::from_millis(200), "ended after {took:?}");
+}

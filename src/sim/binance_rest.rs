@@ -417,6 +417,43 @@ mod tests {
         }
     }
 
+    /// The bundled spot and USD-M captures: the book at every position is uncrossed, the
+    /// `lastUpdateId`s strictly increase, and `book_at` agrees with applying the diffs in order.
+    #[test]
+    fn bundled_captures_are_never_crossed_at_any_position() {
+        use crate::sim::source::{load, Window};
+        for (venue, rel) in [
+            (Venue::Binance, "data/binance/spot_ethusdt_20240808.txt.gz"),
+            (
+                Venue::BinanceUsdm,
+                "data/binance_usdm/ethusdt_20240808.txt.gz",
+            ),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+            let src = load(venue, &[path], Window::default()).unwrap();
+            assert_eq!(src.timelines.len(), 1, "{rel}");
+            let t = &src.timelines[0];
+            assert!(t.len() > 3000, "{rel}: {}", t.len());
+            let (mut book, mut last) = t.book_at(0);
+            for n in 1..=t.len() {
+                let d = &t.diffs[n - 1];
+                book.apply_delta(&d.bids, &d.asks);
+                let (bid, ask) = (book.best_bid().unwrap(), book.best_ask().unwrap());
+                assert!(bid.price < ask.price, "{rel}: crossed at {n}");
+                assert!(last < d.final_update_id, "{rel}: ids increase at {n}");
+                last = d.final_update_id;
+                if n % 101 == 0 || n == t.len() {
+                    let (at, id) = t.book_at(n);
+                    assert_eq!(id, last);
+                    assert!(
+                        at.bids().eq(book.bids()) && at.asks().eq(book.asks()),
+                        "{n}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn rest_paths() {
         assert!(is_rest_request(b"GET /binance/api/v3/depth?symbol=X"));

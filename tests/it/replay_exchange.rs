@@ -88,7 +88,12 @@ impl Server {
 
     /// SIGINT; the exit status within 10 s.
     fn interrupt(&mut self) -> std::process::ExitStatus {
-        kill_process(Pid::from_child(&self.child), Signal::INT).unwrap();
+        self.signal(Signal::INT)
+    }
+
+    /// `sig`; the exit status within 10 s.
+    fn signal(&mut self, sig: Signal) -> std::process::ExitStatus {
+        kill_process(Pid::from_child(&self.child), sig).unwrap();
         let start = Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -343,7 +348,7 @@ fn from_to_window_is_replayed_and_rest_books_include_diffs_before_it() {
     let to_ns = to.to_string();
     let bounds = ["--loop", "--from", &from_rfc3339, "--to", &to_ns];
     // Everything in the window, as fast as the client reads.
-    let server = Server::start(&[SPOT], &[&["--speed", "0"][..], &bounds].concat());
+    let mut server = Server::start(&[SPOT], &[&["--speed", "0"][..], &bounds].concat());
     let a = &server.addr;
     let r = run_client(&json!([
         {"kind": "collect", "name": "all", "url": format!("ws://{a}/binance/stream"),
@@ -356,7 +361,7 @@ fn from_to_window_is_replayed_and_rest_books_include_diffs_before_it() {
     assert_eq!(all["first"], window[0]);
     assert_eq!(all["last"], window[window.len() - 1]);
     assert_eq!(all["close_code"], 1012, "end of the window with --loop");
-    drop(server);
+    assert!(server.signal(Signal::TERM).success(), "exit 0 on SIGTERM");
     // Paced (the window's ~600 diffs in 3 s): the depth stream starts mid-recording and the
     // REST book holds everything before it.
     let server = Server::start(&[SPOT], &[&["--speed", "20"][..], &bounds].concat());

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use crate::base::netutil::wait_readable;
 use crate::market::instrument::Venue;
-use parking_lot::Mutex;
 
 use super::positions::Positions;
 use super::session::serve;

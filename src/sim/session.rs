@@ -3,7 +3,9 @@
 //! [`ReplayExchange::resume`](super::ReplayExchange::resume) when paused), then the recording at
 //! its pace, answering the client's requests between messages (at least every
 //! [`POLL_EVERY`], also when messages are due back to back). Blocks on socket reads with short
-//! timeouts and on writes when the client does not read.
+//! timeouts; writes block in [`WRITE_SLICE`] slices while the client does not read (TCP
+//! backpressure), reading the client between them, and a client that reads nothing for
+//! [`WRITE_STALL`] is dropped.
 //!
 //! Closing (RFC 6455 §5.5.1, §7.1.1): a client's Close is answered at once with a Close echoing
 //! its code, and the TCP connection is closed right after (the server closes first). The
@@ -329,10 +331,10 @@ fn play(
     let mut unflushed = 0u32;
     for rec in &src.records {
         let subscribed = matches!(&rec.key, Some(k) if subs.contains(&**k));
-        if let (Some(p), Some(step)) = (pos.as_mut(), rec.book) {
-            p.passed(step, subscribed);
-        }
         if !subscribed {
+            if let (Some(p), Some(step)) = (pos.as_mut(), rec.book) {
+                p.passed(step, false);
+            }
             continue;
         }
         let mut read = false;
@@ -369,6 +371,10 @@ fn play(
         match ws.write(Message::Text(rec.raw.clone())) {
             Err(e) if !is_timeout(&e) => return Err(e),
             _ => {}
+        }
+        // Published once written: a REST snapshot never waits on a diff not yet due.
+        if let (Some(p), Some(step)) = (pos.as_mut(), rec.book) {
+            p.passed(step, true);
         }
         shared.sent.fetch_add(1, Ordering::Relaxed);
         unflushed += 1;

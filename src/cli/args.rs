@@ -91,6 +91,10 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Serve recordings as a replay exchange: each venue's native WebSocket protocol (and
+    /// Binance's REST depth snapshots) on one port, for any exchange client (README "Replay
+    /// exchange").
+    ReplayExchange(super::replay_exchange::ReplayExchangeArgs),
     /// Print recent OHLCV bars of one instrument from a running relay (its HTTP API).
     Bars {
         /// Venue symbol, e.g. ETHUSDT or XBT/USD.

@@ -3,6 +3,7 @@
 //!
 //! - `args`: every subcommand's arguments (clap) and the configuration they load.
 //! - `run`: `mdrelay run` and `mdrelay replay`: a relay until a signal (or the recordings' end).
+//! - `replay_exchange`: `mdrelay replay-exchange`, recordings served as a replay exchange.
 //! - `check_config`: `mdrelay check-config`, `run`'s start-up checks and the effective
 //!   configuration as TOML.
 //! - `log`: the process log on stderr (text or JSON lines, colour only on a terminal), and the
@@ -25,6 +26,7 @@ pub mod export;
 pub mod http;
 pub mod log;
 pub mod nats;
+pub mod replay_exchange;
 pub mod run;
 pub mod tail;
 pub mod top;
@@ -92,6 +94,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             wait_subscribers,
             &config,
         ),
+        Command::ReplayExchange(a) => replay_exchange::run(&a),
         Command::Bars {
             symbol,
             venue,

@@ -160,6 +160,8 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
                     loop_forever: r.loop_forever,
                     start_paused: false,
                     live: false,
+                    from_ns: None,
+                    to_ns: None,
                 },
             )
             .map_err(StartError::Replay)?,

@@ -10,14 +10,13 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
 
 use crate::base::netutil::wait_readable;
 use crate::market::instrument::Venue;
 
-use super::binance_rest::VenueBooks;
+use super::positions::Positions;
 use super::session::serve;
-use super::source::{load, Source};
+use super::source::{load, Source, Window};
 
 /// How the exchange plays its recordings.
 #[derive(Debug, Clone)]
@@ -35,6 +34,12 @@ pub struct ReplayOptions {
     /// advanced session (the first one from the start) instead of replaying from the beginning,
     /// and leaves the Binance REST books where they are. Default false.
     pub live: bool,
+    /// Replay only messages received at or after this time, ns since the Unix epoch (`None`:
+    /// from the start). The Binance REST books still include every diff before it.
+    pub from_ns: Option<u64>,
+    /// Replay only messages received before this time, ns since the Unix epoch (`None`: to
+    /// the end).
+    pub to_ns: Option<u64>,
 }
 
 /// State shared by the acceptor and every session.
@@ -47,9 +52,8 @@ pub(super) struct Shared {
     pub(super) subscribed: AtomicU64,
     /// Messages sent, all sessions.
     pub(super) sent: AtomicU64,
-    /// Binance REST books per venue, at the replay position of the venue's most recently
-    /// started session.
-    pub(super) books: Mutex<VenueBooks>,
+    /// The Binance sessions' positions in their depth timelines, for REST snapshots.
+    pub(super) positions: Positions,
     sessions: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -62,10 +66,15 @@ pub struct ReplayExchange {
 
 impl ReplayExchange {
     /// Loads `sources` (several files of one venue are merged by time) and starts listening.
+    /// A load error names the file.
     pub fn start(sources: &[(Venue, Vec<PathBuf>)], opts: ReplayOptions) -> io::Result<Self> {
+        let window = Window {
+            from_ns: opts.from_ns,
+            to_ns: opts.to_ns,
+        };
         let mut loaded = Vec::new();
         for (venue, paths) in sources {
-            loaded.push(Arc::new(load(*venue, paths)?));
+            loaded.push(Arc::new(load(*venue, paths, window)?));
         }
         let listener = TcpListener::bind(opts.listen)?;
         listener.set_nonblocking(true)?;
@@ -77,7 +86,7 @@ impl ReplayExchange {
             stop: AtomicBool::new(false),
             subscribed: AtomicU64::new(0),
             sent: AtomicU64::new(0),
-            books: Mutex::new(FxHashMap::default()),
+            positions: Positions::default(),
             sessions: Mutex::new(Vec::new()),
         });
         let sh = shared.clone();

@@ -11,6 +11,13 @@
 //! `/binance_coinm/dapi/v1/depth`) are plain HTTP on the same port. The futures venues speak the
 //! Binance protocol (same requests, acks and stream keys) with their own REST paths and books.
 //!
+//! Every session replays its venue's recording from the start (or from `from_ns`, up to `to_ns`:
+//! [`ReplayOptions`]); several sessions of a venue play independently, each at its own position.
+//! A Binance REST snapshot is the book at the position of the requesting host's sessions (see
+//! `positions`), computed from the recording, so it is consistent with their streams whatever
+//! the other sessions do. Closing follows RFC 6455: a client's Close is echoed at once and the
+//! TCP connection closed; the exchange's own closes (end of recording, stop) send a Close too.
+//!
 //! Recorded acks are not replayed (the exchange answers the client's own requests). Messages are
 //! sent at their recorded pace divided by `speed` (0: as fast as the client reads). At the end of
 //! a recording, with `loop`, the connection is closed (code 1012, "service restart") so the client
@@ -28,8 +35,10 @@
 //! - `exchange`: [`ReplayExchange`] and its options: loads the recordings, the acceptor thread, stop.
 //! - `session`: one connection's thread: handshake, requests, pacing, end of recording.
 //! - `source`: recordings loaded and merged per venue, each message keyed by its subscription.
-//! - `binance_rest`: the Binance depth books (spot, USD-M, COIN-M) kept at the replay position,
-//!   and their REST snapshots.
+//! - `binance_rest`: the Binance depth books (spot, USD-M, COIN-M) over the whole recording, and
+//!   their REST snapshots.
+//! - `positions`: each Binance session's position in the depth books, and which position a REST
+//!   snapshot is served at.
 //! - `binance`: Binance subscribe/unsubscribe acks and stream keys.
 //! - `coinbase`: Coinbase `subscriptions` replies and product/channel keys.
 //! - `kraken_v1`: Kraken v1 system status, `subscriptionStatus` acks, pings, pair/channel keys.
@@ -50,6 +59,7 @@ mod hyperliquid;
 mod kraken_v1;
 mod kraken_v2;
 mod okx;
+mod positions;
 mod session;
 mod source;
 

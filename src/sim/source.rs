@@ -1,7 +1,9 @@
 //! Recordings as the exchange plays them: a venue's files loaded once, merged in receive-time
 //! order, each message tagged with the subscription key it belongs to (the key a venue's request
 //! handler puts in a session's subscriptions), and what the venue emulation needs from the whole
-//! recording (Binance's starting books, Kraken v2's pair precisions).
+//! recording (Binance's depth timelines, Kraken v2's pair precisions). Only the replayed window
+//! (`--from`/`--to`) is kept for playing; the whole recording builds the depth timelines, so the
+//! REST books are right at the window's start.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -15,7 +17,7 @@ use crate::market::instrument::Venue;
 use crate::persist::recording;
 
 use super::binance::binance_key;
-use super::binance_rest::{BookScan, Books, Diff};
+use super::binance_rest::{BookScan, BookStep, Timeline};
 use super::bybit::bybit_key;
 use super::coinbase::coinbase_key;
 use super::gemini::gemini_key;
@@ -30,16 +32,17 @@ pub(super) struct Rec {
     /// Subscription key the message belongs to (see [`record_key`]); `None`: never sent.
     pub(super) key: Option<Box<str>>,
     pub(super) raw: Utf8Bytes,
-    /// Binance depth diffs, applied to the REST book when sent.
-    pub(super) diff: Option<Diff>,
+    /// Binance: the depth-timeline step this message is (see `binance_rest`).
+    pub(super) book: Option<BookStep>,
 }
 
-/// A venue's recordings, merged in receive-time order, and its recorded REST snapshots.
+/// A venue's recordings in the replayed window, merged in receive-time order, and its depth
+/// timelines.
 pub(super) struct Source {
     pub(super) venue: Venue,
     pub(super) records: Vec<Rec>,
-    /// Binance: symbol → (book, lastUpdateId) as recorded, the start of every session.
-    pub(super) initial_books: Books,
+    /// Binance: each symbol's depth book over the whole recording (REST snapshots).
+    pub(super) timelines: Vec<Timeline>,
     /// Kraken v2: symbol → (price_precision, qty_precision) seen in the recording, by symbol.
     pub(super) kraken_pairs: BTreeMap<String, (u32, u32)>,
     /// Index of the next record of the most advanced session (where a `live` session starts).
@@ -75,8 +78,24 @@ pub(super) fn record_key(venue: Venue, raw: &str) -> Option<Box<str>> {
     }
 }
 
-/// Loads a venue's recordings (several files play as one stream, merged by receive time).
-pub(super) fn load(venue: Venue, paths: &[PathBuf]) -> io::Result<Source> {
+/// The replayed part of a recording: messages received at `from_ns` ≤ t < `to_ns`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Window {
+    /// First receive time replayed, ns since the Unix epoch (`None`: the recording's start).
+    pub(super) from_ns: Option<u64>,
+    /// Receive times from this one on are not replayed (`None`: to the recording's end).
+    pub(super) to_ns: Option<u64>,
+}
+
+impl Window {
+    fn contains(&self, ns: u64) -> bool {
+        self.from_ns.is_none_or(|f| ns >= f) && self.to_ns.is_none_or(|t| ns < t)
+    }
+}
+
+/// Loads a venue's recordings (several files play as one stream, merged by receive time); only
+/// `window` is kept for playing.
+pub(super) fn load(venue: Venue, paths: &[PathBuf], window: Window) -> io::Result<Source> {
     let mut all = Vec::new();
     for path in paths {
         let recs = recording::read_all(path)
@@ -92,30 +111,43 @@ pub(super) fn load(venue: Venue, paths: &[PathBuf]) -> io::Result<Source> {
     // Several files of one venue (Kraken trade, ticker, book) play as one stream. Stable sort:
     // lines with equal times keep their file order.
     all.sort_by_key(|(ns, _)| *ns);
+    let window_start = all.partition_point(|(ns, _)| window.from_ns.is_some_and(|f| *ns < f));
     let mut books = BookScan::default();
     let mut records = Vec::with_capacity(all.len());
     let mut kraken_pairs = BTreeMap::new();
-    for (recv_ns, raw) in all {
+    for (index, (recv_ns, raw)) in all.into_iter().enumerate() {
         let key = record_key(venue, &raw);
         if venue == Venue::Kraken && key.is_some() {
             kraken_v2_precisions(&raw, &mut kraken_pairs);
         }
-        let diff = if venue.is_binance() {
-            books.scan(&raw)
-        } else {
-            None
-        };
-        records.push(Rec {
-            recv_ns,
-            key,
-            raw: Utf8Bytes::from(raw),
-            diff,
-        });
+        if venue.is_binance() {
+            books.scan(index, key.as_deref(), &raw);
+        }
+        records.push((
+            index,
+            Rec {
+                recv_ns,
+                key,
+                raw: Utf8Bytes::from(raw),
+                book: None,
+            },
+        ));
     }
+    let (timelines, steps) = books.finish(window_start);
+    for (index, step) in steps {
+        if let Some((_, rec)) = records.get_mut(index) {
+            rec.book = Some(step);
+        }
+    }
+    let records = records
+        .into_iter()
+        .filter(|(_, r)| window.contains(r.recv_ns))
+        .map(|(_, r)| r)
+        .collect();
     Ok(Source {
         venue,
         records,
-        initial_books: books.initial_books,
+        timelines,
         kraken_pairs,
         live_pos: AtomicUsize::new(0),
     })

@@ -31,6 +31,7 @@ mod queues;
 mod recording_layout;
 mod relay_semantics;
 mod reliability;
+mod replay_exchange;
 mod rotation;
 mod shutdown;
 mod soak;

@@ -424,6 +424,8 @@ pub fn replay_exchange(
             loop_forever,
             start_paused: paused,
             live: false,
+            from_ns: None,
+            to_ns: None,
         },
     )
     .expect("replay exchange starts")

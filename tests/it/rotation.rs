@@ -90,6 +90,8 @@ fn live_exchange(speed: f64, paused: bool) -> ReplayExchange {
             loop_forever: false,
             start_paused: paused,
             live: true,
+            from_ns: None,
+            to_ns: None,
         },
     )
     .unwrap()

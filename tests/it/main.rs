@@ -32,6 +32,7 @@ mod reliability;
 mod shutdown;
 mod soak;
 mod subscribe;
+mod sync_wait;
 mod tls;
 mod top;
 mod venues;

@@ -7,7 +7,9 @@
 //! The relay runs against the replay exchange (Binance capture, depth on), with `rest_url`
 //! pointing at a test server that answers each depth request after `DELAY` with a snapshot
 //! just before the first diff of the capture: the collector, which fetches right after the
-//! first diff, holds that diff in the buffer for `DELAY`, then the snapshot releases it.
+//! first diff, holds that diff in the buffer for `DELAY`, then the snapshot releases it. The
+//! exchange starts playing only `DELAY` after the relay subscribed, so every frame is queued
+//! more than `DELAY` after start.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -91,7 +93,13 @@ fn a_diff_held_for_the_snapshot_is_sync_wait_not_parse_time() {
     sets.push(format!("feeds.binance.rest_url=\"http://{rest}\""));
     let relay = run::start(util::config(&sets)).unwrap();
     let addr = relay.http_addr().unwrap();
-    util::play_when_subscribed(&exchange, 1);
+    // Held before the first message for longer than DELAY, so that a frame counting the time
+    // since start (what definitions and status frames did) would stand out.
+    assert!(util::wait_until(Duration::from_secs(20), || exchange
+        .subscribed_sessions()
+        >= 1));
+    thread::sleep(DELAY);
+    exchange.resume();
 
     let waited = util::wait_until(Duration::from_secs(30), || {
         let m = util::http_get(addr, "/metrics").1;

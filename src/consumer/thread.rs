@@ -68,7 +68,8 @@ pub struct FeedInput {
     pub stats: Arc<FeedStats>,
 }
 
-/// What the consumer publishes for other threads (status line, shutdown summary, metrics).
+/// What the consumer publishes for other threads (status line, shutdown summary, metrics),
+/// through its `stats` thread ([`StatsLink`]).
 #[derive(Debug)]
 pub struct Published {
     /// Per feed (config order): `t_relay − t_recv` since start, ns.

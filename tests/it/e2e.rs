@@ -296,9 +296,7 @@ fn metrics_parse_and_health_turns_503_when_the_feed_goes_stale() {
         .iter()
         .all(|(m, n)| {
             b.lines().any(|l| {
-                l.starts_with(m)
-                    && l.contains("feed=\"binance\"")
-                    && l.ends_with(&format!(" {n}"))
+                l.starts_with(m) && l.contains("feed=\"binance\"") && l.ends_with(&format!(" {n}"))
             })
         })
     }));

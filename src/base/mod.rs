@@ -11,6 +11,8 @@
 //! - `netutil`: small socket helpers.
 //! - `publication`: a value one thread publishes and others read with no lock the writer can
 //!   find busy (the consumer's snapshots).
+//! - `wait_histogram`: a fixed-bucket histogram of durations with one writer (waits in ms..s,
+//!   read as a Prometheus histogram).
 //! - `testutil` (tests only): paths of the bundled fixtures.
 
 pub mod affinity;
@@ -22,6 +24,7 @@ pub mod publication;
 pub mod ratelimit;
 pub mod stats;
 pub mod timefmt;
+pub mod wait_histogram;
 
 #[cfg(test)]
 pub(crate) mod testutil;

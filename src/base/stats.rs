@@ -123,6 +123,9 @@ pub struct CollectorCounters {
     pub last_data_mono_ns: Gauge,
     /// Recordings whose replay stopped on an error (cannot open, I/O, corrupt gzip): replay only.
     pub files_failed: Counter,
+    /// How long each message released from a venue sync buffer waited there (from its receipt
+    /// to the book snapshot that released it); kept out of the parse time.
+    pub sync_wait: crate::base::wait_histogram::WaitHistogram,
 }
 
 /// Counters of one feed's queue, written only by the consumer thread.

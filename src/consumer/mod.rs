@@ -3,7 +3,9 @@
 //! it builds bars and session statistics, hands records to the CSV writer and publishes the
 //! snapshots other threads read.
 //!
-//! - `thread`: the consumer loop, idle strategies, latency histograms and their publication.
+//! - `thread`: the consumer loop, idle strategies, latency histograms.
+//! - `stats`: the `stats` thread, which publishes the consumer's histograms so that the
+//!   consumer never copies one.
 //! - `coalesce`: adaptive coalescing — when the frames queued for subscribers are written.
 //! - `analytics`: bars, session statistics, CSV records, query snapshot publication; drives
 //!   the three parts below.
@@ -20,4 +22,5 @@ pub mod config;
 mod persistence;
 mod publishing;
 pub mod snapshot;
+pub mod stats;
 pub mod thread;

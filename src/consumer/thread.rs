@@ -10,9 +10,11 @@
 //! park on the queues with a timeout, or park only), so it is usually awake when a frame lands;
 //! while it holds frames it only spins.
 //!
-//! It takes no lock on the hot path: counters are single-writer atomics and the latency
-//! histograms are published to other threads once per [`PUBLISH_INTERVAL`] through a lock-free
-//! [`Publication`] that no reader can make it skip or wait for.
+//! It takes no lock on the hot path: counters are single-writer atomics, and once per
+//! [`PUBLISH_INTERVAL`] the latency histograms are swapped for clean ones and handed to the
+//! `stats` thread ([`StatsLink`]), which adds them into the totals and publishes them through a
+//! lock-free [`Publication`]: the consumer never copies a histogram, never waits for that thread
+//! and never for a reader.
 //!
 //! Shutdown: once the stop flag is set and every collector has dropped its producer, the
 //! consumer empties every queue, writes what subscribers still have pending (up to the drain
@@ -31,6 +33,7 @@ use crate::base::stats::{FeedStats, RelayCounters, StopFlag};
 use crate::consumer::analytics::Analytics;
 use crate::consumer::coalesce::{Coalescer, Decision};
 use crate::consumer::config::{ConsumerConfig, IdleStrategy};
+use crate::consumer::stats::{publish_set, IntervalSet, StatsLink};
 use crate::market::event::{Status, StatusCode};
 use crate::market::instrument::InstrumentId;
 use crate::queue::{PopError, QueueReceiver, Waker};
@@ -65,7 +68,8 @@ pub struct FeedInput {
     pub stats: Arc<FeedStats>,
 }
 
-/// What the consumer publishes for other threads (status line, shutdown summary, metrics).
+/// What the consumer publishes for other threads (status line, shutdown summary, metrics),
+/// through its `stats` thread ([`StatsLink`]).
 #[derive(Debug)]
 pub struct Published {
     /// Per feed (config order): `t_relay − t_recv` since start, ns.
@@ -73,7 +77,10 @@ pub struct Published {
     /// Per feed: latency over the last publish interval, ns.
     pub latency_recent: Vec<Histogram<u64>>,
     /// Per feed: frame read → frame queued (parse, normalize, encode, and the earlier frames
-    /// of the same venue message), ns, since start.
+    /// of the same venue message), ns, since start. Only frames read from a venue message:
+    /// instrument definitions, feed status frames and drop reports have no read time. A book
+    /// snapshot a venue sync buffer completed counts from the snapshot's receipt; the diffs'
+    /// wait in the buffer is `CollectorCounters::sync_wait`.
     pub parse_total: Vec<Histogram<u64>>,
     /// Per feed: frame queued → taken by the consumer, ns, since start.
     pub queue_wait_total: Vec<Histogram<u64>>,
@@ -207,13 +214,12 @@ pub struct Consumer {
     /// Shutdown: the loop ends once it is set and no input is open, so every queued frame has
     /// been taken.
     stop: Arc<StopFlag>,
-    /// Per feed: `t_relay − t_recv` of the frames relayed to at least one subscriber since the
-    /// last successful publish, ns; emptied into `published` by each.
-    interval: Vec<Histogram<u64>>,
-    /// Per feed: read → queued since the last successful publish, ns.
-    parse: Vec<Histogram<u64>>,
-    /// Per feed: queued → dequeued since the last successful publish, ns.
-    queue_wait: Vec<Histogram<u64>>,
+    /// Per feed: relay latency, read → queued and queued → dequeued since the last hand-over
+    /// to the `stats` thread, ns; swapped for a clean set by each.
+    cur: IntervalSet,
+    /// The `stats` thread, started by [`run`](Self::run); `None` before, after, or when it
+    /// could not be started (then the consumer publishes itself).
+    stats: Option<StatsLink>,
     /// What other threads read: a lock-free publication, replaced once per publish.
     published: SharedPublished,
     /// (feed index, t_recv) of the frames relayed since the last write, for latency after the
@@ -273,9 +279,8 @@ impl Consumer {
             heartbeat_interval_ns: relay.config.heartbeat_interval.as_nanos() as u64,
             drain_timeout: relay.config.drain_timeout,
             stop,
-            interval: (0..n).map(|_| new_histogram()).collect(),
-            parse: (0..n).map(|_| new_histogram()).collect(),
-            queue_wait: (0..n).map(|_| new_histogram()).collect(),
+            cur: IntervalSet::new(n),
+            stats: None,
             published,
             turn: Vec::with_capacity(4096),
             scratch: FrameBuf::new(),
@@ -288,6 +293,13 @@ impl Consumer {
     /// Runs until shutdown (see the module doc).
     pub fn run(mut self) {
         self.waker.register_current();
+        self.stats = match StatsLink::start(self.published.clone(), self.inputs.len()) {
+            Ok(link) => Some(link),
+            Err(e) => {
+                tracing::error!("cannot start the stats thread ({e}): the consumer publishes its histograms itself");
+                None
+            }
+        };
         let mut next_heartbeat = clock::mono_ns() + self.heartbeat_interval_ns;
         let publish_every = u64::try_from(self.cfg.publish_interval.as_nanos()).unwrap_or(u64::MAX);
         let mut next_publish = clock::mono_ns().saturating_add(publish_every);
@@ -363,7 +375,7 @@ impl Consumer {
             self.wait(next_timer.saturating_sub(now));
         }
         self.write();
-        self.publish();
+        self.finish_publishing();
         let writer = self.analytics.finish(&mut self.cache, &mut self.subs);
         let unfinished = self
             .subs
@@ -391,7 +403,7 @@ impl Consumer {
             let t_relay = clock::mono_ns();
             for &(feed, t_recv) in &self.turn {
                 if t_recv != 0 {
-                    let _ = self.interval[feed].record(t_relay.saturating_sub(t_recv).max(1));
+                    let _ = self.cur.latency[feed].record(t_relay.saturating_sub(t_recv).max(1));
                 }
             }
         }
@@ -414,9 +426,14 @@ impl Consumer {
                     Ok(env) => {
                         taken += 1;
                         if env.t_enqueue_ns != 0 {
-                            let _ = self.parse[idx]
-                                .record(env.t_enqueue_ns.saturating_sub(env.t_recv_ns).max(1));
-                            let _ = self.queue_wait[idx]
+                            // A frame read from no venue message (an instrument definition, a
+                            // feed status, a drop report) has t_recv 0: no parse time of its own
+                            // (t_enqueue − 0 would be the time since start).
+                            if env.t_recv_ns != 0 {
+                                let _ = self.cur.parse[idx]
+                                    .record(env.t_enqueue_ns.saturating_sub(env.t_recv_ns).max(1));
+                            }
+                            let _ = self.cur.queue_wait[idx]
                                 .record(t_dequeue.saturating_sub(env.t_enqueue_ns).max(1));
                         }
                         let frame = &env.frame[..];
@@ -528,29 +545,34 @@ impl Consumer {
         waker.park_timeout(timeout, || self.has_work());
     }
 
-    /// Moves the interval histograms into a new version of the shared snapshot; readers never
-    /// hold it up.
+    /// Hands the interval histograms (and the subscriber counters) to the `stats` thread for
+    /// publication: O(1) swaps, never a wait. When the thread has no clean set back yet, the
+    /// histograms keep accumulating until the next publish.
     fn publish(&mut self) {
-        let mut p = self.published.write();
-        for (total, h) in p.parse_total.iter_mut().zip(&mut self.parse) {
-            let _ = total.add(&*h);
-            h.reset();
-        }
-        for (total, h) in p.queue_wait_total.iter_mut().zip(&mut self.queue_wait) {
-            let _ = total.add(&*h);
-            h.reset();
-        }
-        self.subs.stats_into(&mut p.subscribers);
-        for (i, h) in self.interval.iter_mut().enumerate() {
-            if let Some(total) = p.latency_total.get_mut(i) {
-                let _ = total.add(&*h);
+        let subs = &self.subs;
+        match &mut self.stats {
+            Some(link) => {
+                let _ = link.hand_over(&mut self.cur, |out| subs.stats_into(out));
             }
-            if let Some(recent) = p.latency_recent.get_mut(i) {
-                recent.reset();
-                let _ = recent.add(&*h);
+            None => {
+                subs.stats_into(&mut self.cur.subscribers);
+                publish_set(&self.published, &mut self.cur);
             }
-            h.reset();
         }
+    }
+
+    /// The last publication, made before the consumer returns: hands over what is left, then
+    /// joins the `stats` thread (which publishes it first).
+    fn finish_publishing(&mut self) {
+        let subs = &self.subs;
+        if let Some(mut link) = self.stats.take() {
+            if link.finish(&mut self.cur, |out| subs.stats_into(out)) {
+                return;
+            }
+            tracing::error!("the stats thread panicked; the consumer publishes the last figures");
+        }
+        self.subs.stats_into(&mut self.cur.subscribers);
+        publish_set(&self.published, &mut self.cur);
     }
 }
 

@@ -560,6 +560,7 @@ impl Collector {
                             out.on_event(sym, ev, t_recv, recv_wall)
                         });
                     self.out.end_message();
+                    self.out.record_sync_waits(&mut *self.parser, recv_wall);
                     if let Err(e) = r {
                         self.out.stats().collector.snapshot_failures.inc();
                         tracing::warn!(feed = %self.cfg.name, "bad book snapshot for {symbol}: {e}");

@@ -34,6 +34,7 @@ use rustc_hash::FxHashMap;
 
 use crate::base::clock;
 use crate::base::stats::FeedStats;
+use crate::feed::venue::VenueParser;
 use crate::market::event::{Event, Status, StatusCode};
 use crate::market::instrument::{InstrumentId, Registry, Venue};
 use crate::queue::{Backpressure, Envelope, Producer, PushError, Pushed};
@@ -132,6 +133,20 @@ impl Publisher {
     /// The feed's counters.
     pub fn stats(&self) -> &FeedStats {
         &self.stats
+    }
+
+    /// Counts how long each message the parser's sync buffer released waited there
+    /// ([`VenueParser::drain_sync_released`]): from its receipt to `now_ns`, the receive time
+    /// of the snapshot that released it, in the clock the parser was given. Call after each
+    /// snapshot; the synced frames themselves carry the snapshot's receive time, so the wait is
+    /// in neither the parse nor the relay latency.
+    pub fn record_sync_waits(&self, parser: &mut dyn VenueParser, now_ns: u64) {
+        let h = &self.stats.collector.sync_wait;
+        parser.drain_sync_released(&mut |t| {
+            if t != 0 {
+                h.record(now_ns.saturating_sub(t));
+            }
+        });
     }
 
     fn envelope(&self, t_recv_ns: u64) -> Envelope {

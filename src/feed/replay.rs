@@ -334,6 +334,7 @@ impl FileCollector {
                     out.on_event(sym, ev, t_recv, recv_ns)
                 });
                 self.out.end_message();
+                self.out.record_sync_waits(&mut *self.parser, recv_ns);
                 if let Err(e) = r {
                     self.out.stats().collector.snapshot_failures.inc();
                     tracing::warn!(feed = %self.cfg.name, "bad book snapshot for {symbol}: {e}");

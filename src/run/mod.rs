@@ -14,6 +14,8 @@
 //!
 //! - `mod.rs`: [`start`] and the [`Running`] handle (status line, shutdown).
 //! - `summary`: the [`Summary`] a stopped relay reports.
+//! - `status`: the status line's latency figures, over the interval since the previous line and
+//!   never stale without saying so.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,9 +46,10 @@ use crate::serve::metrics::{FeedMetrics, MetricsSources};
 use crate::serve::query;
 use crate::sim::{ReplayExchange, ReplayOptions};
 
+mod status;
 mod summary;
 
-use summary::{pct, us};
+use summary::pct;
 pub use summary::{FeedSummary, Persistence, Summary};
 
 /// Why the relay could not start.
@@ -131,8 +134,10 @@ pub struct Running {
     recorder: Option<Recorder>,
     recorder_stats: Option<Arc<RecorderStats>>,
     started: Instant,
-    /// (time, total events relayed, publication version of the latency) at the last status line.
-    last_status: (Instant, u64, u64),
+    /// (time, total events relayed) at the last status line.
+    last_status: (Instant, u64),
+    /// The latency the last status line saw.
+    status_latency: status::StatusLatency,
 }
 
 fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<JoinHandle<()>, StartError> {
@@ -438,7 +443,8 @@ pub fn start(cfg: Config) -> Result<Running, StartError> {
         recorder,
         recorder_stats,
         started: Instant::now(),
-        last_status: (Instant::now(), 0, 0),
+        last_status: (Instant::now(), 0),
+        status_latency: status::StatusLatency::new(),
     })
 }
 
@@ -504,8 +510,8 @@ impl Running {
         self.collectors.iter().all(|(_, h)| h.is_finished())
     }
 
-    /// One status line: events/s since the last call, latency over the last publish interval,
-    /// fullest queue, subscribers.
+    /// One status line: events/s since the last call, relay latency of the frames relayed since
+    /// the last call (or why there is no figure: see `status.rs`), fullest queue, subscribers.
     pub fn status_line(&mut self) -> String {
         let now = Instant::now();
         let relayed: u64 = self
@@ -523,19 +529,8 @@ impl Running {
             .as_secs_f64()
             .max(1e-9);
         let rate = (relayed - self.last_status.1.min(relayed)) as f64 / dt;
-        // A latency figure is only as new as the consumer's last publication: say so when
-        // there was none since the previous line instead of repeating the old figure.
-        let version = self.published.version();
-        let fresh = version != self.last_status.2;
-        self.last_status = (now, relayed, version);
-        let (p50, p99) = {
-            let p = self.published.load();
-            let mut h = crate::consumer::thread::new_histogram();
-            for r in &p.latency_recent {
-                let _ = h.add(r);
-            }
-            (pct(&h, 0.5), pct(&h, 0.99))
-        };
+        self.last_status = (now, relayed);
+        let latency = self.status_latency.field(&self.published, dt);
         let worst = self
             .feeds
             .iter()
@@ -544,11 +539,6 @@ impl Running {
         let queue = match worst {
             Some((len, cap, name)) => format!("{name} {len}/{cap}"),
             None => "-".into(),
-        };
-        let latency = if fresh {
-            format!("latency p50 {} µs p99 {} µs", us(p50), us(p99))
-        } else {
-            "latency not republished since the last line".to_owned()
         };
         format!(
             "events/s {rate:.0} | frames {frames} | {latency} | fullest queue {queue} | subscribers {}",

@@ -7,7 +7,7 @@ use std::fmt;
 
 use hdrhistogram::Histogram;
 
-pub(super) fn pct(h: &Histogram<u64>, q: f64) -> u64 {
+pub(crate) fn pct(h: &Histogram<u64>, q: f64) -> u64 {
     if h.is_empty() {
         0
     } else {
@@ -16,7 +16,7 @@ pub(super) fn pct(h: &Histogram<u64>, q: f64) -> u64 {
 }
 
 /// µs with one decimal; `-` when there was no sample (recorded latencies are always ≥ 1 ns).
-pub(super) fn us(ns: u64) -> String {
+pub(crate) fn us(ns: u64) -> String {
     if ns == 0 {
         "-".to_owned()
     } else {

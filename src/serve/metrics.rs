@@ -131,6 +131,7 @@ pub(super) enum Kind {
     Counter,
     Gauge,
     Summary,
+    Histogram,
 }
 
 impl Kind {
@@ -139,6 +140,7 @@ impl Kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Summary => "summary",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -369,6 +371,30 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
             o.u64(name, l, value(f));
         }
     }
+    let name = "mdrelay_sync_buffer_wait_seconds";
+    o.family(
+        name,
+        Kind::Histogram,
+        "Time a venue message waited in a sync buffer (Binance depth diffs held until the REST book snapshot), from its receipt to the snapshot that released it; _count is the messages that waited. Not part of mdrelay_parse_encode_seconds.",
+    );
+    for (f, l) in src.feeds.iter().zip(&labels) {
+        let h = &f.stats.collector.sync_wait;
+        let count = h.count();
+        for (bound, n) in h.cumulative() {
+            o.u64(
+                "mdrelay_sync_buffer_wait_seconds_bucket",
+                &format!("{l},le=\"{}\"", secs(bound)),
+                n,
+            );
+        }
+        o.u64(
+            "mdrelay_sync_buffer_wait_seconds_bucket",
+            &format!("{l},le=\"+Inf\""),
+            count,
+        );
+        o.f64("mdrelay_sync_buffer_wait_seconds_sum", l, secs(h.sum_ns()));
+        o.u64("mdrelay_sync_buffer_wait_seconds_count", l, count);
+    }
     let name = "mdrelay_feed_last_data_age_seconds";
     o.family(
         name,
@@ -411,7 +437,7 @@ pub fn render_prometheus_at(src: &MetricsSources, now_mono_ns: u64, out: &mut St
         for (name, help, hs) in [
             (
                 "mdrelay_parse_encode_seconds",
-                "Venue frame read to frame queued: parse, normalize, encode (and the earlier frames of the same venue message), since start.",
+                "Venue frame read to frame queued: parse, normalize, encode (and the earlier frames of the same venue message), since start. Frames read from a venue message only; time in a sync buffer is mdrelay_sync_buffer_wait_seconds.",
                 &p.parse_total,
             ),
             (

@@ -282,22 +282,21 @@ fn metrics_parse_and_health_turns_503_when_the_feed_goes_stale() {
         })
         .unwrap_or_else(|| panic!("relayed events counter in:\n{body}"));
     assert!(relayed.ends_with(" 30183"), "{relayed}");
-    // Per-feed stage histograms: parse+encode and queue wait (published every 500 ms).
-    // Every relayed frame (events, definitions, status) is in both.
-    // (Read together each time: a `stale` status relayed meanwhile adds a frame to both.)
+    // Per-feed stage histograms (published every 500 ms): every relayed frame (events,
+    // definitions, status) is in queue wait; only the frames read from a venue message — here
+    // the 30 183 events — in parse+encode (definitions and feed status have no read time).
+    // (Read together each time: a `stale` status relayed meanwhile adds a frame to queue wait.)
     assert!(util::wait_until(Duration::from_secs(20), || {
         let frames = relay.feed_stats(0).unwrap().consumer.relayed.get();
         let b = util::http_get(addr, "/metrics").1;
         [
-            "mdrelay_parse_encode_seconds_count{",
-            "mdrelay_queue_wait_seconds_count{",
+            ("mdrelay_parse_encode_seconds_count{", 30_183),
+            ("mdrelay_queue_wait_seconds_count{", frames),
         ]
         .iter()
-        .all(|m| {
+        .all(|(m, n)| {
             b.lines().any(|l| {
-                l.starts_with(m)
-                    && l.contains("feed=\"binance\"")
-                    && l.ends_with(&format!(" {frames}"))
+                l.starts_with(m) && l.contains("feed=\"binance\"") && l.ends_with(&format!(" {n}"))
             })
         })
     }));

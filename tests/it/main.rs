@@ -36,6 +36,7 @@ mod rotation;
 mod shutdown;
 mod soak;
 mod subscribe;
+mod sync_wait;
 mod tls;
 mod top;
 mod venues;

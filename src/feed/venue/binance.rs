@@ -362,13 +362,18 @@ impl VenueParser for BinanceParser {
         }
     }
 
+    fn drain_sync_released(&mut self, f: &mut dyn FnMut(u64)) {
+        if let Some(depth) = self.depth.as_mut() {
+            depth.drain_released(f);
+        }
+    }
+
     fn parse(
         &mut self,
         raw: &str,
         recv_ts_ns: u64,
         sink: &mut Sink<'_>,
     ) -> Result<Parsed, ParseError> {
-        let _ = recv_ts_ns;
         self.err.clear();
         let fast = match self.general_only {
             false => binance_fast::parse(raw, &mut self.bids, &mut self.asks),
@@ -440,6 +445,7 @@ impl VenueParser for BinanceParser {
                     bids: &self.bids,
                     asks: &self.asks,
                     exchange_ts_ns: h.event_time_ms.map(ms_to_ns).transpose()?,
+                    recv_ts_ns,
                 };
                 if let Some(depth) = self.depth.as_mut() {
                     if depth.on_diff(symbol, &diff, sink).fetch_snapshot {

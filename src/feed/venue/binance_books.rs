@@ -99,6 +99,14 @@ impl DepthBooks {
         }
     }
 
+    /// [`DepthSync::drain_released`] of every symbol: the receive times of the diffs the last
+    /// snapshots took out of the buffers.
+    pub fn drain_released(&mut self, f: &mut dyn FnMut(u64)) {
+        for b in self.books.values_mut() {
+            b.drain_released(f);
+        }
+    }
+
     /// The state machine of `symbol`.
     pub fn get(&self, symbol: &str) -> Option<&DepthSync> {
         self.books.get(symbol)

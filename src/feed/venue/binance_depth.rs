@@ -72,6 +72,10 @@ pub struct DepthDiff<'a> {
     pub asks: &'a [Level],
     /// Event time `E`, ns since epoch.
     pub exchange_ts_ns: Option<u64>,
+    /// When the diff was received (the parser's `recv_ts_ns`; 0 when unknown): a diff held in
+    /// the buffer reports it at sync ([`DepthSync::drain_released`]), so the collector can count
+    /// how long it waited there.
+    pub recv_ts_ns: u64,
 }
 
 /// Which Binance synchronisation rule a book follows (see the module doc).
@@ -230,6 +234,8 @@ struct BufferedDiff {
     /// Futures `pu` (the previous diff's `u`); `None` under [`SyncRule::Spot`].
     prev_final_update_id: Option<u64>,
     exchange_ts_ns: Option<u64>,
+    /// [`DepthDiff::recv_ts_ns`].
+    recv_ts_ns: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +340,10 @@ pub struct DepthSync {
     /// True while the synced book is crossed and the episode has been reported.
     crossed: bool,
     stats: DepthSyncStats,
+    /// Receive times of the diffs the last snapshot took out of the buffer into the book, until
+    /// [`drain_released`](Self::drain_released); cleared by the next snapshot, so at most
+    /// `max_buffered_diffs` (capacity kept: no allocation once warm).
+    released: Vec<u64>,
 }
 
 impl DepthSync {
@@ -355,7 +365,17 @@ impl DepthSync {
             snapshot_asks: Vec::new(),
             crossed: false,
             stats: DepthSyncStats::default(),
+            released: Vec::new(),
         }
+    }
+
+    /// Hands the receive time of every diff the last snapshot took out of the buffer (each
+    /// waited there from its receipt until that snapshot) to `f`, once, oldest first.
+    pub fn drain_released(&mut self, f: &mut dyn FnMut(u64)) {
+        for &t in &self.released {
+            f(t);
+        }
+        self.released.clear();
     }
 
     /// The venue symbol.
@@ -500,6 +520,7 @@ impl DepthSync {
             self.stats.snapshots_unexpected += 1;
             return Step::only(Outcome::SnapshotUnexpected);
         }
+        self.released.clear();
         let futures = self.config.rule == SyncRule::Futures;
         if let Some(first) = self.buffered.front() {
             let too_old = match first.prev_final_update_id {
@@ -530,6 +551,7 @@ impl DepthSync {
         // Contiguous buffer and first U ≤ lastUpdateId + 1: the rest continues the snapshot.
         let mut levels = self.buffered_levels.iter();
         for d in &self.buffered {
+            self.released.push(d.recv_ts_ns);
             for l in levels.by_ref().take(d.bids) {
                 self.book.set(BookSide::Bid, l.price, l.size);
             }
@@ -623,6 +645,7 @@ impl DepthSync {
                 asks: diff.asks.len(),
                 prev_final_update_id: pu,
                 exchange_ts_ns: diff.exchange_ts_ns,
+                recv_ts_ns: diff.recv_ts_ns,
             });
             self.stats.diffs_buffered += 1;
         }
@@ -857,6 +880,7 @@ mod tests {
                         bids,
                         asks,
                         exchange_ts_ns: *ts,
+                        recv_ts_ns: 0,
                     },
                 )),
                 _ => None,
@@ -1080,6 +1104,7 @@ mod tests {
                             bids,
                             asks,
                             exchange_ts_ns: *ts,
+                            recv_ts_ns: 0,
                         };
                         let step = books.on_diff(sym, &d, &mut |s, e| rec.record(s, e));
                         *fetches.entry(sym).or_default() += usize::from(step.fetch_snapshot);
@@ -1177,6 +1202,7 @@ mod tests {
                             bids,
                             asks: &[],
                             exchange_ts_ns: None,
+                            recv_ts_ns: 0,
                         },
                         sink,
                     )
@@ -1496,6 +1522,7 @@ mod tests {
                 bids,
                 asks,
                 exchange_ts_ns: None,
+                recv_ts_ns: 0,
             };
             sync.on_diff(&d, &mut |s, e| rec.record(s, e))
         };
@@ -1518,6 +1545,33 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_reports_the_receive_time_of_each_diff_it_takes_out_of_the_buffer() {
+        let mut sync = DepthSync::new("X", DepthSyncConfig::default());
+        for (id, recv) in [(5, 100), (6, 200), (7, 300)] {
+            let d = DepthDiff {
+                first_update_id: id,
+                final_update_id: id,
+                bids: &[],
+                asks: &[],
+                exchange_ts_ns: None,
+                recv_ts_ns: recv,
+            };
+            let _ = sync.on_diff(&d, &mut |_, _| {});
+        }
+        let mut got = Vec::new();
+        sync.drain_released(&mut |t| got.push(t));
+        assert!(got.is_empty(), "nothing released before the snapshot");
+        // Diff 5 is covered by the snapshot (dropped, never released); 6 and 7 waited.
+        let _ = sync.on_snapshot(5, &[lv(100, 1)], &[lv(101, 1)], &mut |_, _| {});
+        assert_eq!(sync.state(), SyncState::Synced);
+        sync.drain_released(&mut |t| got.push(t));
+        assert_eq!(got, vec![200, 300]);
+        got.clear();
+        sync.drain_released(&mut |t| got.push(t));
+        assert!(got.is_empty(), "each release is reported once");
+    }
+
+    #[test]
     fn unknown_symbols_are_counted_and_touch_nothing() {
         let mut books = DepthBooks::new(&["A"], DepthSyncConfig::default());
         let d = DepthDiff {
@@ -1526,6 +1580,7 @@ mod tests {
             bids: &[],
             asks: &[],
             exchange_ts_ns: None,
+            recv_ts_ns: 0,
         };
         let mut events = 0;
         let mut sink = |_: Option<&str>, _: &Event<'_>| events += 1;
@@ -1673,6 +1728,7 @@ mod tests {
                 bids: &d.bids,
                 asks: &d.asks,
                 exchange_ts_ns: None,
+                recv_ts_ns: 0,
             };
             let step = sync.on_diff(&diff, &mut |s, e| rec.record(s, e));
             if step.fetch_snapshot {

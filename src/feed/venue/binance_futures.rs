@@ -81,6 +81,8 @@ pub struct BinanceFuturesParser {
     pending_snapshot: Option<PendingSnapshot>,
     /// Id of the last request sent; Binance echoes it in the ack.
     next_request_id: u64,
+    /// `recv_ts_ns` of the message being parsed (a buffered diff keeps it).
+    recv_ts_ns: u64,
 }
 
 impl BinanceFuturesParser {
@@ -101,6 +103,7 @@ impl BinanceFuturesParser {
             snapshot_requests: Vec::new(),
             pending_snapshot: None,
             next_request_id: 0,
+            recv_ts_ns: 0,
         }
     }
 
@@ -152,6 +155,7 @@ impl BinanceFuturesParser {
             bids: &self.bids,
             asks: &self.asks,
             exchange_ts_ns: ts.map(ms_to_ns).transpose()?,
+            recv_ts_ns: self.recv_ts_ns,
         };
         if self
             .depth
@@ -279,13 +283,17 @@ impl VenueParser for BinanceFuturesParser {
         self.pending_snapshot = None;
     }
 
+    fn drain_sync_released(&mut self, f: &mut dyn FnMut(u64)) {
+        self.depth.drain_released(f);
+    }
+
     fn parse(
         &mut self,
         raw: &str,
         recv_ts_ns: u64,
         sink: &mut Sink<'_>,
     ) -> Result<Parsed, ParseError> {
-        let _ = recv_ts_ns;
+        self.recv_ts_ns = recv_ts_ns;
         self.err.clear();
         let seed = EnvelopeSeed(Buffers {
             bids: &mut self.bids,

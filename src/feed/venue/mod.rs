@@ -199,6 +199,15 @@ pub trait VenueParser: Send {
         let _ = sink;
     }
 
+    /// Hands `f` the receive time (`recv_ts_ns` of [`parse`](Self::parse)) of every message a
+    /// venue sync buffer released since the last call: messages held until a book snapshot
+    /// arrived (Binance depth diffs), each of which waited from its receipt until then. The
+    /// collector calls it after each REST snapshot and counts the waits
+    /// (`mdrelay_sync_buffer_wait_seconds`). Venues without a sync buffer have none.
+    fn drain_sync_released(&mut self, f: &mut dyn FnMut(u64)) {
+        let _ = f;
+    }
+
     /// Messages this parser's fast path handed to its general parser because it met something it
     /// does not handle (an escape, an unknown shape, a bad number): a cost figure, not an error.
     /// Venues without a fast path have none.

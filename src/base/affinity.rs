@@ -16,13 +16,23 @@ pub enum Placement {
     Auto,
 }
 
+/// Cores a machine needs before a thread may have one to itself (`auto` placement pins the
+/// consumer, `auto` idle spins it): below this the collectors, the writer and the subscribers
+/// need every core the consumer would hold.
+pub const SPARE_CORE_MIN: usize = 4;
+
+/// Whether this machine has [`SPARE_CORE_MIN`] cores or more.
+pub fn has_spare_core() -> bool {
+    core_affinity::get_core_ids().map_or(0, |c| c.len()) >= SPARE_CORE_MIN
+}
+
 /// The core the thread `thread_name` should be pinned to, if any, per `[threads]`.
 pub fn core_for(threads: &BTreeMap<String, Placement>, thread_name: &str) -> Option<usize> {
     match threads.get(thread_name) {
         Some(Placement::Core(c)) => Some(*c),
         Some(Placement::Auto) => {
             let cores = core_affinity::get_core_ids().unwrap_or_default();
-            if cores.len() >= 4 {
+            if cores.len() >= SPARE_CORE_MIN {
                 cores.last().map(|c| c.id)
             } else {
                 tracing::info!(

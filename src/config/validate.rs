@@ -171,13 +171,17 @@ fn consumer(c: &RawConsumer) -> Result<ConsumerConfig, ConfigError> {
             yield_iterations: range("consumer.yield_iterations", c.yield_iterations, 0, 100_000_000, "iterations")? as u32,
             park_max: Duration::from_micros(range("consumer.park_max_us", c.park_max_us, 1, 1_000_000, "µs")?),
         },
+        // Measured (docs/BENCHMARKS.md, "Idle strategy on 2 cores"): on 2 cores yield beats
+        // busy_spin end to end, since the spinner holds a core the other threads need.
+        "auto" if crate::base::affinity::has_spare_core() => IdleStrategy::BusySpin,
+        "auto" => IdleStrategy::Yield,
         "busy_spin" => IdleStrategy::BusySpin,
         "yield" => IdleStrategy::Yield,
         "park" => IdleStrategy::Park,
         other => {
             return Err(invalid(
                 "consumer.idle",
-                format!("`{other}` is not an idle strategy: expected \"busy_spin\", \"yield\", \"backoff\" or \"park\""),
+                format!("`{other}` is not an idle strategy: expected \"auto\", \"busy_spin\", \"yield\", \"backoff\" or \"park\""),
             ))
         }
     };
@@ -690,6 +694,30 @@ mod tests {
             sets: sets.iter().map(|s| s.to_string()).collect(),
             ..Sources::default()
         })
+    }
+
+    /// The default idle strategy spins only where the consumer can have a core of its own.
+    #[test]
+    fn auto_idle_spins_only_with_a_core_to_spare() {
+        use crate::config::IdleStrategy;
+        let want = match crate::base::affinity::has_spare_core() {
+            true => IdleStrategy::BusySpin,
+            false => IdleStrategy::Yield,
+        };
+        assert_eq!(
+            with_sets(&[]).unwrap().consumer.idle,
+            want,
+            "the default is auto"
+        );
+        let c = with_sets(&["consumer.idle=\"auto\""]).unwrap();
+        assert_eq!(c.consumer.idle, want);
+        let err = with_sets(&["consumer.idle=\"spin\""])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("consumer.idle") && err.contains("\"auto\""),
+            "{err}"
+        );
     }
 
     /// Issue 17: the HTTP server's limits are configured, defaulted and checked at start-up.

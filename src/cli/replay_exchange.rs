@@ -126,17 +126,7 @@ pub fn run(a: &ReplayExchangeArgs) -> anyhow::Result<ExitCode> {
             None => groups.push((v, vec![f.clone()])),
         }
     }
-    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<()>(1);
-    let mut signals = 0u32;
-    ctrlc::set_handler(move || {
-        signals += 1;
-        if signals > 1 {
-            log::line(Level::WARN, "mdrelay: second signal, exiting now");
-            std::process::exit(130);
-        }
-        let _ = sig_tx.try_send(());
-    })
-    .context("installing the signal handler")?;
+    let sig_rx = super::run::stop_signals()?;
     crate::base::clock::init();
     let exchange = ReplayExchange::start(
         &groups,

@@ -70,17 +70,7 @@ pub fn serve_until(cfg: config::Config, until_feeds_end: bool) -> anyhow::Result
     log::init(&cfg.log);
     config::preflight(&cfg)?;
     let status_interval = cfg.status_interval;
-    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<()>(1);
-    let mut signals = 0u32;
-    ctrlc::set_handler(move || {
-        signals += 1;
-        if signals > 1 {
-            log::line(Level::WARN, "mdrelay: second signal, exiting now");
-            std::process::exit(130);
-        }
-        let _ = sig_tx.try_send(());
-    })
-    .context("installing the signal handler")?;
+    let sig_rx = stop_signals()?;
     let mut running = crate::run::start(cfg)?;
     log::line(
         Level::INFO,
@@ -131,4 +121,21 @@ pub fn serve_until(cfg: config::Config, until_feeds_end: bool) -> anyhow::Result
     } else {
         ExitCode::from(1)
     })
+}
+
+/// SIGINT/SIGTERM handling for the long-running commands: the first signal arrives on the
+/// returned channel (the caller drains and exits cleanly), a second one exits at once (130).
+pub(crate) fn stop_signals() -> anyhow::Result<crossbeam_channel::Receiver<()>> {
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<()>(1);
+    let mut signals = 0u32;
+    ctrlc::set_handler(move || {
+        signals += 1;
+        if signals > 1 {
+            log::line(Level::WARN, "mdrelay: second signal, exiting now");
+            std::process::exit(130);
+        }
+        let _ = sig_tx.try_send(());
+    })
+    .context("installing the signal handler")?;
+    Ok(sig_rx)
 }

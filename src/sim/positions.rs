@@ -12,8 +12,10 @@
 //! older snapshot would miss a later subscriber's first diff, a newer one would make the others
 //! wait for diffs they do not have yet); a later `lo` (a mid-stream subscription) wins, and the
 //! others wait for that diff. With no session from H, the position after the first diff of the
-//! replayed window: the first one any new session gets. Sessions on other hosts never move
-//! another host's snapshots.
+//! replayed window: the first one any new session gets. One exception: where that is the
+//! position after the timeline's very first diff, the snapshot recorded in the capture (before
+//! that diff) is served instead — the venue's own, which its first diff bridges. Sessions on
+//! other hosts never move another host's snapshots.
 //!
 //! Positions are atomics written by the session's thread and read by REST threads; the registry
 //! is a mutex-guarded list of the live sessions, one entry each, removed when the session ends.
@@ -106,7 +108,14 @@ pub(super) fn snapshot_position(sessions: Vec<(u64, u64)>, first_step: usize, le
         (Some(lo), Some(hi)) => usize::try_from(lo.max(hi)).unwrap_or(usize::MAX),
         _ => first_step.saturating_add(1),
     };
-    n.min(len)
+    match n.min(len) {
+        // Every such session gets the timeline's first diff (or none is there yet): the
+        // snapshot the venue itself sent, recorded in the capture, is the one to serve. Its
+        // `lastUpdateId` is the venue's, bridged by that first diff under both sync rules, as
+        // the capture shows; and a client's book then matches the capture's from the start.
+        1 => 0,
+        n => n,
+    }
 }
 
 /// A session's handle on its published positions; unregisters on drop.
@@ -165,7 +174,11 @@ mod tests {
 
     #[test]
     fn no_session_serves_the_first_diff_of_the_window() {
-        assert_eq!(snapshot_position(vec![], 0, 10), 1);
+        assert_eq!(
+            snapshot_position(vec![], 0, 10),
+            0,
+            "the window starts at the first diff: the recorded snapshot"
+        );
         assert_eq!(snapshot_position(vec![], 4, 10), 5);
         assert_eq!(
             snapshot_position(vec![], 10, 10),
@@ -219,7 +232,7 @@ mod tests {
         assert_eq!(at(&positions), 20);
         assert_eq!(
             snapshot_position(positions.of_host(Venue::Binance, 0, other), 0, 100),
-            1,
+            0,
             "another host's request is not held back by these sessions"
         );
         assert!(positions.of_host(Venue::BinanceUsdm, 0, ip).is_empty());
@@ -227,7 +240,7 @@ mod tests {
         assert_eq!(at(&positions), 60, "b ended");
         // a unsubscribes, skips diffs, subscribes again: its new stream starts at the next one.
         a.refresh(tls, &HashSet::new());
-        assert_eq!(at(&positions), 1);
+        assert_eq!(at(&positions), 0);
         for step in 60..70 {
             a.passed(BookStep { timeline: 0, step }, false);
         }

@@ -5,7 +5,6 @@
 //! an independent rebuild of the capture. `mdrelay decode` syncs books from the recorded snapshot
 //! line for both futures venues, and the open-interest poller's readings reach subscribers.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -26,54 +25,27 @@ fn capture() -> PathBuf {
     util::fixture("binance_usdm/ethusdt_20240808.txt.gz")
 }
 
-/// An independent decimal → 1e-8 fixed-point conversion.
-fn dec8(s: &str) -> i64 {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    format!("{int}{frac:0<8}").parse().unwrap()
-}
-
-type Side8 = BTreeMap<i64, i64>;
 /// (price, size, trade id, buyer is maker).
 type TradeRow = (i64, i64, u64, bool);
 
 /// The capture's trades (price, size, id, buyer-is-maker) and its final book by the documented
 /// futures procedure, read with serde_json only.
-fn reference() -> (Vec<TradeRow>, Side8, Side8) {
+fn reference() -> (Vec<TradeRow>, util::Side8, util::Side8) {
     let lines: Vec<String> = recording::read_all(&capture())
         .unwrap()
         .into_iter()
         .map(|r| r.raw)
         .collect();
     let mut trades = Vec::new();
-    let snap: Value = serde_json::from_str(
-        lines
-            .iter()
-            .find(|l| l.starts_with("{\"lastUpdateId\""))
-            .unwrap(),
-    )
-    .unwrap();
-    let last = snap["lastUpdateId"].as_u64().unwrap();
-    let mut book = [Side8::new(), Side8::new()];
-    let set = |m: &mut Side8, levels: &Value| {
-        for l in levels.as_array().unwrap() {
-            let (p, q) = (dec8(l[0].as_str().unwrap()), dec8(l[1].as_str().unwrap()));
-            if q == 0 {
-                m.remove(&p);
-            } else {
-                m.insert(p, q);
-            }
-        }
-    };
-    set(&mut book[0], &snap["bids"]);
-    set(&mut book[1], &snap["asks"]);
+    let (last, mut book) = util::recorded_snapshot(&lines);
     let mut prev = None;
     for l in &lines {
         let v: Value = serde_json::from_str(l).unwrap();
         let d = &v["data"];
         match v["stream"].as_str() {
             Some("ethusdt@trade") if d["X"] == "MARKET" => trades.push((
-                dec8(d["p"].as_str().unwrap()),
-                dec8(d["q"].as_str().unwrap()),
+                util::dec8(d["p"].as_str().unwrap()),
+                util::dec8(d["q"].as_str().unwrap()),
                 d["t"].as_u64().unwrap(),
                 d["m"].as_bool().unwrap(),
             )),
@@ -85,8 +57,8 @@ fn reference() -> (Vec<TradeRow>, Side8, Side8) {
                     Some(p) => assert_eq!(pu, p),
                 }
                 prev = Some(u);
-                set(&mut book[0], &d["b"]);
-                set(&mut book[1], &d["a"]);
+                util::set_levels(&mut book[0], &d["b"]);
+                util::set_levels(&mut book[1], &d["a"]);
             }
             _ => {}
         }
@@ -95,7 +67,7 @@ fn reference() -> (Vec<TradeRow>, Side8, Side8) {
     (trades, bids, asks)
 }
 
-fn sides(book: &L2Book) -> (Side8, Side8) {
+fn sides(book: &L2Book) -> (util::Side8, util::Side8) {
     (
         book.bids().map(|l| (l.price, l.size)).collect(),
         book.asks().map(|l| (l.price, l.size)).collect(),
@@ -207,7 +179,7 @@ fn usdm_capture_through_the_replay_exchange_and_the_relay_exactly_once_in_order(
     // the relay's book, as with the real venue: the best 100 levels must be exact.
     let (bids, asks) = sides(&book);
     assert!(bids.len() >= 1000 && asks.len() >= 1000);
-    let top = |m: &Side8, best_first: bool| -> Vec<(i64, i64)> {
+    let top = |m: &util::Side8, best_first: bool| -> Vec<(i64, i64)> {
         let it: Box<dyn Iterator<Item = (&i64, &i64)>> = if best_first {
             Box::new(m.iter().rev())
         } else {
@@ -239,14 +211,14 @@ fn decode_usdm_capture_syncs_the_book_from_the_recorded_snapshot() {
     let (want, want_bids, want_asks) = reference();
     let mut trades = Vec::new();
     let (mut quotes, mut snapshots) = (0, 0);
-    let mut book = [Side8::new(), Side8::new()];
+    let mut book = [util::Side8::new(), util::Side8::new()];
     for l in stdout.lines() {
         let v: Value = serde_json::from_str(l).unwrap();
         assert_eq!(v["venue"], "binance_usdm");
         match v["type"].as_str().unwrap() {
             "trade" => trades.push((
-                dec8(v["price"].as_str().unwrap()),
-                dec8(v["size"].as_str().unwrap()),
+                util::dec8(v["price"].as_str().unwrap()),
+                util::dec8(v["size"].as_str().unwrap()),
                 v["trade_id"].as_str().unwrap().parse::<u64>().unwrap(),
                 v["side"] == "sell",
             )),
@@ -259,7 +231,10 @@ fn decode_usdm_capture_syncs_the_book_from_the_recorded_snapshot() {
                 }
                 for (side, key) in book.iter_mut().zip(["bids", "asks"]) {
                     for lv in v[key].as_array().unwrap() {
-                        let (p, q) = (dec8(lv[0].as_str().unwrap()), dec8(lv[1].as_str().unwrap()));
+                        let (p, q) = (
+                            util::dec8(lv[0].as_str().unwrap()),
+                            util::dec8(lv[1].as_str().unwrap()),
+                        );
                         if q == 0 {
                             side.remove(&p);
                         } else {

@@ -4,7 +4,6 @@
 //! of the capture exactly once and in order, no gap, resync or reconnect, and a book equal to an
 //! independent rebuild. A replacement that never delivers is counted and the old stream goes on.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,43 +18,15 @@ use serde_json::Value;
 
 use crate::util;
 
-/// An independent decimal → 1e-8 fixed-point conversion.
-fn dec8(s: &str) -> i64 {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    format!("{int}{frac:0<8}").parse().unwrap()
-}
-
-type Side8 = BTreeMap<i64, i64>;
-
 /// The capture's trade ids, bookTicker count, and its final book by Binance's documented spot
 /// procedure from the recorded snapshot, read with serde_json only.
-fn reference() -> (Vec<u64>, usize, Side8, Side8) {
+fn reference() -> (Vec<u64>, usize, util::Side8, util::Side8) {
     let lines: Vec<String> = recording::read_all(&util::binance_capture())
         .unwrap()
         .into_iter()
         .map(|r| r.raw)
         .collect();
-    let snap: Value = serde_json::from_str(
-        lines
-            .iter()
-            .find(|l| l.starts_with("{\"lastUpdateId\""))
-            .unwrap(),
-    )
-    .unwrap();
-    let mut last = snap["lastUpdateId"].as_u64().unwrap();
-    let mut book = [Side8::new(), Side8::new()];
-    let set = |m: &mut Side8, levels: &Value| {
-        for l in levels.as_array().unwrap() {
-            let (p, q) = (dec8(l[0].as_str().unwrap()), dec8(l[1].as_str().unwrap()));
-            if q == 0 {
-                m.remove(&p);
-            } else {
-                m.insert(p, q);
-            }
-        }
-    };
-    set(&mut book[0], &snap["bids"]);
-    set(&mut book[1], &snap["asks"]);
+    let (mut last, mut book) = util::recorded_snapshot(&lines);
     let (mut trades, mut tickers) = (Vec::new(), 0);
     for l in &lines {
         let v: Value = serde_json::from_str(l).unwrap();
@@ -70,8 +41,8 @@ fn reference() -> (Vec<u64>, usize, Side8, Side8) {
                 }
                 assert!(first <= last + 1, "the capture's diffs are contiguous");
                 last = u;
-                set(&mut book[0], &d["b"]);
-                set(&mut book[1], &d["a"]);
+                util::set_levels(&mut book[0], &d["b"]);
+                util::set_levels(&mut book[1], &d["a"]);
             }
             _ => {}
         }
@@ -111,7 +82,7 @@ fn sets(sock: &Path, exchange: std::net::SocketAddr, rotate_ms: u64) -> Vec<Stri
     sets
 }
 
-fn top(m: &Side8, best_first: bool, n: usize) -> Vec<(i64, i64)> {
+fn top(m: &util::Side8, best_first: bool, n: usize) -> Vec<(i64, i64)> {
     let it: Box<dyn Iterator<Item = (&i64, &i64)>> = if best_first {
         Box::new(m.iter().rev())
     } else {
@@ -239,7 +210,7 @@ fn rotate_through_the_capture(speed: f64, rotate_ms: u64) {
         "no quote twice: {quotes} of {tickers} (a stale copy may be dropped)"
     );
     assert_eq!(snapshots, 1, "one sync; the rotations bridged the book");
-    let (bids, asks): (Side8, Side8) = (
+    let (bids, asks): (util::Side8, util::Side8) = (
         book.bids().map(|l| (l.price, l.size)).collect(),
         book.asks().map(|l| (l.price, l.size)).collect(),
     );

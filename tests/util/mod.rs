@@ -491,3 +491,40 @@ pub fn mdrelay_in(runtime: &Path) -> std::process::Command {
     }
     c
 }
+
+/// An independent decimal → 1e-8 fixed-point conversion, for reference books built with
+/// serde_json only.
+pub fn dec8(s: &str) -> i64 {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    format!("{int}{frac:0<8}").parse().expect("a plain decimal")
+}
+
+/// One side of a reference book: price → size, both in 1e-8 units.
+pub type Side8 = std::collections::BTreeMap<i64, i64>;
+
+/// Sets Binance `levels` (`[["price","qty"],…]`; qty 0 removes the level) on `side`.
+pub fn set_levels(side: &mut Side8, levels: &serde_json::Value) {
+    for l in levels.as_array().expect("a level array") {
+        let price = dec8(l[0].as_str().expect("a price string"));
+        let qty = dec8(l[1].as_str().expect("a qty string"));
+        if qty == 0 {
+            side.remove(&price);
+        } else {
+            side.insert(price, qty);
+        }
+    }
+}
+
+/// The first recorded Binance REST snapshot line of `lines`: its `lastUpdateId` and its book
+/// (bids, asks).
+pub fn recorded_snapshot(lines: &[String]) -> (u64, [Side8; 2]) {
+    let raw = lines
+        .iter()
+        .find(|l| l.starts_with("{\"lastUpdateId\""))
+        .expect("the capture has a REST snapshot line");
+    let snap: serde_json::Value = serde_json::from_str(raw).expect("snapshot JSON");
+    let mut book = [Side8::new(), Side8::new()];
+    set_levels(&mut book[0], &snap["bids"]);
+    set_levels(&mut book[1], &snap["asks"]);
+    (snap["lastUpdateId"].as_u64().expect("lastUpdateId"), book)
+}

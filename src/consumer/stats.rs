@@ -1,7 +1,7 @@
 //! The `stats` thread: publishes the consumer's histograms so that the consumer never copies
 //! one.
 //!
-//! Publishing costs O(buckets) per histogram: [`Publication::write`] copies every total into a
+//! Publishing costs O(buckets) per histogram: [`Publication::write`](crate::base::publication::Publication::write) copies every total into a
 //! new version, and each interval histogram is added into its total and reset — 1.7–2.0 ms per
 //! publication with the production feeds, a stall for every frame arriving meanwhile if the
 //! consumer did it. Instead the consumer fills an [`IntervalSet`] and, once per publish

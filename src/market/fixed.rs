@@ -79,10 +79,11 @@ fn parse_plain<const D: u32>(b: &[u8]) -> Option<i64> {
     }
 }
 
-/// The plain shape of [`parse_plain`] at the start of `b`, as units of 10⁻⁸: the value and the
-/// number of bytes it took. What follows is the caller's to check (a closing quote, say): a
-/// fast path reads a quoted price in one pass with it. `None` where the shape does not apply;
-/// `parse(text)` is then the authority.
+/// The plain shape of [`parse`] (`digits` or `digits.digits`, unsigned, at most 8 fraction
+/// digits, below 10¹⁰) at the start of `b`, as units of 10⁻⁸: the value and the number of bytes
+/// it took. What follows is the caller's to check (a closing quote, say): a fast path reads a
+/// quoted price in one pass with it. `None` where the shape does not apply; [`parse`] of the
+/// text is then the authority.
 #[inline(always)]
 pub fn parse_price_prefix(b: &[u8]) -> Option<(i64, usize)> {
     parse_plain_prefix::<DECIMALS>(b)

@@ -97,13 +97,14 @@ clean:
 # Coverage-guided fuzzing (cargo-fuzz + libFuzzer: needs the nightly toolchain and
 # `cargo install cargo-fuzz`): every target of fuzz/fuzz_targets for FUZZ_SECS seconds each, one
 # at a time, then per target executions, executions/s, edges covered and crashes (fuzz/run.sh).
-# FUZZ_TARGETS picks some. `make test` replays the committed corpus (fuzz/corpus) on stable.
+# FUZZ_TARGETS picks some; FUZZ_RUNS=N also stops each target after N executions (whichever
+# comes first). `make test` replays the committed corpus (fuzz/corpus) on stable.
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder subscription venue_binance venue_coinbase venue_kraken \
 	venue_kraken_v1 venue_binance_usdm venue_okx venue_bybit venue_gemini venue_hyperliquid \
 	http_request config_loader line_reader
 fuzz:
-	fuzz/run.sh run $(FUZZ_SECS) $(FUZZ_TARGETS)
+	FUZZ_RUNS=$(FUZZ_RUNS) fuzz/run.sh run $(FUZZ_SECS) $(FUZZ_TARGETS)
 
 # Folds what `make fuzz` found (fuzz/target/corpus) into the committed corpus, minimized.
 fuzz-cmin:

@@ -3,7 +3,9 @@
 #
 #   fuzz/run.sh run SECS TARGET...   runs each target for SECS seconds, one after the other (one
 #                                    process each: the machine is shared), then prints per target
-#                                    executions, executions/s, edges covered, features and crashes
+#                                    executions, executions/s, edges covered, features and crashes;
+#                                    with FUZZ_RUNS=N in the environment a target also stops after
+#                                    N executions (whichever comes first)
 #   fuzz/run.sh cmin TARGET...       merges the committed corpus and the working corpus into a
 #                                    small one and replaces fuzz/corpus/TARGET: libFuzzer's set-cover
 #                                    merge over edges only (-use_counters=0), so the committed corpus
@@ -35,6 +37,11 @@ opts() {
     echo "-max_len=$(max_len "$1") -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=256"
 }
 
+# libFuzzer's -runs=N when FUZZ_RUNS is set (-1, its default, runs until the time is up).
+runs() {
+    echo "-runs=${FUZZ_RUNS:--1}"
+}
+
 # The last value of `key: N` on libFuzzer's status lines (`#N DONE cov: 1234 ft: 5678 …`).
 last_stat() {
     grep -E "^#[0-9]+" "$2" | sed -n "s/.* $1: \([0-9]*\).*/\1/p" | tail -1
@@ -63,7 +70,7 @@ run() {
         echo "fuzz: $t for ${secs}s (log: fuzz/$log)"
         # shellcheck disable=SC2046
         $FUZZ run -s "$SANITIZER" "$t" "target/corpus/$t" "corpus/$t" -- \
-            -max_total_time="$secs" -print_final_stats=1 $(opts "$t") >"$log" 2>&1
+            -max_total_time="$secs" $(runs) -print_final_stats=1 $(opts "$t") >"$log" 2>&1
         status=$?
         execs=$(final_stat number_of_executed_units "$log")
         rate=$(final_stat average_exec_per_sec "$log")

@@ -3,6 +3,7 @@
 //! An override sets one key to a one-line TOML value; a line break in it is refused.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::error::{invalid, ConfigError};
 use super::DEFAULT_TOML;
@@ -44,6 +45,24 @@ fn parse_toml(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
         .map_err(|e| ConfigError::Syntax {
             path: origin.to_owned(),
             message: e.to_string(),
+        })
+}
+
+/// The built-in defaults as a tree, parsed once per process: every [`super::load`] after the
+/// first clones it instead of parsing 27 KB of commented TOML again (tests and the
+/// `config_loader` fuzz target load thousands of configurations).
+fn builtin_table() -> Result<toml::Table, ConfigError> {
+    static BUILTIN: OnceLock<Result<toml::Table, String>> = OnceLock::new();
+    BUILTIN
+        .get_or_init(|| {
+            DEFAULT_TOML
+                .parse::<toml::Table>()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|message| ConfigError::Syntax {
+            path: "built-in defaults".to_owned(),
+            message,
         })
 }
 
@@ -120,7 +139,7 @@ fn set_path(
 
 /// Builds the merged TOML tree from every source.
 pub fn merged_table(src: &Sources) -> Result<toml::Table, ConfigError> {
-    let mut root = parse_toml(DEFAULT_TOML, "built-in defaults")?;
+    let mut root = builtin_table()?;
     // The built-in defaults define one demo feed; a user's file that defines `feeds` replaces them.
     if let Some(file) = &src.file {
         let user = read_toml(file)?;

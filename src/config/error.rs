@@ -69,3 +69,73 @@ pub(super) fn nonempty_path(key: &str, s: &str) -> Result<PathBuf, ConfigError> 
         Ok(PathBuf::from(s))
     }
 }
+
+/// One segment of a dotted key as TOML writes it: bare when it is letters, digits, `_` and `-`,
+/// else quoted (`""`, `"a b"`, `"x\"y"`), so a reported key is never empty or ambiguous.
+pub(super) fn key_segment(segment: &str) -> String {
+    let bare = !segment.is_empty()
+        && segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        return segment.to_owned();
+    }
+    let mut out = String::with_capacity(segment.len() + 2);
+    out.push('"');
+    for c in segment.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The key a deserialization error points at, in TOML's dotted form (`feeds."a b".venue`,
+/// `feeds.x.channels[2]`); `.` for the document itself.
+pub(super) fn serde_key(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&key_segment(key));
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_segments_are_bare_or_quoted_never_empty() {
+        assert_eq!(
+            key_segment("queue_capacity_frames"),
+            "queue_capacity_frames"
+        );
+        assert_eq!(key_segment("collector-binance"), "collector-binance");
+        assert_eq!(key_segment(""), "\"\"");
+        assert_eq!(key_segment("a b"), "\"a b\"");
+        assert_eq!(key_segment("x\"y\\"), r#""x\"y\\""#);
+        assert_eq!(key_segment("tab\there"), r#""tab\u0009here""#);
+    }
+}

@@ -90,7 +90,7 @@ pub fn load(src: &Sources) -> Result<Config, ConfigError> {
     let root = merged_table(src)?;
     let raw: RawConfig =
         serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
-            let key = e.path().to_string();
+            let key = error::serde_key(e.path());
             invalid(key, e.into_inner().to_string())
         })?;
     validate::validate(raw)

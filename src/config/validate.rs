@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::error::{invalid, ms, nonempty_path, range, ConfigError};
+use super::error::{invalid, key_segment, ms, nonempty_path, range, ConfigError};
 use super::nats;
 use super::raw::{
     OneOrMany, RawBars, RawConfig, RawConsumer, RawFeed, RawFeedDefaults, RawHttp, RawLog,
@@ -277,7 +277,7 @@ fn feed(
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         return Err(invalid(
-            format!("feeds.{name}"),
+            format!("feeds.{}", key_segment(name)),
             "feed names use letters, digits, `_` and `-` only",
         ));
     }
@@ -516,7 +516,7 @@ fn threads(
 ) -> Result<BTreeMap<String, Placement>, ConfigError> {
     let mut threads = BTreeMap::new();
     for (name, v) in &raw.threads {
-        let key = format!("threads.{name}");
+        let key = format!("threads.{}", key_segment(name));
         let known = name == "consumer"
             || name == "writer"
             || name == "http"

@@ -91,6 +91,42 @@ corpus_tests!(
 );
 
 // ---------------------------------------------------------------------------------------------
+// Crashes the coverage-guided fuzzer found, each kept as the exact input it wrote to
+// `fuzz/artifacts/<target>/` and as a test named after the defect.
+
+/// `config_loader`, 2026-12-06, after 2.0 M executions (`crash-adc5eafe…`): a top-level key
+/// written `''` (empty, which TOML allows) was refused as "config key ``: unknown field ``", an
+/// error that names no key. Keys are now reported in TOML's dotted form, quoted when not bare.
+#[test]
+fn fuzz_crash_config_empty_key_is_reported_quoted() {
+    const CRASH: &[u8] =
+        b"# tha]\n\n''.n = 2000\n\n[relay]\nmaxscribers = 335\n\n[threasd]\ncoer = \"au\to\"\n";
+    inputs::config_loader(CRASH);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    for (text, key) in [
+        ("'' = 1\n", "\"\""),
+        (
+            "[relay]\n\"max subscribers\" = 3\n",
+            "relay.\"max subscribers\"",
+        ),
+        ("[threads]\n\"\" = 0\n", "threads.\"\""),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let err = mdrelay::config::load(&mdrelay::config::Sources {
+            file: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        match err {
+            mdrelay::config::ConfigError::Invalid { key: k, .. } => assert_eq!(k, key, "{text}"),
+            other => panic!("{text}: {other}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Seeds: `make fuzz-seed` writes the starting inputs of every target into `fuzz/corpus/<target>/`
 // (`seed-NNN`); `make fuzz-cmin` then keeps only those that add coverage. Not part of `make test`.
 

@@ -217,8 +217,10 @@ pub struct Consumer {
     /// Per feed: relay latency, read → queued and queued → dequeued since the last hand-over
     /// to the `stats` thread, ns; swapped for a clean set by each.
     cur: IntervalSet,
-    /// The `stats` thread, started by [`run`](Self::run); `None` before, after, or when it
-    /// could not be started (then the consumer publishes itself).
+    /// The `stats` thread, started by [`new`](Self::new) on the thread that builds the
+    /// consumer, not by the consumer thread: a thread inherits its parent's CPU affinity, and
+    /// the `stats` thread must not share the consumer's pinned core. `None` after
+    /// shutdown, or when it could not be started (then the consumer publishes itself).
     stats: Option<StatsLink>,
     /// What other threads read: a lock-free publication, replaced once per publish.
     published: SharedPublished,
@@ -256,6 +258,13 @@ impl Consumer {
             analytics,
         } = outputs;
         let n = feeds.len();
+        let stats = match StatsLink::start(published.clone(), n) {
+            Ok(link) => Some(link),
+            Err(e) => {
+                tracing::error!("cannot start the stats thread ({e}): the consumer publishes its histograms itself");
+                None
+            }
+        };
         Consumer {
             inputs: feeds
                 .into_iter()
@@ -280,7 +289,7 @@ impl Consumer {
             drain_timeout: relay.config.drain_timeout,
             stop,
             cur: IntervalSet::new(n),
-            stats: None,
+            stats,
             published,
             turn: Vec::with_capacity(4096),
             scratch: FrameBuf::new(),
@@ -293,13 +302,6 @@ impl Consumer {
     /// Runs until shutdown (see the module doc).
     pub fn run(mut self) {
         self.waker.register_current();
-        self.stats = match StatsLink::start(self.published.clone(), self.inputs.len()) {
-            Ok(link) => Some(link),
-            Err(e) => {
-                tracing::error!("cannot start the stats thread ({e}): the consumer publishes its histograms itself");
-                None
-            }
-        };
         let mut next_heartbeat = clock::mono_ns() + self.heartbeat_interval_ns;
         let publish_every = u64::try_from(self.cfg.publish_interval.as_nanos()).unwrap_or(u64::MAX);
         let mut next_publish = clock::mono_ns().saturating_add(publish_every);

@@ -1,7 +1,7 @@
 //! Feeds that recover: a feed that goes silent past `stale_after_ms` is reported `stale`, the
 //! collector reconnects, resubscribes, and data flows again.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mdrelay::market::event::StatusCode;
 use mdrelay::market::instrument::Venue;
@@ -88,21 +88,43 @@ fn an_old_connection_is_replaced_before_the_venue_limit() {
     exchange.stop();
 }
 
-/// The cores the thread named `name` of this process may run on (`Cpus_allowed_list` of
-/// /proc), if such a thread exists.
-fn cpus_of_thread(name: &str) -> Option<String> {
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let dir = task.ok()?.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if comm.trim_end() == name {
-            let status = std::fs::read_to_string(dir.join("status")).ok()?;
-            return status
-                .lines()
-                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                .map(|v| v.trim().to_owned());
-        }
-    }
-    None
+/// `Cpus_allowed_list` of a /proc status file: the cores a thread may run on.
+fn cpus_allowed(status: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(status)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_owned())
+}
+
+/// The cores each thread named `name` of this process may run on (tests run in parallel, so
+/// there may be several).
+fn cpus_of_threads(name: &str) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| t.ok().map(|t| t.path()))
+        .filter(|dir| std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == name))
+        .filter_map(|dir| cpus_allowed(&dir.join("status")))
+        .collect()
+}
+
+/// A relay on no feed, with `sets` added to its configuration.
+fn idle_relay(sets: &[String]) -> (tempfile::TempDir, run::Running) {
+    let (dir, socket) = util::temp_socket();
+    let mut all = vec![
+        "replay.enabled=false".into(),
+        "http.listen=\"127.0.0.1:0\"".into(),
+        "consumer.idle=\"park\"".into(),
+        format!("relay.socket_path={:?}", socket.display().to_string()),
+        "feeds.binance.enabled=false".into(),
+        "feeds.coinbase.enabled=false".into(),
+        "feeds.kraken_v1.enabled=false".into(),
+        "feeds.binance_usdm.enabled=false".into(),
+    ];
+    all.extend_from_slice(sets);
+    (dir, run::start(util::config(&all)).unwrap())
 }
 
 #[test]
@@ -113,26 +135,41 @@ fn threads_http_pins_the_http_thread() {
         eprintln!("no core ids visible: nothing to pin to");
         return;
     };
-    let (_dir, socket) = util::temp_socket();
-    let cfg = util::config(&[
-        "replay.enabled=false".into(),
-        "http.listen=\"127.0.0.1:0\"".into(),
-        "consumer.idle=\"park\"".into(),
-        format!("relay.socket_path={:?}", socket.display().to_string()),
-        "feeds.binance.enabled=false".into(),
-        "feeds.coinbase.enabled=false".into(),
-        "feeds.kraken_v1.enabled=false".into(),
-        "feeds.binance_usdm.enabled=false".into(),
-        format!("threads.http={core}"),
-    ]);
-    let running = run::start(cfg).unwrap();
+    let (_dir, running) = idle_relay(&[format!("threads.http={core}")]);
     // The thread pins itself first thing; give it the moment it needs to start.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = cpus_of_thread("http");
-    while seen.as_deref() != Some(&core.to_string()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-        seen = cpus_of_thread("http");
-    }
+    let pinned = util::wait_until(Duration::from_secs(10), || {
+        cpus_of_threads("http").contains(&core.to_string())
+    });
     running.shutdown();
-    assert_eq!(seen, Some(core.to_string()), "[threads] http = {core}");
+    assert!(
+        pinned,
+        "[threads] http = {core}: {:?}",
+        cpus_of_threads("http")
+    );
+}
+
+/// The `stats` thread was spawned by the consumer thread after it had pinned itself, and a
+/// thread inherits its parent's affinity: with the consumer pinned, the histogram publication
+/// the `stats` thread exists to take off the consumer ran on the consumer's own core.
+#[test]
+fn the_stats_thread_does_not_inherit_the_consumers_core() {
+    let _w = util::Watchdog::new("the_stats_thread_does_not_inherit_the_consumers_core", 60);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let Some(core) = cores.last().map(|c| c.id).filter(|_| cores.len() >= 2) else {
+        eprintln!("fewer than two cores visible: pinning cannot be told from not pinning");
+        return;
+    };
+    let process = cpus_allowed(std::path::Path::new("/proc/self/status")).unwrap();
+    let (_dir, running) = idle_relay(&[format!("threads.consumer={core}")]);
+    let pinned = util::wait_until(Duration::from_secs(10), || {
+        cpus_of_threads("consumer").contains(&core.to_string())
+    });
+    let stats = cpus_of_threads("stats");
+    running.shutdown();
+    assert!(pinned, "[threads] consumer = {core}");
+    assert!(!stats.is_empty(), "a stats thread runs");
+    assert!(
+        stats.iter().all(|s| *s == process),
+        "stats threads may run on {stats:?}, the process on {process}; the consumer is pinned to {core}"
+    );
 }

@@ -44,7 +44,7 @@ use std::path::Path;
 
 use npyz::WriterBuilder;
 
-use crate::market::event::{BookUpdate, Event, Level, Side, StatusCode, Trade};
+use crate::market::event::{present, BookUpdate, Event, Level, Side, StatusCode, Trade};
 use crate::market::fixed::{DECIMALS, SCALE};
 
 /// hftbacktest: the row is for the exchange processor, at `exch_ts`.
@@ -249,7 +249,7 @@ impl Converter {
                 0
             }
         };
-        let exch = t.exchange_ts_ns.map_or(local, ts);
+        let exch = present(t.exchange_ts_ns).map_or(local, ts);
         self.note_decimals(t.price, t.size);
         self.rows.push(Row::new(
             TRADE_EVENT | side,
@@ -262,7 +262,7 @@ impl Converter {
     }
 
     fn book(&mut self, b: &BookUpdate<'_>, local: i64) {
-        let exch = b.exchange_ts_ns.map_or(local, ts);
+        let exch = present(b.exchange_ts_ns).map_or(local, ts);
         let kind = if b.snapshot {
             self.rows
                 .push(Row::new(DEPTH_CLEAR_EVENT, exch, local, 0.0, 0.0));

@@ -49,6 +49,14 @@ impl Side {
     }
 }
 
+/// An optional venue id, time or sequence the way the binary protocol carries it, where 0 means
+/// absent: a venue that sends 0 (`"timestamp":0`, trade id 0) and a venue that sends nothing
+/// reach subscribers alike, so every other rendering (`decode`'s JSON, exports) treats 0 as
+/// absent too and `decode` prints what `tail --json` prints.
+pub fn present(v: Option<u64>) -> Option<u64> {
+    v.filter(|&v| v != 0)
+}
+
 /// One execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trade {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::base::timefmt::format_rfc3339_ns;
 use crate::market::bars::{Decimal128, IntervalLabel};
 use crate::market::event::{
-    BookUpdate, Event, Level, Liquidation, Mark, OpenInterest, Quote, Status, Trade,
+    present, BookUpdate, Event, Level, Liquidation, Mark, OpenInterest, Quote, Status, Trade,
 };
 use crate::market::fixed::{Decimal, Rate, ABSENT};
 use crate::wire::protocol::BarFrame;
@@ -271,8 +271,8 @@ fn write_trade<W: Write>(w: &mut W, o: &Origin<'_>, t: &Trade) -> io::Result<()>
             price: Dec(t.price),
             size: Dec(t.size),
             side: t.side.name(),
-            trade_id: t.trade_id.map(IdStr),
-            exchange_ts_ns: t.exchange_ts_ns,
+            trade_id: present(t.trade_id).map(IdStr),
+            exchange_ts_ns: present(t.exchange_ts_ns),
             recv_ts_ns: o.recv_ts_ns,
         },
     )
@@ -290,7 +290,7 @@ fn write_quote<W: Write>(w: &mut W, o: &Origin<'_>, q: &Quote) -> io::Result<()>
             bid_size: Dec(q.bid_size),
             ask_price: Dec(q.ask_price),
             ask_size: Dec(q.ask_size),
-            exchange_ts_ns: q.exchange_ts_ns,
+            exchange_ts_ns: present(q.exchange_ts_ns),
             recv_ts_ns: o.recv_ts_ns,
         },
     )
@@ -307,9 +307,9 @@ fn write_book<W: Write>(w: &mut W, o: &Origin<'_>, b: &BookUpdate<'_>) -> io::Re
             snapshot: b.snapshot,
             bids: Levels(b.bids),
             asks: Levels(b.asks),
-            sequence: b.venue_sequence,
+            sequence: present(b.venue_sequence),
             may_be_bad: b.may_be_bad,
-            exchange_ts_ns: b.exchange_ts_ns,
+            exchange_ts_ns: present(b.exchange_ts_ns),
             recv_ts_ns: o.recv_ts_ns,
         },
     )
@@ -342,8 +342,8 @@ fn write_mark<W: Write>(w: &mut W, o: &Origin<'_>, k: &Mark) -> io::Result<()> {
             index_price: Dec(k.index_price),
             settle_price: Dec(k.settle_price),
             funding_rate: RateStr(k.funding_rate),
-            next_funding_ns: k.next_funding_ns,
-            exchange_ts_ns: k.exchange_ts_ns,
+            next_funding_ns: present(k.next_funding_ns),
+            exchange_ts_ns: present(k.exchange_ts_ns),
             recv_ts_ns: o.recv_ts_ns,
         },
     )
@@ -363,7 +363,7 @@ fn write_liquidation<W: Write>(w: &mut W, o: &Origin<'_>, l: &Liquidation) -> io
             size: Dec(l.size),
             filled_size: Dec(l.filled_size),
             status: l.status.name(),
-            exchange_ts_ns: l.exchange_ts_ns,
+            exchange_ts_ns: present(l.exchange_ts_ns),
             recv_ts_ns: o.recv_ts_ns,
         },
     )
@@ -379,7 +379,7 @@ fn write_open_interest<W: Write>(w: &mut W, o: &Origin<'_>, oi: &OpenInterest) -
             symbol: o.symbol,
             open_interest: Dec(oi.open_interest),
             value: Dec(oi.value),
-            exchange_ts_ns: oi.exchange_ts_ns,
+            exchange_ts_ns: present(oi.exchange_ts_ns),
             recv_ts_ns: o.recv_ts_ns,
         },
     )
@@ -413,7 +413,7 @@ impl fmt::Display for Human<'_> {
                     Decimal(t.size),
                     Decimal(t.price)
                 )?;
-                if let Some(id) = t.trade_id {
+                if let Some(id) = present(t.trade_id) {
                     write!(f, " id={id}")?;
                 }
             }
@@ -444,7 +444,7 @@ impl fmt::Display for Human<'_> {
                     Decimal(k.index_price),
                     Rate(k.funding_rate)
                 )?;
-                if let Some(t) = k.next_funding_ns {
+                if let Some(t) = present(k.next_funding_ns) {
                     write!(f, " next={}", crate::base::timefmt::format_rfc3339_ns(t))?;
                 }
             }

@@ -91,17 +91,18 @@ corpus_tests!(
 );
 
 // ---------------------------------------------------------------------------------------------
-// Crashes the coverage-guided fuzzer found, each kept as the exact input it wrote to
-// `fuzz/artifacts/<target>/` and as a test named after the defect.
+// Crashes the coverage-guided fuzzer found: each input exactly as libFuzzer wrote it
+// (`fuzz/regressions/<target>/`, kept apart from the corpus so `make fuzz-cmin` cannot drop it)
+// and a test named after the defect.
 
 /// `config_loader`, 2026-12-06, after 2.0 M executions (`crash-adc5eafe…`): a top-level key
 /// written `''` (empty, which TOML allows) was refused as "config key ``: unknown field ``", an
 /// error that names no key. Keys are now reported in TOML's dotted form, quoted when not bare.
 #[test]
 fn fuzz_crash_config_empty_key_is_reported_quoted() {
-    const CRASH: &[u8] =
-        b"# tha]\n\n''.n = 2000\n\n[relay]\nmaxscribers = 335\n\n[threasd]\ncoer = \"au\to\"\n";
-    inputs::config_loader(CRASH);
+    inputs::config_loader(include_bytes!(
+        "../../fuzz/regressions/config_loader/crash-adc5eafec0b24405373c5f854d5893f2640e0045"
+    ));
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.toml");
@@ -124,6 +125,38 @@ fn fuzz_crash_config_empty_key_is_reported_quoted() {
             other => panic!("{text}: {other}"),
         }
     }
+}
+
+/// `venue_gemini`, 2026-12-06, after 1.8 M executions (`crash-d881cfa2…`): a trade with
+/// `"timestamp":0` became `exchange_ts_ns: Some(0)`, which `decode` printed as `0` while the wire
+/// carries 0 as "absent", so `tail --json` printed `null` for the same trade. The JSON writer now
+/// applies the wire's rule (`market::event::present`) to every optional id, time and sequence,
+/// and the venue targets check that `tail --json` of the relayed frame equals `decode`.
+#[test]
+fn fuzz_crash_gemini_zero_timestamp_prints_the_same_in_decode_and_tail() {
+    inputs::venue_gemini(include_bytes!(
+        "../../fuzz/regressions/venue_gemini/crash-d881cfa2663b1aeea56fc4e4a8df37d6ebd37803"
+    ));
+    let mut p = mdrelay::feed::venue::parser_for(mdrelay::market::instrument::Venue::Gemini);
+    let mut lines = Vec::new();
+    let raw = r#"{"type":"trade","symbol":"ANKRUSD","event_id":0,"timestamp":0,"price":"1","quantity":"2","side":"sell"}"#;
+    p.parse(raw, 5, &mut |sym, ev| {
+        let mut line = Vec::new();
+        let origin = mdrelay::wire::json::Origin {
+            venue: "gemini",
+            symbol: sym,
+            recv_ts_ns: Some(5),
+        };
+        mdrelay::wire::json::write_event(&mut line, &origin, ev).unwrap();
+        lines.push(String::from_utf8(line).unwrap());
+    })
+    .unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(r#""trade_id":null,"exchange_ts_ns":null"#),
+        "{}",
+        lines[0]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -70,14 +70,19 @@ pub(super) fn nonempty_path(key: &str, s: &str) -> Result<PathBuf, ConfigError> 
     }
 }
 
+/// True for a name of letters, digits, `_` and `-` (TOML's bare key; also the rule for feed and
+/// environment names).
+pub(super) fn is_bare(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// One segment of a dotted key as TOML writes it: bare when it is letters, digits, `_` and `-`,
 /// else quoted (`""`, `"a b"`, `"x\"y"`), so a reported key is never empty or ambiguous.
 pub(super) fn key_segment(segment: &str) -> String {
-    let bare = !segment.is_empty()
-        && segment
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
+    if is_bare(segment) {
         return segment.to_owned();
     }
     let mut out = String::with_capacity(segment.len() + 2);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::error::{invalid, ConfigError};
+use super::error::{invalid, is_bare, ConfigError};
 use super::DEFAULT_TOML;
 
 /// Where configuration comes from.
@@ -149,11 +149,7 @@ pub fn merged_table(src: &Sources) -> Result<toml::Table, ConfigError> {
         merge(&mut root, user);
     }
     if let Some(env) = &src.env_name {
-        if env.is_empty()
-            || !env
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !is_bare(env) {
             return Err(invalid(
                 "env",
                 format!("`{env}` is not a plain environment name"),

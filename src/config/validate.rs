@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::error::{invalid, key_segment, ms, nonempty_path, range, ConfigError};
+use super::error::{invalid, is_bare, key_segment, ms, nonempty_path, range, ConfigError};
 use super::nats;
 use super::raw::{
     OneOrMany, RawBars, RawConfig, RawConsumer, RawFeed, RawFeedDefaults, RawHttp, RawLog,
@@ -271,11 +271,7 @@ fn feed(
     replay_enabled: bool,
 ) -> Result<Option<FeedConfig>, ConfigError> {
     let key = |k: &str| format!("feeds.{name}.{k}");
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !is_bare(name) {
         return Err(invalid(
             format!("feeds.{}", key_segment(name)),
             "feed names use letters, digits, `_` and `-` only",

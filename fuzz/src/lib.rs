@@ -320,30 +320,11 @@ fn check_event(venue: Venue, symbol: Option<&str>, ev: &Event<'_>) {
         flags: 0,
     };
     let mut buf = FrameBuf::new();
-    // What `tail` makes of the relayed frame (`cli::tail`), as an event.
+    // What `tail --json` makes of the relayed frame.
     let relayed = |buf: &FrameBuf, bids: &mut Vec<Level>, asks: &mut Vec<Level>| -> Vec<u8> {
         let (f, m) = decode_one(buf);
-        let h = f.header;
-        let ev = match m {
-            Message::Trade(t) => Event::Trade(t),
-            Message::Quote(q) => Event::Quote(q),
-            Message::Mark { mark, .. } => Event::Mark(mark),
-            Message::Liquidation { liquidation, .. } => Event::Liquidation(liquidation),
-            Message::OpenInterest { open_interest, .. } => Event::OpenInterest(open_interest),
-            Message::Book(b) => {
-                bids.extend(b.bids());
-                asks.extend(b.asks());
-                Event::Book(BookUpdate {
-                    snapshot: h.flags & protocol::flags::SNAPSHOT != 0,
-                    bids,
-                    asks,
-                    venue_sequence: (b.venue_sequence != 0).then_some(b.venue_sequence),
-                    exchange_ts_ns: (h.exchange_ts_ns != 0).then_some(h.exchange_ts_ns),
-                    may_be_bad: h.flags & protocol::flags::BOOK_MAY_BE_BAD != 0,
-                })
-            }
-            other => panic!("an event frame decoded as {other:?}"),
-        };
+        let ev = protocol::event_of(&f.header, m, bids, asks)
+            .unwrap_or_else(|| panic!("an event frame decoded as no event"));
         json_line(venue, symbol, &ev)
     };
     let (mut bids, mut asks) = (Vec::new(), Vec::new());

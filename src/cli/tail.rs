@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::args::{load_config, ConfigArgs};
-use crate::market::event::{BookUpdate, Event, Level, StatusCode};
+use crate::market::event::{Level, StatusCode};
 use crate::relay::client::RelayClient;
 use crate::wire::json::{self, Human, Origin};
 use crate::wire::protocol::{self, Message};
@@ -109,29 +109,12 @@ pub fn run(
                 }
                 continue;
             }
-            Message::Trade(t) => Event::Trade(t),
-            Message::Quote(q) => Event::Quote(q),
             // The relay's answer to tail's own subscription is not part of the stream shown.
             Message::Status { status, .. } if status.code == StatusCode::RequestOk => continue,
-            Message::Status { status, .. } => Event::Status(status),
-            Message::Mark { mark, .. } => Event::Mark(mark),
-            Message::Liquidation { liquidation, .. } => Event::Liquidation(liquidation),
-            Message::OpenInterest { open_interest, .. } => Event::OpenInterest(open_interest),
-            Message::Book(b) => {
-                levels.clear();
-                levels.extend(b.bids());
-                asks.clear();
-                asks.extend(b.asks());
-                Event::Book(BookUpdate {
-                    snapshot: h.flags & protocol::flags::SNAPSHOT != 0,
-                    bids: &levels,
-                    asks: &asks,
-                    venue_sequence: (b.venue_sequence != 0).then_some(b.venue_sequence),
-                    exchange_ts_ns: (h.exchange_ts_ns != 0).then_some(h.exchange_ts_ns),
-                    may_be_bad: h.flags & protocol::flags::BOOK_MAY_BE_BAD != 0,
-                })
-            }
-            Message::InstrumentDef { .. } | Message::Heartbeat | Message::Unknown(_) => continue,
+            m => match protocol::event_of(&h, m, &mut levels, &mut asks) {
+                Some(ev) => ev,
+                None => continue,
+            },
         };
         let ok = if as_json {
             match json::write_event(&mut out, &origin, &ev) {

@@ -14,7 +14,8 @@ use smallvec::SmallVec;
 
 use crate::market::bars::Bar;
 use crate::market::event::{
-    BookUpdate, Level, Liquidation, Mark, OpenInterest, Quote, Side, Status, StatusCode, Trade,
+    BookUpdate, Event, Level, Liquidation, Mark, OpenInterest, Quote, Side, Status, StatusCode,
+    Trade,
 };
 use crate::market::instrument::InstrumentId;
 use crate::wire::derivatives;
@@ -728,6 +729,43 @@ impl<'a> FrameRef<'a> {
             }
         })
     }
+}
+
+/// The market event a decoded frame carries, as a parser emitted it (a book's levels copied
+/// into `bids` and `asks`; 0 read as absent): what `tail --json` and the NATS bridge render.
+/// `None` for frames that carry no event (bars, definitions, heartbeats, unknown types).
+pub fn event_of<'b>(
+    h: &Header,
+    m: Message<'b>,
+    bids: &'b mut Vec<Level>,
+    asks: &'b mut Vec<Level>,
+) -> Option<Event<'b>> {
+    Some(match m {
+        Message::Trade(t) => Event::Trade(t),
+        Message::Quote(q) => Event::Quote(q),
+        Message::Status { status, .. } => Event::Status(status),
+        Message::Mark { mark, .. } => Event::Mark(mark),
+        Message::Liquidation { liquidation, .. } => Event::Liquidation(liquidation),
+        Message::OpenInterest { open_interest, .. } => Event::OpenInterest(open_interest),
+        Message::Book(b) => {
+            bids.clear();
+            bids.extend(b.bids());
+            asks.clear();
+            asks.extend(b.asks());
+            Event::Book(BookUpdate {
+                snapshot: h.flags & flags::SNAPSHOT != 0,
+                bids,
+                asks,
+                venue_sequence: (b.venue_sequence != 0).then_some(b.venue_sequence),
+                exchange_ts_ns: (h.exchange_ts_ns != 0).then_some(h.exchange_ts_ns),
+                may_be_bad: h.flags & flags::BOOK_MAY_BE_BAD != 0,
+            })
+        }
+        Message::Bar(_)
+        | Message::InstrumentDef { .. }
+        | Message::Heartbeat
+        | Message::Unknown(_) => return None,
+    })
 }
 
 #[cfg(test)]

@@ -23,10 +23,10 @@ use super::subjects::{feed_status_subject, subject, Kind};
 use super::{Shared, READ_POLL};
 use crate::base::backoff::Backoff;
 use crate::bridge::config::Payload;
-use crate::market::event::{BookUpdate, Event, Level};
+use crate::market::event::Level;
 use crate::market::instrument::InstrumentId;
 use crate::relay::client::{ClientError, Received, RelayClient};
-use crate::wire::protocol::{flags, Message};
+use crate::wire::protocol::{self, Message};
 
 /// After the stop flag, how long the reader keeps reading what the relay still sends.
 const STOP_READ_GRACE: Duration = Duration::from_secs(1);
@@ -190,29 +190,8 @@ impl Reader {
                 );
                 return Ok(Bytes::from(out));
             }
-            Message::Trade(t) => Event::Trade(t),
-            Message::Quote(q) => Event::Quote(q),
-            Message::Status { status, .. } => Event::Status(status),
-            Message::Mark { mark, .. } => Event::Mark(mark),
-            Message::Liquidation { liquidation, .. } => Event::Liquidation(liquidation),
-            Message::OpenInterest { open_interest, .. } => Event::OpenInterest(open_interest),
-            Message::Book(b) => {
-                self.bids.clear();
-                self.bids.extend(b.bids());
-                self.asks.clear();
-                self.asks.extend(b.asks());
-                Event::Book(BookUpdate {
-                    snapshot: h.flags & flags::SNAPSHOT != 0,
-                    bids: &self.bids,
-                    asks: &self.asks,
-                    venue_sequence: (b.venue_sequence != 0).then_some(b.venue_sequence),
-                    exchange_ts_ns: (h.exchange_ts_ns != 0).then_some(h.exchange_ts_ns),
-                    may_be_bad: h.flags & flags::BOOK_MAY_BE_BAD != 0,
-                })
-            }
-            _ => {
-                return Err("message type without a JSON rendering (use payload = \"frame\")");
-            }
+            m => protocol::event_of(&h, m, &mut self.bids, &mut self.asks)
+                .ok_or("message type without a JSON rendering (use payload = \"frame\")")?,
         };
         Ok(self.targets[ti].origin.json(Some(h.recv_ts_ns), &ev))
     }

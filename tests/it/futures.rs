@@ -230,17 +230,7 @@ fn decode_usdm_capture_syncs_the_book_from_the_recorded_snapshot() {
                     book = Default::default();
                 }
                 for (side, key) in book.iter_mut().zip(["bids", "asks"]) {
-                    for lv in v[key].as_array().unwrap() {
-                        let (p, q) = (
-                            util::dec8(lv[0].as_str().unwrap()),
-                            util::dec8(lv[1].as_str().unwrap()),
-                        );
-                        if q == 0 {
-                            side.remove(&p);
-                        } else {
-                            side.insert(p, q);
-                        }
-                    }
+                    util::set_levels(side, &v[key]);
                 }
             }
             other => panic!("unexpected line type {other}: {l}"),

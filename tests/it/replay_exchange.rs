@@ -150,30 +150,9 @@ fn run_client(sessions: &Value) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// A decimal string in units of 1e-8 (every price and size in these captures has ≤ 8 places).
-fn units(s: &str) -> i128 {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    assert!(frac.len() <= 8, "{s}");
-    let frac = format!("{frac:0<8}");
-    int.parse::<i128>().unwrap() * 100_000_000 + frac.parse::<i128>().unwrap()
-}
-
-type Side = BTreeMap<i128, i128>;
-
-fn set_levels(side: &mut Side, levels: &Value) {
-    for l in levels.as_array().unwrap() {
-        let (p, s) = (units(l[0].as_str().unwrap()), units(l[1].as_str().unwrap()));
-        if s == 0 {
-            side.remove(&p);
-        } else {
-            side.insert(p, s);
-        }
-    }
-}
-
 /// The book of a Binance capture after every diff up to update id `final_u`, rebuilt from the
 /// recorded snapshot and the diffs after it in recording order (serde_json, no mdrelay code).
-fn rebuild(path: &str, final_u: u64) -> (Side, Side) {
+fn rebuild(path: &str, final_u: u64) -> (util::Side8, util::Side8) {
     let recs = mdrelay::persist::recording::read_all(&util::repo(path)).unwrap();
     let mut snapshot = None;
     let mut diffs = Vec::new();
@@ -186,17 +165,17 @@ fn rebuild(path: &str, final_u: u64) -> (Side, Side) {
         }
     }
     let snap = snapshot.expect("a recorded snapshot");
-    let (mut bids, mut asks) = (Side::new(), Side::new());
-    set_levels(&mut bids, &snap["bids"]);
-    set_levels(&mut asks, &snap["asks"]);
+    let (mut bids, mut asks) = (util::Side8::new(), util::Side8::new());
+    util::set_levels(&mut bids, &snap["bids"]);
+    util::set_levels(&mut asks, &snap["asks"]);
     let mut last = snap["lastUpdateId"].as_u64().unwrap();
     for d in diffs {
         let u = d["u"].as_u64().unwrap();
         if u <= last || u > final_u {
             continue;
         }
-        set_levels(&mut bids, &d["b"]);
-        set_levels(&mut asks, &d["a"]);
+        util::set_levels(&mut bids, &d["b"]);
+        util::set_levels(&mut asks, &d["a"]);
         last = u;
     }
     assert_eq!(last, final_u, "the client's last diff is in the recording");
@@ -208,9 +187,9 @@ fn assert_consistent(report: &Value, path: &str, applied: u64) {
     assert_eq!(report["applied"], applied, "{report}");
     assert_eq!(report["snapshot_crossed"], false, "{report}");
     assert_eq!(report["crossed_after_diffs"], 0, "{report}");
-    let (mut bids, mut asks) = (Side::new(), Side::new());
-    set_levels(&mut bids, &report["bids"]);
-    set_levels(&mut asks, &report["asks"]);
+    let (mut bids, mut asks) = (util::Side8::new(), util::Side8::new());
+    util::set_levels(&mut bids, &report["bids"]);
+    util::set_levels(&mut asks, &report["asks"]);
     let (want_bids, want_asks) = rebuild(path, report["final_u"].as_u64().unwrap());
     assert!(
         want_bids.keys().next_back() < want_asks.keys().next(),

@@ -496,6 +496,7 @@ pub fn mdrelay_in(runtime: &Path) -> std::process::Command {
 /// serde_json only.
 pub fn dec8(s: &str) -> i64 {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    assert!(frac.len() <= 8, "{s}: more than 8 decimals");
     format!("{int}{frac:0<8}").parse().expect("a plain decimal")
 }
 
